@@ -1,0 +1,31 @@
+"""gunicorn settings for modelrunner: gevent workers, modelrunner's host/port/workers settings.
+
+    gunicorn -c conf/gunicorn.conf.py 'modelrunner.app:create_app()'
+
+gevent keeps thousands of streaming connections cheap; every model runs in its own runner
+process, so no C call into an engine ever blocks a worker.
+"""
+
+import os
+
+from modelrunner.settings import load_settings
+
+_settings = load_settings()
+
+bind = os.environ.get("MODELRUNNER_BIND", f"{_settings.host}:{_settings.port}")
+workers = int(_settings.get("workers", 1))
+worker_class = "gevent"
+worker_connections = 1000
+timeout = 0                 # streams and model loads can take long; gevent workers heartbeat anyway
+keepalive = 5
+forwarded_allow_ips = str(_settings.get("forwarded_allow_ips", "127.0.0.1"))
+accesslog = "-"
+errorlog = "-"
+wsgi_app = "modelrunner.app:create_app()"
+proc_name = "modelrunner"
+
+
+def on_starting(server):
+    # Runner processes belong to one scheduler per store; it watches this master process and
+    # stops every runner when the server goes away.
+    os.environ["MODELRUNNER_WATCH_PID"] = str(os.getpid())

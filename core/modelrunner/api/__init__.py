@@ -1,0 +1,1 @@
+"""DMR's native HTTP API: model management and engine control."""

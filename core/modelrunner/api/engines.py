@@ -1,0 +1,144 @@
+"""DMR's engine control routes: status, ps, df, unload, _configure."""
+
+import json
+import shlex
+
+import falcon
+
+from .. import reference as refs
+from ..engines import MODES, EngineError
+from ..gateway import GatewayError
+from ..scheduler import SchedulerError, parse_keep_alive
+from ..store import StoreError
+from .errors import dmr_error
+
+KNOWN_ENGINES = {"llama.cpp": "modelrunner-llamacpp", "vllm": "modelrunner-vllm",
+                 "diffusers": "modelrunner-diffusers"}
+
+
+def _body(req):
+    try:
+        body = json.loads(req.bounded_stream.read() or b"{}")
+    except ValueError as e:
+        raise dmr_error(400, f"invalid JSON body: {e}")
+    if not isinstance(body, dict):
+        raise dmr_error(400, "the body must be a JSON object")
+    return body
+
+
+class StatusResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp):
+        status = {name: f"Not Installed: pip install {dist}" for name, dist in KNOWN_ENGINES.items()}
+        for name, engine in self.runtime.engines.items():
+            ok, detail = engine.installed()
+            status[name] = f"Running: {detail}" if ok else f"Error: {detail}"
+        resp.media = status
+
+
+class PsResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp):
+        try:
+            resp.media = self.runtime.scheduler.ps()
+        except SchedulerError as e:
+            raise dmr_error(e.status, str(e))
+
+
+class DfResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp):
+        resp.media = {"models_disk_usage": self.runtime.store.disk_usage(),
+                      "default_backend_disk_usage": 0}
+
+
+class UnloadResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp):
+        body = _body(req)
+        ids = []
+        for name in body.get("models") or []:
+            try:
+                ids.append(self.runtime.store.get(name).id)
+            except (StoreError, refs.InvalidReference):
+                continue
+        try:
+            resp.media = self.runtime.scheduler.unload(models=ids, backend=body.get("backend"),
+                                                       everything=bool(body.get("all")))
+        except SchedulerError as e:
+            raise dmr_error(e.status, str(e))
+
+
+class ConfigureResource:
+    """POST /engines[/{backend}]/_configure: persisted, validated, applied on every path."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp, engine=None):
+        backend = engine
+        body = _body(req)
+        gateway = self.runtime.gateway
+        try:
+            model = gateway.find_model(body.get("model"))
+            engine = gateway.engine_for(model, backend)
+        except GatewayError as e:
+            raise dmr_error(e.status, str(e))
+        mode = body.get("mode") or "completion"
+        if mode not in MODES:
+            raise dmr_error(400, f"mode must be one of {', '.join(MODES)}")
+        flags = body.get("runtime-flags")
+        if body.get("raw-runtime-flags"):
+            try:
+                flags = (flags or []) + shlex.split(body["raw-runtime-flags"])
+            except ValueError as e:
+                raise dmr_error(400, f"raw-runtime-flags: {e}")
+        if flags is not None and not isinstance(flags, list):
+            raise dmr_error(400, "runtime-flags must be a list of strings")
+        keep_alive = body.get("keep_alive")
+        if keep_alive is not None:
+            try:
+                parse_keep_alive(keep_alive)
+            except ValueError as e:
+                raise dmr_error(400, str(e))
+        extra = {k: body[k] for k in ("vllm", "llamacpp", "speculative") if body.get(k)}
+        try:
+            config = self.runtime.scheduler.configure(
+                model.id, engine.name, mode, context_size=body.get("context-size"),
+                runtime_flags=flags, keep_alive=keep_alive, extra=extra or None)
+        except (SchedulerError, EngineError) as e:
+            raise dmr_error(e.status, str(e))
+        resp.status = falcon.HTTP_202
+        resp.media = {"Backend": engine.name, "Model": model.tags[0] if model.tags else model.id,
+                      "ModelID": model.id, "Mode": mode, "Config": config}
+
+    def on_get(self, req, resp, engine=None):
+        backend = engine
+        wanted = req.get_param("model")
+        store = self.runtime.store
+        wanted_id = None
+        if wanted:
+            try:
+                wanted_id = store.get(wanted).id
+            except (StoreError, refs.InvalidReference) as e:
+                raise dmr_error(404, str(e))
+        result = []
+        for key, config in store.runner_configs().items():
+            engine_name, model_id, mode = key.split("|")
+            if (wanted_id and model_id != wanted_id) or (backend and engine_name != backend):
+                continue
+            try:
+                model = store.get(model_id)
+            except StoreError:
+                continue
+            result.append({"Backend": engine_name, "Model": model.tags[0] if model.tags else model_id,
+                           "ModelID": model_id, "Mode": mode, "Config": config})
+        resp.media = result

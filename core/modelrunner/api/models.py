@@ -1,0 +1,255 @@
+"""DMR's model management routes: /models, /models/create, /models/load, /models/{ref}[/...].
+
+Errors are DMR's: a plain-text message with the right status. References contain slashes
+(``/models/hf.co/org/repo:Q4_K_M/tag``), so one resource takes the rest of the path and splits off
+the action suffix.
+"""
+
+import json
+import queue
+import threading
+
+import falcon
+from filelock import FileLock
+
+from .. import reference as refs
+from ..packaging import PackagingError, read_model_tar
+from ..sources import Progress, SourceError, find_source, human_size
+from ..store import StoreError
+from .errors import dmr_error
+from .tar import stream_model_tar
+
+_ACTIONS = ("tag", "push", "export", "repackage")
+
+
+class ModelsResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp):
+        resp.media = [m.to_api() for m in self.runtime.store.models()]
+
+
+class ModelResource:
+    """/models/{ref} with GET (inspect), DELETE, and the /tag, /push, /export actions."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    @staticmethod
+    def _split(path):
+        ref, _, action = path.rpartition("/")
+        if ref and action in _ACTIONS:
+            return ref, action
+        return path, None
+
+    def _model(self, ref, partial=False):
+        try:
+            return self.runtime.store.get(ref, partial=partial)
+        except refs.InvalidReference as e:
+            raise dmr_error(400, str(e))
+        except StoreError as e:
+            raise dmr_error(e.status, str(e))
+
+    def on_get(self, req, resp, ref):
+        ref, action = self._split(ref)
+        if action == "export":
+            model = self._model(ref)
+            resp.content_type = "application/x-tar"
+            resp.stream = stream_model_tar(self.runtime.store, model)
+            return
+        if action:
+            raise dmr_error(405, f"GET is not allowed on /models/{{ref}}/{action}")
+        if req.get_param_as_bool("remote"):
+            raise dmr_error(501, "remote inspect is not supported; pull the model first")
+        resp.media = self._model(ref, partial=True).to_api()
+
+    def on_delete(self, req, resp, ref):
+        force = req.get_param_as_bool("force") or False
+        try:
+            self._model(ref)
+            unloaded = self.runtime.store.get(ref)
+            result = self.runtime.store.delete(ref, force=force)
+        except StoreError as e:
+            raise dmr_error(e.status, str(e))
+        if any("Deleted" in r for r in result):
+            try:
+                self.runtime.scheduler.unload(models=[unloaded.id])
+            except Exception:
+                pass
+        resp.media = result
+
+    def on_post(self, req, resp, ref):
+        ref, action = self._split(ref)
+        if action == "tag":
+            return self._tag(req, resp, ref)
+        if action == "push":
+            return self._push(req, resp, ref)
+        raise dmr_error(404, f"unknown action on /models/{ref}")
+
+    def _tag(self, req, resp, ref):
+        repo = req.get_param("repo")
+        tag = req.get_param("tag") or "latest"
+        if not repo:
+            raise dmr_error(400, "repo is required")
+        model = self._model(ref)
+        try:
+            target = self.runtime.store.tag(model.id, f"{repo}:{tag}")
+        except refs.InvalidReference as e:
+            raise dmr_error(400, str(e))
+        resp.status = falcon.HTTP_201
+        resp.media = {"message": f"Model tagged successfully with {target}", "target": target}
+
+    def _push(self, req, resp, ref):
+        model = self._model(ref)
+        body = _json_body(req)
+        try:
+            parsed = refs.parse(ref)
+        except refs.InvalidReference as e:
+            raise dmr_error(400, str(e))
+        if refs.is_model_id(ref):
+            raise dmr_error(400, "push needs a reference with a name, not an ID")
+        source = _source(self.runtime, parsed)
+        run_transfer(self.runtime, req, resp, "push",
+                     lambda progress: source.push(parsed, model, self.runtime.store, progress,
+                                                  body.get("bearer-token")),
+                     success="Model pushed successfully")
+
+
+class CreateResource:
+    """POST /models/create {"from": ref, "bearer-token"?}: pull, streaming progress."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.slots = threading.BoundedSemaphore(int(runtime.settings.get("max_concurrent_pulls", 2)))
+
+    def on_post(self, req, resp):
+        body = _json_body(req)
+        name = body.get("from")
+        if not name:
+            raise dmr_error(400, "from is required")
+        try:
+            ref = refs.parse(name)
+        except refs.InvalidReference as e:
+            raise dmr_error(400, str(e))
+        source = _source(self.runtime, ref)
+        store = self.runtime.store
+        lock_path = store.root / f".pull-{refs.normalize(name).replace('/', '_')}.lock"
+
+        def pull(progress):
+            with self.slots, FileLock(str(lock_path)):
+                return source.pull(ref, store, progress, body.get("bearer-token"))
+
+        run_transfer(self.runtime, req, resp, "pull", pull, success="Model pulled successfully")
+
+
+class LoadResource:
+    """POST /models/load: a tar of blobs/sha256/<hex> + manifest.json (what `package` sends)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp):
+        tag = req.get_param("tag")
+        store = self.runtime.store
+        try:
+            if tag:
+                refs.parse(tag)
+            manifest = read_model_tar(req.stream,
+                                      lambda digest, stream: store.write_blob(digest, stream),
+                                      have_blob=store.has_blob)
+            model = store.add_model(manifest, tags=[tag] if tag else [])
+        except (PackagingError, refs.InvalidReference) as e:
+            raise dmr_error(400, str(e))
+        except StoreError as e:
+            raise dmr_error(e.status, str(e))
+        resp.status = falcon.HTTP_201
+        resp.media = {"message": f"Model loaded successfully: {model.id}", "id": model.id,
+                      "tags": model.tags}
+
+
+class PurgeResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_delete(self, req, resp):
+        try:
+            self.runtime.scheduler.unload(everything=True)
+        except Exception:
+            pass
+        try:
+            count = self.runtime.store.purge()
+        except StoreError as e:
+            raise dmr_error(500, str(e))
+        resp.media = {"message": f"Purged {count} models"}
+
+
+def _json_body(req):
+    raw = req.bounded_stream.read()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise dmr_error(400, f"invalid JSON body: {e}")
+    if not isinstance(body, dict):
+        raise dmr_error(400, "the body must be a JSON object")
+    return body
+
+
+def _source(runtime, ref):
+    try:
+        return find_source(runtime.sources, ref)
+    except SourceError as e:
+        raise dmr_error(e.status, str(e))
+
+
+def run_transfer(runtime, req, resp, mode, work, success):
+    """Run a pull or push, streaming DMR's progress: NDJSON with Accept: application/json, else
+    text lines. An error before any progress keeps its HTTP status (401, 404, 422...); after the
+    stream started it becomes a final {"type": "error"} line."""
+    events = queue.Queue()
+    as_json = "application/json" in (req.get_header("Accept") or "")
+
+    def emit(message):
+        runtime.emit_pull("progress", message)
+        events.put(message)
+
+    def worker():
+        try:
+            model = work(Progress(emit, mode=mode))
+            final = {"type": "success", "message": success}
+            if model is not None:
+                final["id"] = model.id
+            runtime.emit_pull("success", final)
+            events.put(final)
+        except (SourceError, StoreError) as e:
+            events.put({"type": "error", "message": str(e), "status": getattr(e, "status", 500)})
+        except Exception as e:
+            events.put({"type": "error", "message": f"{type(e).__name__}: {e}", "status": 500})
+        finally:
+            events.put(None)
+
+    threading.Thread(target=worker, daemon=True).start()
+    first = events.get()
+    if first is not None and first["type"] == "error":
+        runtime.emit_pull("error", first)
+        raise dmr_error(first.get("status", 500), first["message"])
+
+    def lines():
+        message = first
+        while message is not None:
+            message.pop("status", None)
+            if as_json:
+                yield (json.dumps(message) + "\n").encode()
+            else:
+                yield (message["message"] + "\n").encode()
+            message = events.get()
+
+    resp.content_type = "application/x-ndjson" if as_json else "text/plain"
+    resp.set_header("X-Accel-Buffering", "no")
+    resp.stream = lines()
+
+
+__all__ = ["ModelsResource", "ModelResource", "CreateResource", "LoadResource", "PurgeResource",
+           "run_transfer", "human_size"]

@@ -1,0 +1,71 @@
+"""The CLI's HTTP client: the `model` command only ever talks to the server."""
+
+import json
+import sys
+
+import click
+import httpx
+
+from ..settings import server_url
+
+
+class Client:
+    def __init__(self, base_url=None):
+        self.base_url = (base_url or server_url()).rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5))
+
+    def request(self, method, path, **kwargs):
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+        if resp.status_code >= 400:
+            fail(error_text(resp))
+        return resp
+
+    def json(self, method, path, **kwargs):
+        return self.request(method, path, **kwargs).json()
+
+    def stream(self, method, path, **kwargs):
+        """A context manager over a streamed response; exits with the server's error if any."""
+        try:
+            ctx = self.http.stream(method, path, **kwargs)
+            resp = ctx.__enter__()
+        except httpx.ConnectError:
+            fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+        if resp.status_code >= 400:
+            resp.read()
+            ctx.__exit__(None, None, None)
+            fail(error_text(resp))
+        return _Closing(ctx, resp)
+
+
+class _Closing:
+    def __init__(self, ctx, resp):
+        self.ctx, self.resp = ctx, resp
+
+    def __enter__(self):
+        return self.resp
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
+def error_text(resp):
+    """The message inside any dialect's error body, else the body itself."""
+    text = resp.text.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text or f"HTTP {resp.status_code}"
+    if isinstance(data, dict):
+        err = data.get("error", data.get("message", text))
+        if isinstance(err, dict):
+            err = err.get("message", text)
+        return str(err)
+    return text
+
+
+def fail(message):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)

@@ -1,0 +1,298 @@
+"""The core's `model` commands: model management and engine control, as `docker model` has them."""
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import reference as refs
+from ..sources import human_size
+from .client import Client, fail
+from .progress import show_progress
+
+# Piped output keeps whole rows: a table is for reading, not for 80-column wrapping.
+console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 200)))
+
+
+def _ago(ts):
+    if not ts:
+        return ""
+    delta = max(0, time.time() - ts)
+    for unit, seconds in (("year", 31536000), ("month", 2592000), ("day", 86400),
+                          ("hour", 3600), ("minute", 60)):
+        if delta >= seconds:
+            n = int(delta // seconds)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago"
+
+
+def _table(*columns):
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+@click.command(name="list")
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON")
+@click.option("-q", "--quiet", is_flag=True, help="Only model IDs")
+def list_models(model, as_json, quiet):
+    """List models in the local store."""
+    models = Client().json("GET", "/models")
+    if model:
+        wanted = refs.display(refs.normalize(model)).split(":")[0]
+        models = [m for m in models if any(refs.display(t).split(":")[0] == wanted
+                                           for t in m["tags"])]
+    if as_json:
+        click.echo(json.dumps(models, indent=2))
+        return
+    if quiet:
+        for m in models:
+            click.echo(m["id"].split(":")[1][:12])
+        return
+    table = _table("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID",
+                   "CREATED", "CONTEXT", "SIZE")
+    for m in models:
+        c = m.get("config") or {}
+        for tag in m["tags"] or ["<none>"]:
+            table.add_row(refs.display(tag) if tag != "<none>" else tag, c.get("parameters", ""),
+                          c.get("quantization", ""), c.get("architecture", ""),
+                          m["id"].split(":")[1][:12], _ago(m.get("created")),
+                          str(c.get("context_size") or ""), c.get("size", ""))
+    console.print(table)
+
+
+@click.command()
+@click.argument("model")
+def inspect(model):
+    """Show a model's details as JSON."""
+    click.echo(json.dumps(Client().json("GET", f"/models/{model}"), indent=2))
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove all tags of the model")
+def rm(models, force):
+    """Remove models (a tag of a multi-tag model is only untagged)."""
+    client = Client()
+    for model in models:
+        for line in client.json("DELETE", f"/models/{model}", params={"force": str(force).lower()}):
+            for verb, value in line.items():
+                click.echo(f"{verb}: {refs.display(value) if verb == 'Untagged' else value}")
+
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+def tag(source, target):
+    """Give a model another name."""
+    ref = refs.parse(target)
+    data = Client().json("POST", f"/models/{source}/tag",
+                         params={"repo": ref.name, "tag": ref.tag or "latest"})
+    click.echo(f"Model {source} tagged successfully with {refs.display(data['target'])}")
+
+
+@click.command()
+@click.argument("model")
+def pull(model):
+    """Pull a model from a registry or Hugging Face."""
+    body = {"from": model}
+    if refs.parse(model).is_huggingface and os.environ.get("HF_TOKEN"):
+        body["bearer-token"] = os.environ["HF_TOKEN"]
+    with Client().stream("POST", "/models/create", json=body,
+                         headers={"Accept": "application/json"}) as resp:
+        show_progress(resp.iter_lines())
+
+
+@click.command()
+@click.argument("model")
+def push(model):
+    """Push a model to its registry."""
+    body = {}
+    if refs.parse(model).is_huggingface and os.environ.get("HF_TOKEN"):
+        body["bearer-token"] = os.environ["HF_TOKEN"]
+    with Client().stream("POST", f"/models/{model}/push", json=body,
+                         headers={"Accept": "application/json"}) as resp:
+        show_progress(resp.iter_lines())
+
+
+@click.command()
+@click.argument("name")
+@click.option("--gguf", type=click.Path(exists=True, dir_okay=False), help="GGUF file (first shard)")
+@click.option("--safetensors-dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--dduf", type=click.Path(exists=True, dir_okay=False))
+@click.option("-l", "--license", "licenses", multiple=True, type=click.Path(exists=True))
+@click.option("--chat-template", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mmproj", type=click.Path(exists=True, dir_okay=False))
+@click.option("--context-size", type=click.IntRange(min=1))
+@click.option("--push", "push_after", is_flag=True, help="Push to the registry afterwards")
+def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, context_size,
+            push_after):
+    """Package model files as an OCI artifact and load it into the store as NAME."""
+    from .. import packaging
+    try:
+        refs.parse(name)
+        if sum(bool(x) for x in (gguf, safetensors_dir, dduf)) != 1:
+            fail("give exactly one of --gguf, --safetensors-dir, --dduf")
+        if gguf:
+            artifact = packaging.build_gguf_artifact(gguf, licenses=licenses,
+                                                     chat_template=chat_template, mmproj=mmproj,
+                                                     context_size=context_size)
+        elif safetensors_dir:
+            artifact = packaging.build_safetensors_artifact(safetensors_dir)
+        else:
+            artifact = packaging.build_dduf_artifact(dduf)
+    except (packaging.PackagingError, refs.InvalidReference, OSError) as e:
+        fail(str(e))
+    read_fd, write_fd = os.pipe()
+
+    def produce():
+        with os.fdopen(write_fd, "wb") as out:
+            try:
+                packaging.write_model_tar(artifact, out)
+            except BrokenPipeError:
+                pass
+
+    threading.Thread(target=produce, daemon=True).start()
+    with os.fdopen(read_fd, "rb") as tar:
+        data = Client().json("POST", "/models/load", params={"tag": name},
+                             content=iter(lambda: tar.read(1 << 20), b""),
+                             headers={"Content-Type": "application/x-tar"})
+    click.echo(f"Model packaged as {refs.display(refs.normalize(name))} "
+               f"({data['id'].split(':')[1][:12]})")
+    if push_after:
+        push.callback(name)
+
+
+@click.command()
+def df():
+    """Disk used by models."""
+    data = Client().json("GET", "/engines/df")
+    table = _table("TYPE", "SIZE")
+    table.add_row("Models", human_size(data["models_disk_usage"]))
+    table.add_row("Inference engine", human_size(data["default_backend_disk_usage"]))
+    console.print(table)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json):
+    """Whether the server runs, and each engine's state."""
+    client = Client()
+    data = client.json("GET", "/engines/status")
+    if as_json:
+        click.echo(json.dumps({"running": True, "engines": data}, indent=2))
+        return
+    click.echo(f"modelrunner is running at {client.base_url}")
+    table = _table("BACKEND", "STATUS", "DETAILS")
+    for name, text in data.items():
+        state, _, details = text.partition(": ")
+        table.add_row(name, state, details)
+    console.print(table)
+
+
+@click.command()
+def version():
+    """Client and server versions."""
+    from .. import __version__
+    click.echo(f"Client: modelrunner {__version__}")
+    click.echo(f"Server: modelrunner {Client().json('GET', '/version')['version']}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json):
+    """Installed plugins, their versions and hooks."""
+    data = Client().json("GET", "/plugins")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = _table("PLUGIN", "VERSION", "HOOKS")
+    for p in data:
+        name = p["name"] + (" (default)" if p["default"] else "")
+        table.add_row(name, p["version"] or "", ", ".join(p["hooks"]))
+    console.print(table)
+
+
+@click.command()
+def ps():
+    """Models loaded now."""
+    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL")
+    for r in Client().json("GET", "/engines/ps"):
+        if r["loading"]:
+            until = "Loading..."
+        elif r["in_use"]:
+            until = "In use"
+        elif r["keep_alive"] is None or r["keep_alive"] < 0:
+            until = "Forever"
+        else:
+            left = max(0, r["last_used"] + r["keep_alive"] - time.time())
+            until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
+        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
+    console.print(table)
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--all", "everything", is_flag=True)
+@click.option("--backend")
+def unload(models, everything, backend):
+    """Unload models from memory."""
+    if not models and not everything and not backend:
+        fail("name models to unload, or use --all")
+    data = Client().json("POST", "/engines/unload",
+                         json={"models": list(models), "all": everything, "backend": backend})
+    click.echo(f"Unloaded {data['unloaded_runners']} model(s)")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("model")
+@click.argument("flags", nargs=-1, type=click.UNPROCESSED)
+@click.option("--context-size", type=int)
+@click.option("--keep-alive")
+@click.option("--mode", type=click.Choice(["completion", "embedding", "reranking", "image-generation"]))
+@click.option("--backend")
+def configure(model, flags, context_size, keep_alive, mode, backend):
+    """Set a model's context size, runtime flags (after --) and keep-alive; persisted."""
+    if model == "show":
+        click.echo(json.dumps(Client().json("GET", "/engines/_configure",
+                                            params={"model": flags[0]} if flags else None), indent=2))
+        return
+    body = {"model": model, "mode": mode or "completion"}
+    if context_size is not None:
+        body["context-size"] = context_size
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    if flags:
+        body["runtime-flags"] = list(flags)
+    path = f"/engines/{backend}/_configure" if backend else "/engines/_configure"
+    data = Client().json("POST", path, json=body)
+    click.echo(f"Configured {refs.display(data['Model'])} ({data['Backend']}, {data['Mode']}): "
+               f"{json.dumps(data['Config'])}")
+
+
+@click.command()
+@click.option("--host", help="Address to bind (default: settings host, 127.0.0.1)")
+@click.option("--port", type=int, help="Port (default: settings port, 12434)")
+@click.option("-w", "--workers", type=int, help="gunicorn worker processes")
+def serve(host, port, workers):
+    """Serve the API with gunicorn and gevent workers."""
+    from ..settings import load_settings
+    settings = load_settings()
+    bind = f"{host or settings.host}:{port or settings.port}"
+    conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", bind]
+    if workers:
+        argv += ["--workers", str(workers)]
+    os.execv(sys.executable, argv + ["modelrunner.app:create_app()"])
+
+
+COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, status, version, plugins, ps,
+            unload, configure, serve]

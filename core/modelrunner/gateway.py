@@ -1,0 +1,172 @@
+"""The gateway: from an API request to a runner and back, without buffering.
+
+A dialect (OpenAI, Ollama...) calls ``gateway.open(...)``: the model is looked up in the store
+(404 if absent: the server never auto-pulls), an engine is chosen for its format (412/400), a lease
+on a runner is taken from the scheduler (loading the model if needed), and the request is sent to
+the runner's Unix socket. The answer comes back as a ``RunnerResponse`` whose chunks are yielded as
+the runner writes them; the lease is released when the stream ends or the client goes away (closing
+the runner connection, which frees the runner's slot at once).
+
+Telemetry (``on_request``) is emitted here, once, for every dialect.
+"""
+
+import json
+import time
+
+from . import reference as refs
+from .engines import EngineError, select_engine
+from .scheduler import SchedulerError
+from .scheduler.runner import UnixHTTPConnection
+from .store import NotFound
+from .telemetry import RequestRecord
+
+MODE_BY_PATH = {
+    "/v1/embeddings": "embedding",
+    "/rerank": "reranking", "/v1/rerank": "reranking", "/score": "reranking",
+    "/v1/images/generations": "image-generation",
+}
+
+
+class GatewayError(Exception):
+    """A request that failed before or while reaching the runner, with its HTTP status."""
+
+    def __init__(self, message, status=500, kind="server_error"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+class RunnerResponse:
+    """A runner's answer: status, headers, and an iterator of body chunks.
+
+    Iterate it once (or call ``read()``); ``close()`` is safe to call twice and is called by the
+    WSGI server when the client disconnects.
+    """
+
+    def __init__(self, gateway, lease, conn, resp, record):
+        self.gateway = gateway
+        self.lease = lease
+        self.conn = conn
+        self.resp = resp
+        self.record = record
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+        self.content_type = self.headers.get("content-type", "application/json")
+        self.streaming = "text/event-stream" in self.content_type
+        self._closed = False
+        self.error = None
+
+    def __iter__(self):
+        start = self.record.started
+        try:
+            while True:
+                try:
+                    chunk = self.resp.read1(65536) if self.streaming else self.resp.read(65536)
+                except Exception as e:  # the runner died or closed mid-answer
+                    self.error = f"the runner stopped answering: {type(e).__name__}: {e}"
+                    break
+                if not chunk:
+                    if self.streaming and not self.record.saw_end(self.record.raw):
+                        self.error = "the runner closed the stream before it finished"
+                    break
+                self.record.add_chunk(chunk, time.monotonic() - start)
+                yield chunk
+        finally:
+            self.close()
+        if self.error:
+            raise GatewayError(self.error, status=500)
+
+    def read(self):
+        return b"".join(self)
+
+    def json(self):
+        return json.loads(self.read() or b"{}")
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self.conn.close()
+        self.gateway.finish(self)
+
+
+class Gateway:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    # -- resolution -----------------------------------------------------------------------------
+
+    def find_model(self, name):
+        """The stored model a request names; 400 for a bad reference, 404 for an unknown one."""
+        if not name:
+            raise GatewayError("model is required", status=400, kind="invalid_request_error")
+        try:
+            return self.runtime.store.get(name)
+        except refs.InvalidReference as e:
+            raise GatewayError(str(e), status=400, kind="invalid_request_error") from None
+        except NotFound:
+            raise GatewayError(f"model {name} not found", status=404,
+                               kind="not_found_error") from None
+
+    def engine_for(self, model, requested=None):
+        try:
+            return select_engine(self.runtime.engines, model.inner_config.get("format"),
+                                 requested, self.runtime.settings.get("default_engine", "llama.cpp"))
+        except EngineError as e:
+            raise GatewayError(str(e), status=e.status, kind="invalid_request_error") from None
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def acquire(self, model, engine, mode, keep_alive=None):
+        try:
+            return self.runtime.scheduler.acquire(model.id, engine.name, mode, keep_alive)
+        except SchedulerError as e:
+            raise GatewayError(str(e), status=e.status) from None
+
+    def preload(self, model_name, engine=None, mode="completion", keep_alive=None):
+        """X-Preload-Only: load the model, answer nothing else."""
+        model = self.find_model(model_name)
+        engine = self.engine_for(model, engine)
+        lease = self.acquire(model, engine, mode, keep_alive)
+        self.runtime.scheduler.release(lease)
+        return model
+
+    def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
+             headers=None, dialect="openai", request=None):
+        """Send ``body`` (bytes) to the runner for ``model_name`` at ``path``; return the answer."""
+        model = self.find_model(model_name)
+        engine = self.engine_for(model, engine)
+        mode = mode or MODE_BY_PATH.get(path, "completion")
+        record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
+                               path=path, dialect=dialect, request=request, body=body)
+        self.runtime.emit_request("started", record)
+        try:
+            lease = self.acquire(model, engine, mode, keep_alive)
+        except GatewayError as e:
+            record.finish(status=e.status, error=str(e))
+            self.runtime.emit_request("finished", record)
+            raise
+        record.load_seconds = lease.load_seconds
+        conn = UnixHTTPConnection(lease.socket, timeout=None)
+        try:
+            send_headers = {"Content-Type": "application/json", "Host": "localhost",
+                            "Content-Length": str(len(body))}
+            send_headers.update(headers or {})
+            conn.request("POST", path, body=body, headers=send_headers)
+            resp = conn.getresponse()
+        except OSError as e:
+            conn.close()
+            self.runtime.scheduler.release(lease)
+            record.finish(status=502, error=str(e))
+            self.runtime.emit_request("finished", record)
+            raise GatewayError(f"the runner for {model_name} is not answering: {e}", status=502)
+        return RunnerResponse(self, lease, conn, resp, record)
+
+    def finish(self, response):
+        try:
+            self.runtime.scheduler.release(response.lease)
+        except SchedulerError:
+            pass
+        response.record.finish(status=response.status if not response.error else 500,
+                               error=response.error)
+        self.runtime.emit_request("finished", response.record)

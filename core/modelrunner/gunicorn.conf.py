@@ -1,0 +1,1 @@
+../../conf/gunicorn.conf.py

@@ -1,0 +1,129 @@
+"""The whole plugin contract of modelrunner.
+
+Every plugin, including the core's own defaults, talks to the server only through these hooks.
+A plugin is a module (or a package installed with an entry point in the group ``modelrunner``)
+that defines functions named like the specs below, decorated with ``@modelrunner.hookimpl``.
+
+The shape follows simonw/llm: a ``register_*`` hook receives a ``register`` callback and calls it
+once per thing it provides, so one plugin can provide several engines or sources.
+
+Areas:
+
+* stores      ``make_store`` (first result wins; the core's filesystem store is the default)
+* sources     ``register_sources``: remote places references resolve to (OCI registries, Hugging Face)
+* engines     ``register_engines``: how to run a model format in its own runner process
+* dialects    ``register_routes``: Falcon routes of an API surface (OpenAI, Ollama, metrics...)
+* commands    ``register_commands``: extra ``model`` CLI sub-commands
+* telemetry   ``on_request``, ``on_runner``, ``on_pull``: events any number of plugins observe
+
+The objects passed around are documented in ``modelrunner.engines`` (Engine), ``modelrunner.sources``
+(Source, Progress), ``modelrunner.store`` (Store, Model) and ``modelrunner.runtime`` (Runtime).
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("modelrunner")
+hookimpl = pluggy.HookimplMarker("modelrunner")
+
+
+# -- stores -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def make_store(settings):
+    """Return the Store that holds blobs, manifests, the tag index and bundles.
+
+    The first plugin to return a store wins; the core registers the filesystem store (DMR's
+    layout under ``settings.models_path``) last, so a plugin can replace it.
+    """
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_sources(register):
+    """Call ``register(source)`` for each ``modelrunner.sources.Source`` this plugin provides.
+
+    A source says which references it handles (``source.handles(ref)``) and pulls or pushes them
+    to and from the store, reporting progress. The first registered source that handles a
+    reference gets it; registry sources should handle everything that is not claimed by a more
+    specific source, so they register with ``fallback = True``.
+    """
+
+
+# -- engines ------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_engines(register):
+    """Call ``register(engine)`` for each ``modelrunner.engines.Engine`` this plugin provides.
+
+    An engine names the formats it serves ("gguf", "safetensors", "diffusers"), its modes, whether
+    its runtime is installed, the command that starts a runner process for a model bundle on a Unix
+    socket, and how much memory that runner will need.
+    """
+
+
+# -- dialects and other HTTP surfaces -----------------------------------------------------------
+
+
+@hookspec
+def register_routes(app, runtime):
+    """Add Falcon routes to ``app`` (a ``falcon.App``).
+
+    ``runtime`` (``modelrunner.runtime.Runtime``) gives the store, the scheduler client, the
+    gateway that proxies to runners, the settings and the plugin manager. Routes are added with
+    ``app.add_route(path, resource)``; resources stay plain Falcon resources.
+    """
+
+
+@hookspec(firstresult=True)
+def format_error(req, status, message):
+    """Return ``(content_type, body_bytes)`` for an error on a route this plugin owns, else None.
+
+    Each dialect answers errors in its own shape (OpenAI's error object, Ollama's {"error"});
+    the core's routes answer as DMR does, with the plain-text message.
+    """
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(cli):
+    """Add sub-commands to the ``model`` click group ``cli``.
+
+    The CLI is a thin HTTP client: a command should talk to the server, never to the store.
+    """
+
+
+# -- telemetry ----------------------------------------------------------------------------------
+
+
+@hookspec
+def on_request(event, record):
+    """A request to a model started or finished.
+
+    ``event`` is "started" or "finished". ``record`` is a ``modelrunner.telemetry.RequestRecord``:
+    model, engine, mode, path, request body, and when finished the status, the response (streams
+    reassembled), usage (prompt/completion tokens as the runner reported them), finish reason and
+    timings (seconds: ttft, duration, inter-token latencies). Called in the API worker process.
+    """
+
+
+@hookspec
+def on_runner(event, runner):
+    """A runner "loading", "loaded", "unloaded", "crashed" or "failed".
+
+    ``runner`` is a dict: model, model_id, engine, mode, pid, socket, memory (estimated bytes),
+    load_seconds (for "loaded") and error (for "failed"/"crashed"). Called in the scheduler process.
+    """
+
+
+@hookspec
+def on_pull(event, progress):
+    """Pull or push progress: ``event`` is "progress", "success" or "error".
+
+    ``progress`` is the DMR progress message dict (type, message, total, layer{id,size,current}).
+    """

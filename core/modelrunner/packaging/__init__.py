@@ -1,0 +1,35 @@
+"""Build Docker Model Runner compatible OCI model artifacts from local files.
+
+- :mod:`.gguf_metadata`: fast GGUF header reader (``read_gguf``).
+- :mod:`.artifact`: media types, layers, config/manifest construction and model IDs.
+- :mod:`.tarball`: the ``POST /models/load`` tar format, streamed both ways.
+"""
+
+from .errors import PackagingError
+from .gguf_metadata import read_gguf, format_parameters, format_size
+from .artifact import (
+    Artifact,
+    Layer,
+    build_gguf_artifact,
+    build_safetensors_artifact,
+    build_dduf_artifact,
+    discover_gguf_shards,
+    sha256_file,
+)
+from .tarball import write_model_tar, read_model_tar
+
+__all__ = [
+    "PackagingError",
+    "read_gguf",
+    "format_parameters",
+    "format_size",
+    "Artifact",
+    "Layer",
+    "build_gguf_artifact",
+    "build_safetensors_artifact",
+    "build_dduf_artifact",
+    "discover_gguf_shards",
+    "sha256_file",
+    "write_model_tar",
+    "read_model_tar",
+]

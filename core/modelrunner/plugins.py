@@ -1,0 +1,87 @@
+"""The plugin manager: installed plugins (entry-point group "modelrunner") plus the core defaults.
+
+MODELRUNNER_PLUGINS (a comma-separated list of plugin names, or "none") limits which installed
+plugins load; the core's defaults always load. A plugin's name is its entry-point name.
+"""
+
+import importlib
+import importlib.metadata
+import os
+
+import pluggy
+
+from . import hookspecs
+
+# The core's own defaults, registered through the same hooks as any plugin.
+DEFAULT_PLUGINS = (
+    "modelrunner.store.plugin",
+    "modelrunner.api.plugin",
+    "modelrunner.cli.plugin",
+)
+
+
+def _allowed_names():
+    value = os.environ.get("MODELRUNNER_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip() and name.strip() != "none"}
+
+
+def make_plugin_manager():
+    pm = pluggy.PluginManager("modelrunner")
+    pm.add_hookspecs(hookspecs)
+    allowed = _allowed_names()
+    for ep in importlib.metadata.entry_points(group="modelrunner"):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        pm.register(ep.load(), name=ep.name)
+        pm._plugin_distinfo.append((pm.get_plugin(ep.name), _DistFacade(ep.dist)))
+    # Registered last, so pluggy calls them last: a plugin's make_store wins over the default.
+    for module_name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    return pm
+
+
+class _DistFacade:
+    """What pluggy's list_plugin_distinfo() expects to find for a distribution."""
+
+    def __init__(self, dist):
+        self._dist = dist
+
+    @property
+    def project_name(self):
+        return self._dist.metadata["name"] if self._dist else ""
+
+    def __getattr__(self, name):
+        return getattr(self._dist, name)
+
+
+_pm = None
+
+
+def get_plugin_manager():
+    """The process-wide plugin manager, made on first use."""
+    global _pm
+    if _pm is None:
+        _pm = make_plugin_manager()
+    return _pm
+
+
+def describe_plugins(pm):
+    """[{name, version, hooks, default}] for `model plugins` and GET /plugins."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    result = []
+    for plugin in pm.get_plugins():
+        name = pm.get_name(plugin)
+        hooks = sorted(hook.name for hook in pm.get_hookcallers(plugin) or [])
+        dist = dists.get(id(plugin))
+        result.append({
+            "name": name,
+            "version": dist.version if dist else None,
+            "distribution": dist.project_name if dist else None,
+            "hooks": hooks,
+            "default": name in DEFAULT_PLUGINS,
+        })
+    return sorted(result, key=lambda p: (p["default"], p["name"]))

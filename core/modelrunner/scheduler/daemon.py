@@ -1,0 +1,179 @@
+"""The scheduler daemon: one process per store that owns every runner.
+
+Why a process of its own: gunicorn runs several workers, and a model must load once for all of
+them; runners are children of this process, so a crash is noticed (waitpid) and keep-alive timers
+run in one place. Workers talk to it over a Unix socket with small JSON requests (see client.py);
+request bodies never pass through here, workers proxy straight to the runner's socket.
+
+It exits, stopping its runners, when the process it watches (the gunicorn master, or the process
+that created the app) is gone.
+
+    python -m modelrunner.scheduler.daemon --socket PATH --watch-pid PID
+"""
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+from ..engines import EngineError
+from ..plugins import get_plugin_manager
+from ..settings import load_settings
+from ..store import StoreError
+from .scheduler import Scheduler, SchedulerError
+
+log = logging.getLogger("modelrunner.scheduler")
+
+
+def collect_engines(pm):
+    engines = {}
+    pm.hook.register_engines(register=lambda engine: engines.setdefault(engine.name, engine))
+    return engines
+
+
+class Handler(BaseHTTPRequestHandler):
+    scheduler: Scheduler = None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        log.debug(fmt, *args)
+
+    def _reply(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def do_GET(self):
+        if self.path == "/health":
+            return self._reply(200, {"pid": os.getpid()})
+        if self.path == "/ps":
+            return self._reply(200, self.scheduler.ps())
+        self._reply(404, {"error": "not found"})
+
+    def do_POST(self):
+        try:
+            data = self._body()
+            handler = {"/acquire": self.acquire, "/release": self.release,
+                       "/unload": self.unload, "/configure": self.configure}.get(self.path)
+            if handler is None:
+                return self._reply(404, {"error": "not found"})
+            self._reply(200, handler(data))
+        except (SchedulerError, EngineError, StoreError) as e:
+            self._reply(getattr(e, "status", 500), {"error": str(e)})
+        except Exception as e:  # reported to the worker, which answers the client
+            log.exception("scheduler request failed")
+            self._reply(500, {"error": f"{type(e).__name__}: {e}"})
+
+    def _engine_and_model(self, data):
+        engine = self.scheduler.engines.get(data["engine"])
+        if engine is None:
+            raise SchedulerError(f"engine {data['engine']} is not installed", status=412)
+        return engine, self.scheduler.store.get(data["model"])
+
+    def acquire(self, data):
+        engine, model = self._engine_and_model(data)
+        runner, lease = self.scheduler.acquire(engine, model, data.get("mode") or "completion",
+                                               data.get("keep_alive"), data.get("pid"))
+        return {"socket": runner.socket_path, "key": list(runner.key), "lease": lease,
+                "load_seconds": runner.load_seconds}
+
+    def release(self, data):
+        self.scheduler.release(data["key"], data["lease"])
+        return {}
+
+    def unload(self, data):
+        n = self.scheduler.unload(models=data.get("models"), backend=data.get("backend"),
+                                  everything=bool(data.get("all")))
+        return {"unloaded_runners": n}
+
+    def configure(self, data):
+        engine, model = self._engine_and_model(data)
+        config = self.scheduler.configure(engine, model, data.get("mode") or "completion",
+                                          context_size=data.get("context_size"),
+                                          runtime_flags=data.get("runtime_flags"),
+                                          keep_alive=data.get("keep_alive"),
+                                          extra=data.get("extra"))
+        return config.to_dict()
+
+
+class UnixThreadingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        request, _ = super().get_request()
+        return request, ("local", 0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--watch-pid", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s")
+
+    lock = open(args.socket + ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another scheduler owns this store
+    settings = load_settings()
+    pm = get_plugin_manager()
+    store = pm.hook.make_store(settings=settings)
+    scheduler = Scheduler(store, collect_engines(pm), settings, hooks=pm.hook)
+    Handler.scheduler = scheduler
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    server = UnixThreadingServer(args.socket, Handler)
+    stopping = threading.Event()
+
+    def stop(*_):
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log.info("scheduler ready on %s (store %s)", args.socket, settings.models_path)
+    while not stopping.wait(1.0):
+        scheduler.tick()
+        if args.watch_pid and not _alive(args.watch_pid):
+            log.info("process %s is gone; stopping runners", args.watch_pid)
+            break
+    scheduler.shutdown()
+    server.shutdown()
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    return 0
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    # a zombie child of ours counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+if __name__ == "__main__":
+    time.tzset()
+    sys.exit(main())

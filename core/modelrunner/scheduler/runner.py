@@ -1,0 +1,159 @@
+"""One runner: an engine's process serving one model over HTTP on a Unix socket.
+
+The process is started in its own session with PR_SET_PDEATHSIG, so it dies with the scheduler
+even on SIGKILL; its output goes to a log file whose tail is the error a failed load reports.
+"""
+
+import ctypes
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+_libc = None
+
+
+def _die_with_parent():
+    """preexec_fn: ask the kernel to SIGTERM us when the scheduler process goes away."""
+    global _libc
+    try:
+        _libc = _libc or ctypes.CDLL("libc.so.6", use_errno=True)
+        _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a Unix socket (the runner's and the scheduler's transport)."""
+
+    def __init__(self, path, timeout=None):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class LoadError(Exception):
+    """The runner could not start; the message is the engine's own reason."""
+
+
+class Runner:
+    """State of one loaded (or loading) model, owned by the scheduler."""
+
+    def __init__(self, key, model, engine, config, socket_path, memory, keep_alive, log_path):
+        self.key = key                  # (engine name, model id, mode)
+        self.model = model              # store Model
+        self.engine = engine
+        self.config = config            # RunnerConfig
+        self.socket_path = socket_path
+        self.memory = memory
+        self.keep_alive = keep_alive    # seconds; 0 unload after use; -1 never
+        self.log_path = log_path
+        self.process = None
+        self.in_use = 0
+        self.leases = {}                # lease id -> pid of the worker holding it
+        self.loading = True
+        self.error = None
+        self.ready = threading.Event()
+        self.last_used = time.time()
+        self.started = None
+        self.load_seconds = None
+
+    @property
+    def model_name(self):
+        return self.model.tags[0] if self.model.tags else self.model.id
+
+    def start(self, command, timeout):
+        """Start the process and wait until its health check answers 200, or raise LoadError."""
+        self.started = time.monotonic()
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        env = dict(os.environ, **command.env)
+        log = open(self.log_path, "ab")
+        log.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] loading {self.model_name} "
+                  f"with {self.engine.name}: {' '.join(command.argv)}\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(command.argv, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env,
+                                        preexec_fn=_die_with_parent, close_fds=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LoadError(f"{self.engine.name} exited with code {self.process.returncode}: "
+                                f"{self.log_tail()}")
+            if self._healthy(command.health_path):
+                self.load_seconds = time.monotonic() - self.started
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise LoadError(f"{self.engine.name} did not become ready within {timeout}s: {self.log_tail()}")
+
+    def _healthy(self, path):
+        if not os.path.exists(self.socket_path):
+            return False
+        conn = UnixHTTPConnection(self.socket_path, timeout=2)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def alive(self):
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace=5.0):
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+
+    def log_tail(self, lines=15):
+        """The last lines the engine printed: the reason a load failed, in its own words."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.log_path) - 8192))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        useful = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(useful[-lines:])
+
+    def describe(self):
+        """GET /engines/ps entry (DMR's fields) plus modelrunner's extras."""
+        return {
+            "backend_name": self.engine.name,
+            "model_name": self.model_name,
+            "model_id": self.model.id,
+            "mode": self.key[2],
+            "last_used": int(self.last_used),
+            "in_use": self.in_use > 0,
+            "loading": self.loading,
+            "keep_alive": self.keep_alive,
+            "pid": self.process.pid if self.process else None,
+            "memory": self.memory,
+            "context_size": self.config.context_size or self.model.inner_config.get("context_size"),
+            "expires_at": (None if self.keep_alive is None or self.keep_alive < 0 or self.in_use
+                           else self.last_used + self.keep_alive),
+        }

@@ -1,0 +1,305 @@
+"""The scheduler: which runners are loaded, who is using them, and when they go.
+
+Rules (ARCHITECTURE.md, "Runners"): load on first request; concurrent requests during a load wait
+for that one load; keep-alive per model (default 5m, 0 = unload after the request, -1 = never);
+a max-loaded limit and a memory budget evict idle runners least-recently-used first; a busy
+runner is never evicted; a request that cannot fit is refused with the memory it needs; a dead
+runner is noticed and replaced; configuration from `_configure` is persisted in the store and is
+the only source of how a runner starts.
+
+Engine-agnostic: an engine only supplies the command, the memory estimate and flag validation.
+This object lives in the scheduler daemon, one per store, shared by every API worker.
+"""
+
+import hashlib
+import itertools
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ..engines import EngineError, RunnerConfig
+from .durations import format_keep_alive, parse_keep_alive
+from .runner import LoadError, Runner
+
+
+class SchedulerError(Exception):
+    def __init__(self, message, status=500):
+        super().__init__(message)
+        self.status = status
+
+
+def config_key(engine_name, model_id, mode):
+    return f"{engine_name}|{model_id}|{mode}"
+
+
+def socket_dir(models_path):
+    """A short directory for Unix sockets (their paths are limited to 107 bytes)."""
+    digest = hashlib.sha256(str(models_path).encode()).hexdigest()[:10]
+    path = Path(tempfile.gettempdir()) / f"modelrunner-{os.getuid()}" / digest
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+class Scheduler:
+    def __init__(self, store, engines, settings, hooks=None):
+        self.store = store
+        self.engines = engines            # name -> Engine
+        self.settings = settings
+        self.hooks = hooks                # pluggy hook relay, for on_runner
+        self.runners = {}                 # key -> Runner
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.sockets = socket_dir(settings.models_path)
+        self.log_dir = Path(settings.models_path) / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._ids = itertools.count(1)
+        self.default_keep_alive = parse_keep_alive(settings.get("keep_alive", "5m"))
+        self.max_loaded = int(settings.get("max_loaded", 0) or 0)
+        self.budget = _memory_budget(settings.get("memory_budget", "auto"))
+        self.start_timeout = float(settings.get("runner_start_timeout", 300))
+
+    # -- configuration --------------------------------------------------------------------------
+
+    def config_for(self, engine_name, model, mode):
+        configs = self.store.runner_configs()
+        data = configs.get(config_key(engine_name, model.id, mode))
+        if data is None and mode in ("reranking", "image-generation"):
+            data = configs.get(config_key(engine_name, model.id, "completion"))
+        config = RunnerConfig.from_dict(data)
+        config.mode = mode
+        if config.context_size is None:
+            config.context_size = model.inner_config.get("context_size")
+        return config
+
+    def configure(self, engine, model, mode, context_size=None, runtime_flags=None,
+                  keep_alive=None, extra=None):
+        """Persist a runner configuration; reload an idle runner, 409 for a busy one."""
+        if runtime_flags is not None:
+            engine.validate_runtime_flags(runtime_flags)
+        if keep_alive is not None:
+            parse_keep_alive(keep_alive)
+        if context_size is not None and (not isinstance(context_size, int) or context_size < -1
+                                         or context_size == 0):
+            raise EngineError("context-size must be a positive integer (or -1 for the model's maximum)")
+        key = config_key(engine.name, model.id, mode)
+        with self.lock:
+            current = RunnerConfig.from_dict(self.store.runner_configs().get(key))
+            current.mode = mode
+            if context_size is not None:
+                current.context_size = context_size
+            if runtime_flags is not None:
+                current.runtime_flags = list(runtime_flags)
+            if keep_alive is not None:
+                current.keep_alive = str(keep_alive)
+            if extra:
+                current.extra.update(extra)
+            runner = self.runners.get((engine.name, model.id, mode))
+            if runner is not None:
+                if runner.in_use:
+                    raise SchedulerError(f"runner for {runner.model_name} is busy; try again when "
+                                         f"its requests finish", status=409)
+                self._unload(runner, "unloaded")
+            self.store.set_runner_config(key, current.to_dict())
+        return current
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire(self, engine, model, mode="completion", keep_alive=None, pid=None):
+        """Lease a ready runner for one request, loading it first if needed. Blocks while loading."""
+        key = (engine.name, model.id, mode)
+        with self.lock:
+            runner = self.runners.get(key)
+            if runner is not None and not runner.loading and not runner.alive():
+                self._crashed(runner)
+                runner = None
+            if runner is None:
+                runner = self._new_runner(engine, model, mode)
+            if keep_alive is not None:
+                runner.keep_alive = parse_keep_alive(keep_alive)
+            lease = f"{next(self._ids)}"
+            runner.in_use += 1
+            runner.leases[lease] = pid
+        runner.ready.wait()
+        if runner.error:
+            self.release(key, lease)
+            raise SchedulerError(f"unable to load runner: {runner.error}", status=500)
+        return runner, lease
+
+    def release(self, key, lease):
+        with self.lock:
+            runner = self.runners.get(tuple(key))
+            if runner is None or lease not in runner.leases:
+                return
+            del runner.leases[lease]
+            runner.in_use -= 1
+            runner.last_used = time.time()
+            if runner.in_use == 0 and runner.keep_alive == 0 and not runner.loading:
+                self._unload(runner, "unloaded")
+            self.changed.notify_all()
+
+    def _new_runner(self, engine, model, mode):
+        installed, detail = engine.installed()
+        if not installed:
+            raise SchedulerError(f"engine {engine.name} is not installed: {detail}", status=412)
+        bundle = self.store.bundle(model)
+        config = self.config_for(engine.name, model, mode)
+        memory = int(engine.estimate_memory(bundle, config) or 0)
+        self._make_room(memory, model)
+        keep_alive = parse_keep_alive(config.keep_alive)
+        if keep_alive is None:
+            keep_alive = self.default_keep_alive
+        slot = next(self._ids)
+        runner = Runner((engine.name, model.id, mode), model, engine, config,
+                        str(self.sockets / f"runner-{slot}.sock"), memory, keep_alive,
+                        self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
+        command = engine.runner_command(bundle, config, runner.socket_path)
+        self.runners[runner.key] = runner
+        self._emit("loading", runner)
+        threading.Thread(target=self._load, args=(runner, command), daemon=True,
+                         name=f"load-{model.short_id}").start()
+        return runner
+
+    def _load(self, runner, command):
+        try:
+            runner.start(command, self.start_timeout)
+        except LoadError as e:
+            with self.lock:
+                runner.error = str(e)
+                runner.loading = False
+                self.runners.pop(runner.key, None)
+            self._emit("failed", runner, error=str(e))
+        except Exception as e:  # a bug or an OS error: still wake the waiters
+            with self.lock:
+                runner.error = f"{type(e).__name__}: {e}"
+                runner.loading = False
+                self.runners.pop(runner.key, None)
+            runner.stop()
+            self._emit("failed", runner, error=runner.error)
+        else:
+            with self.lock:
+                runner.loading = False
+                runner.last_used = time.time()
+            self._emit("loaded", runner, load_seconds=runner.load_seconds)
+        finally:
+            runner.ready.set()
+
+    # -- room -----------------------------------------------------------------------------------
+
+    def _make_room(self, memory, model):
+        """Evict idle runners, least recently used first, until the new one fits."""
+        while True:
+            loaded = list(self.runners.values())
+            used = sum(r.memory for r in loaded)
+            fits_count = not self.max_loaded or len(loaded) < self.max_loaded
+            fits_memory = not self.budget or used + memory <= self.budget
+            if fits_count and fits_memory:
+                return
+            idle = sorted((r for r in loaded if r.in_use == 0 and not r.loading),
+                          key=lambda r: r.last_used)
+            if not idle:
+                break
+            self._unload(idle[0], "evicted")
+        name = model.tags[0] if model.tags else model.id
+        if not fits_memory:
+            raise SchedulerError(
+                f"not enough memory to load {name}: it needs {_gib(memory)}, the budget is "
+                f"{_gib(self.budget)} and busy runners hold {_gib(used)}", status=503)
+        raise SchedulerError(f"cannot load {name}: {len(loaded)} models are loaded and busy "
+                             f"(max_loaded={self.max_loaded})", status=503)
+
+    def _unload(self, runner, event):
+        self.runners.pop(runner.key, None)
+        runner.stop()
+        self._emit(event, runner)
+
+    def _crashed(self, runner):
+        self.runners.pop(runner.key, None)
+        code = runner.process.returncode if runner.process else None
+        self._emit("crashed", runner, error=f"exit code {code}: {runner.log_tail(5)}")
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def tick(self):
+        """Once a second: expire idle runners, notice dead ones, drop leases of dead workers."""
+        now = time.time()
+        with self.lock:
+            for runner in list(self.runners.values()):
+                if runner.loading:
+                    continue
+                if not runner.alive():
+                    self._crashed(runner)
+                    continue
+                for lease, pid in list(runner.leases.items()):
+                    if pid and not _pid_alive(pid):
+                        self.release(runner.key, lease)
+                if (runner.in_use == 0 and runner.keep_alive is not None and runner.keep_alive >= 0
+                        and now - runner.last_used >= runner.keep_alive):
+                    self._unload(runner, "unloaded")
+
+    def unload(self, models=None, backend=None, everything=False):
+        """POST /engines/unload: idle runners go now; busy ones after their requests."""
+        count = 0
+        with self.lock:
+            for runner in list(self.runners.values()):
+                match = everything or (backend and runner.engine.name == backend) or (
+                    models and (runner.model.id in models or set(runner.model.tags) & set(models)))
+                if not match:
+                    continue
+                count += 1
+                if runner.in_use or runner.loading:
+                    runner.keep_alive = 0
+                else:
+                    self._unload(runner, "unloaded")
+        return count
+
+    def ps(self):
+        with self.lock:
+            return [r.describe() for r in self.runners.values()]
+
+    def shutdown(self):
+        with self.lock:
+            for runner in list(self.runners.values()):
+                self._unload(runner, "unloaded")
+
+    def _emit(self, event, runner, **extra):
+        if self.hooks is None:
+            return
+        info = {"model": runner.model_name, "model_id": runner.model.id,
+                "engine": runner.engine.name, "mode": runner.key[2],
+                "pid": runner.process.pid if runner.process else None,
+                "socket": runner.socket_path, "memory": runner.memory,
+                "keep_alive": format_keep_alive(runner.keep_alive), **extra}
+        try:
+            self.hooks.on_runner(event=event, runner=info)
+        except Exception:  # an observer must never break scheduling
+            import logging
+            logging.getLogger("modelrunner.scheduler").exception("on_runner observer failed")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _memory_budget(value):
+    from .durations import parse_bytes
+    if value in (None, "", 0, "0", "none"):
+        return 0
+    if str(value).lower() == "auto":
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(total * 0.8)
+    if str(value).endswith("%"):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(total * float(str(value)[:-1]) / 100)
+    return parse_bytes(value)
+
+
+def _gib(n):
+    return f"{n / 1024**3:.2f} GiB"

@@ -1,0 +1,44 @@
+"""The OpenAI dialect: DMR's OpenAI routes, passed to the runner as they are.
+
+    POST /engines/{engine}/v1/{chat/completions,completions,embeddings}, also under /engines/v1/
+    and /v1/; POST .../rerank and .../score; GET .../v1/models[/{id}] with DMR's `dmr` block.
+
+The runner already speaks OpenAI, so nothing is translated: the body goes through byte for byte
+and the answer (Server-Sent Events when streaming) comes back as the runner writes it.
+"""
+
+from modelrunner import hookimpl
+
+from .errors import openai_error_body
+from .resources import InferenceResource, ModelResource, ModelsResource
+
+PREFIXES = ("/engines/{engine}/v1", "/engines/v1", "/v1")
+INFERENCE = ("/chat/completions", "/completions", "/embeddings", "/images/generations")
+
+
+@hookimpl
+def register_routes(app, runtime):
+    for prefix in PREFIXES:
+        for path in INFERENCE:
+            app.add_route(prefix + path, InferenceResource(runtime, "/v1" + path))
+        app.add_route(prefix + "/models", ModelsResource(runtime))
+        app.add_route(prefix + "/models/{name:path}", ModelResource(runtime))
+    for path in ("/rerank", "/score"):
+        app.add_route("/engines" + path, InferenceResource(runtime, path, mode="reranking"))
+        app.add_route("/engines/{engine}" + path, InferenceResource(runtime, path, mode="reranking"))
+        app.add_route(path, InferenceResource(runtime, path, mode="reranking"))
+
+
+@hookimpl
+def format_error(req, status, message):
+    path = req.path
+    if "/v1/" in path or path.endswith("/v1") or path.startswith(("/engines/rerank", "/rerank",
+                                                                  "/score", "/engines/score")):
+        return "application/json", openai_error_body(status, message)
+    return None
+
+
+@hookimpl
+def register_commands(cli):
+    from .run import run
+    cli.add_command(run)

@@ -1,0 +1,91 @@
+"""Falcon resources for the OpenAI routes; plain resources that hand work to the gateway."""
+
+import json
+
+import falcon
+
+from modelrunner.gateway import GatewayError
+
+from .errors import openai_error_body, sse_error
+
+
+def _fail(resp, status, message):
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = "application/json"
+    resp.data = openai_error_body(status, message)
+
+
+class InferenceResource:
+    def __init__(self, runtime, runner_path, mode=None):
+        self.runtime = runtime
+        self.runner_path = runner_path
+        self.mode = mode
+
+    def on_post(self, req, resp, engine=None):
+        body = req.bounded_stream.read()
+        try:
+            data = json.loads(body or b"")
+        except ValueError as e:
+            return _fail(resp, 400, f"invalid JSON body: {e}")
+        if not isinstance(data, dict):
+            return _fail(resp, 400, "the body must be a JSON object")
+        model = data.get("model")
+        gateway = self.runtime.gateway
+        try:
+            if (req.get_header("X-Preload-Only") or "").lower() == "true":
+                gateway.preload(model, engine, self.mode or "completion")
+                resp.media = {"status": "loaded", "model": model}
+                return
+            answer = gateway.open(model, self.runner_path, body, engine=engine, mode=self.mode,
+                                  request=req)
+        except GatewayError as e:
+            return _fail(resp, e.status, str(e))
+        resp.status = falcon.code_to_http_status(answer.status)
+        resp.content_type = answer.content_type
+        if answer.streaming:
+            resp.set_header("Cache-Control", "no-cache")
+            resp.set_header("X-Accel-Buffering", "no")
+            resp.stream = _guarded(answer)
+        else:
+            try:
+                resp.data = answer.read()
+            except GatewayError as e:
+                return _fail(resp, e.status, str(e))
+
+
+def _guarded(answer):
+    """Pass SSE through; if the runner dies mid-stream, end with an error event, not a hang."""
+    try:
+        yield from answer
+    except GatewayError as e:
+        yield sse_error(str(e))
+
+
+def model_entry(model):
+    config = model.inner_config
+    return {"id": model.tags[0] if model.tags else model.id, "object": "model",
+            "created": model.created, "owned_by": "docker",
+            "dmr": {"context_window": config.get("context_size"),
+                    "architecture": config.get("architecture"),
+                    "parameters": config.get("parameters"),
+                    "quantization": config.get("quantization"), "size": config.get("size")}}
+
+
+class ModelsResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp, engine=None):
+        resp.media = {"object": "list",
+                      "data": [model_entry(m) for m in self.runtime.store.models() if m.tags]}
+
+
+class ModelResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp, name, engine=None):
+        try:
+            resp.media = model_entry(self.runtime.gateway.find_model(name))
+        except GatewayError as e:
+            _fail(resp, e.status, str(e))

@@ -1,0 +1,1 @@
+"""Shared test helpers: model files, servers and clients used across test areas."""
