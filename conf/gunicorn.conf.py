@@ -8,6 +8,10 @@ process, so no C call into an engine ever blocks a worker.
 
 import os
 
+# Imported here, in the master, before gevent patches the workers: httpcore probes for trio at
+# import, and trio fails with AttributeError (not ImportError) under a patched `select`.
+import httpcore  # noqa: F401,E402
+
 from modelrunner.settings import load_settings
 
 _settings = load_settings()

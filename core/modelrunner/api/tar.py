@@ -15,7 +15,7 @@ def _header(name, size):
 
 
 def stream_model_tar(store, model):
-    manifest = (store.root / "manifests" / "sha256" / model.id.split(":", 1)[1]).read_bytes()
+    manifest = store.manifest_bytes(model.id)
     digests = [layer["digest"] for layer in json.loads(manifest).get("layers", [])]
     digests.append(json.loads(manifest)["config"]["digest"])
     for digest in digests:

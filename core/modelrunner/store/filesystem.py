@@ -97,6 +97,7 @@ def _hex(digest):
 def _atomic_write(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -233,9 +234,12 @@ class FilesystemStore:
             yield index
             self._write_index(index)
 
+    def manifest_bytes(self, model_id):
+        """The manifest exactly as stored: pushing these bytes keeps the model ID."""
+        return (self.root / "manifests" / "sha256" / _hex(model_id)).read_bytes()
+
     def _load(self, entry):
-        hexpart = _hex(entry["id"])
-        manifest = json.loads((self.root / "manifests" / "sha256" / hexpart).read_bytes())
+        manifest = json.loads(self.manifest_bytes(entry["id"]))
         config_digest = manifest.get("config", {}).get("digest")
         config = {}
         if config_digest and self.has_blob(config_digest):
