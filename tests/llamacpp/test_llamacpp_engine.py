@@ -1,0 +1,191 @@
+"""The llama.cpp engine's contract without starting a runner: registration, arguments, flags,
+binary resolution and the memory estimate's arithmetic."""
+
+import importlib.metadata
+import os
+import stat
+
+import pytest
+
+from modelrunner.engines import EngineError, RunnerConfig, select_engine
+from modelrunner.settings import load_settings
+from tests.llamacpp.llamacpp_helpers import make_bundle
+
+import modelrunner_llamacpp
+from modelrunner_llamacpp import LlamaCppEngine, build, read_gguf_metadata
+
+
+def test_registered_through_the_entry_point():
+    eps = [ep for ep in importlib.metadata.entry_points(group="modelrunner")
+           if ep.name == "llamacpp"]
+    assert eps, "pip install -e plugins/llamacpp"
+    module = eps[0].load()
+    registered = []
+    module.register_engines(registered.append)
+    [engine] = registered
+    assert engine.name == "llama.cpp"
+    assert engine.distribution == "modelrunner-llamacpp"
+    assert engine.formats == ("gguf",)
+    assert set(engine.modes) == {"completion", "embedding", "reranking"}
+    assert select_engine({"llama.cpp": engine}, "gguf") is engine
+
+
+def test_installed_reports_version_and_path(engine, llama_server):
+    ok, details = engine.installed()
+    assert ok and details.startswith("llama-server ") and " at /" in details
+
+
+def test_installed_false_names_the_build_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELRUNNER_LLAMA_SERVER_PATH", str(tmp_path / "nowhere"))
+    ok, details = LlamaCppEngine(settings=load_settings()).installed()
+    assert not ok and details == "run: modelrunner-llamacpp-build"
+
+
+def _fake_binary(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_binary_resolution_order(monkeypatch, tmp_path):
+    for var in ("MODELRUNNER_LLAMA_SERVER_PATH", "LLAMA_SERVER_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MODELRUNNER_CACHE_DIR", str(tmp_path / "cache"))
+    on_path = _fake_binary(tmp_path / "pathdir" / "llama-server")
+    monkeypatch.setenv("PATH", f"{on_path.parent}{os.pathsep}/usr/bin:/bin")
+    assert build.find_llama_server() == on_path
+
+    cached = _fake_binary(tmp_path / "cache" / "llama-server" / build.LLAMA_CPP_PYTHON_VERSION
+                          / "bin" / "llama-server")
+    assert build.cached_binary() == cached
+    assert build.find_llama_server() == cached
+
+    dmr_dir = tmp_path / "dmr"
+    dmr = _fake_binary(dmr_dir / "com.docker.llama-server")
+    monkeypatch.setenv("LLAMA_SERVER_PATH", str(dmr_dir))  # DMR's name: a directory
+    assert build.find_llama_server() == dmr
+
+    ours = _fake_binary(tmp_path / "ours" / "llama-server")
+    monkeypatch.setenv("MODELRUNNER_LLAMA_SERVER_PATH", str(ours))
+    assert build.find_llama_server() == ours
+
+
+def test_build_is_idempotent_when_cached(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MODELRUNNER_CACHE_DIR", str(tmp_path))
+    cached = _fake_binary(build.cached_binary())
+    assert build.build() == cached
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_build_flags():
+    flags = build.cmake_flags(cuda=False)
+    for flag in ("-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=ON",
+                 "-DCMAKE_BUILD_TYPE=Release"):
+        assert flag in flags
+    assert "-DGGML_CUDA=ON" not in flags
+    assert "-DGGML_CUDA=ON" in build.cmake_flags(cuda=True)
+
+
+def _argv(engine, bundle, config, sock="/tmp/x.sock"):
+    return engine.runner_command(bundle, config, sock).argv
+
+
+def _value(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
+def test_runner_command_completion(engine, llama_server, tiny_gguf, tmp_path):
+    bundle = make_bundle(tmp_path, tiny_gguf, {"format": "gguf", "context_size": 256},
+                         extra_files=[("template.jinja", "{{ messages }}")])
+    cmd = engine.runner_command(bundle, RunnerConfig(), "/tmp/r.sock")
+    argv = cmd.argv
+    assert argv[0].endswith("llama-server")
+    assert _value(argv, "--model") == str(tmp_path / "model" / "model.gguf")
+    assert _value(argv, "--host") == "/tmp/r.sock"
+    assert "--metrics" in argv and "--jinja" in argv and "--cont-batching" in argv
+    assert _value(argv, "--chat-template-file") == str(tmp_path / "model" / "template.jinja")
+    assert "--embeddings" not in argv
+    # each of the 4 slots gets the whole configured context
+    assert _value(argv, "--parallel") == "4"
+    assert _value(argv, "--ctx-size") == str(256 * 4)
+    assert _value(argv, "--kv-unified-per-slot") == "256"
+    assert int(_value(argv, "--threads")) >= 1
+    assert "-ngl" not in argv  # CPU build here; a GPU build adds -ngl 999
+    assert cmd.health_path == "/health"
+
+
+def test_runner_command_modes_and_context(engine, llama_server, tiny_gguf, tmp_path):
+    bundle = make_bundle(tmp_path, tiny_gguf, {"format": "gguf"},
+                         extra_files=[("template.jinja", "x")])
+    emb = _argv(engine, bundle, RunnerConfig(mode="embedding", context_size=128))
+    assert "--embeddings" in emb and "--reranking" not in emb
+    assert "--chat-template-file" not in emb
+    assert _value(emb, "--ctx-size") == "512"
+    rerank = _argv(engine, bundle, RunnerConfig(mode="reranking"))
+    assert "--embeddings" in rerank and "--reranking" in rerank
+    assert "--ctx-size" not in rerank  # no context anywhere: the model's own, as in DMR
+    with pytest.raises(EngineError):
+        _argv(engine, bundle, RunnerConfig(mode="image-generation"))
+
+
+def test_runtime_flags_pass_through_last(engine, llama_server, tiny_gguf, tmp_path):
+    bundle = make_bundle(tmp_path, tiny_gguf, {"format": "gguf", "context_size": 256})
+    argv = _argv(engine, bundle, RunnerConfig(runtime_flags=[
+        "--temp", "0.2", "--seed=-1", "-np", "2", "--ctx-size", "512", "--flash-attn", "off"]))
+    assert argv[-6:] == ["--temp", "0.2", "--seed", "-1", "--flash-attn", "off"]
+    # --parallel and --ctx-size mean slots and per-request context, as the settings do
+    assert _value(argv, "--parallel") == "2" and argv.count("--parallel") == 1
+    assert _value(argv, "--ctx-size") == "1024" and argv.count("--ctx-size") == 1
+
+
+@pytest.mark.parametrize("flags", [
+    ["--model", "x.gguf"], ["--host", "0.0.0.0"], ["--mmproj", "p"], ["--chat-template-file", "t"],
+    ["--embeddings"], ["--api-key", "k"], ["--slot-save-path", "tmp"], ["--log-file", "x"],
+    ["--temp", "/etc/passwd"], ["--temp", "..\\x"], ["--temp=--model"], ["--lora", "a"],
+    ["-m", "x"], [3],
+])
+def test_runtime_flags_rejected(engine, tiny_gguf, tmp_path, flags):
+    bundle = make_bundle(tmp_path, tiny_gguf)
+    with pytest.raises(EngineError) as err:
+        engine.runner_command(bundle, RunnerConfig(runtime_flags=flags), "/tmp/x.sock")
+    assert err.value.status == 400
+
+
+def test_runtime_flags_allowed(engine):
+    engine.validate_runtime_flags(["--temp", "0.7", "--top-k", "40", "-ngl", "0", "--seed", "-1",
+                                   "--cache-type-k", "q8_0", "--reasoning-budget=0", "-fa", "on",
+                                   "--no-mmap", "--mlock", "--ubatch-size", "256"])
+    for flag in engine.runtime_flag_allowlist:
+        assert flag not in {"--model", "-m", "--host", "--port", "--mmproj",
+                            "--chat-template-file", "--embeddings", "--reranking"}
+
+
+def test_no_gguf_is_an_error(engine, tmp_path):
+    (tmp_path / "model").mkdir()
+    from modelrunner.engines import Bundle
+    with pytest.raises(EngineError):
+        engine.runner_command(Bundle("m", tmp_path, {"format": "gguf"}), RunnerConfig(), "/s")
+
+
+def test_estimate_reads_metadata_from_config_or_file(engine, tiny_gguf, tmp_path):
+    meta = read_gguf_metadata(tiny_gguf)
+    assert meta["llama.block_count"] == "2" and meta["llama.embedding_length"] == "64"
+    from_file = make_bundle(tmp_path / "a", tiny_gguf, {"format": "gguf", "context_size": 256})
+    from_config = make_bundle(tmp_path / "b", tiny_gguf,
+                              {"format": "gguf", "context_size": 256, "gguf": {
+                                  "general.architecture": "llama", "llama.block_count": "2",
+                                  "llama.embedding_length": "64",
+                                  "llama.attention.head_count": "4",
+                                  "llama.attention.head_count_kv": "2",
+                                  "llama.context_length": "256", "llama.vocab_size": "320"}})
+    config = RunnerConfig()
+    a, b = engine.estimate_memory(from_file, config), engine.estimate_memory(from_config, config)
+    assert a == b
+    # KV: 2 layers * (2 kv heads * 16 dims) * (K+V) * 2 bytes * 4 slots * 256 tokens
+    kv = 2 * 2 * 16 * 2 * 2 * 4 * 256
+    weights = tiny_gguf.stat().st_size
+    assert a > weights + kv
+    bigger = engine.estimate_memory(from_file, RunnerConfig(context_size=512))
+    assert bigger - a == kv  # doubling the context doubles the KV cache
+    assert modelrunner_llamacpp.LlamaCppEngine.estimate_memory is not None
