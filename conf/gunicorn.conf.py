@@ -33,3 +33,25 @@ def on_starting(server):
     # Runner processes belong to one scheduler per store; it watches this master process and
     # stops every runner when the server goes away.
     os.environ["MODELRUNNER_WATCH_PID"] = str(os.getpid())
+    # The server's own log also goes to <store>/logs/server.log (rotated); workers inherit it.
+    from modelrunner.logfiles import setup_server_logging
+    setup_server_logging(_settings.models_path)
+    # Prometheus metrics are shared by the workers through files (prometheus_client's
+    # multiprocess mode); the folder is set before any worker imports prometheus_client, and
+    # emptied at each start so counts begin at zero.
+    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                        os.path.join(_settings.models_path, "metrics"))
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(metrics_dir, name))
+
+
+def child_exit(server, worker):
+    # a dead worker's live gauges stop counting
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

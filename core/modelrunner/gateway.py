@@ -140,27 +140,46 @@ class Gateway:
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
                                path=path, dialect=dialect, request=request, body=body)
         self.runtime.emit_request("started", record)
-        try:
-            lease = self.acquire(model, engine, mode, keep_alive)
-        except GatewayError as e:
-            record.finish(status=e.status, error=str(e))
+        send_headers = {"Content-Type": "application/json", "Host": "localhost",
+                        "Content-Length": str(len(body))}
+        send_headers.update(headers or {})
+        for attempt in range(2):
+            try:
+                lease = self.acquire(model, engine, mode, keep_alive)
+            except GatewayError as e:
+                record.finish(status=e.status, error=str(e))
+                self.runtime.emit_request("finished", record)
+                raise
+            record.load_seconds = lease.load_seconds
+            conn = UnixHTTPConnection(lease.socket, timeout=None)
+            try:
+                conn.request("POST", path, body=body, headers=send_headers)
+                resp = conn.getresponse()
+            except (ConnectionRefusedError, FileNotFoundError) as e:
+                # The runner died after the scheduler last looked and before it saw this request
+                # (nothing was sent): ask again, and the scheduler replaces the dead runner.
+                conn.close()
+                self._release_quietly(lease)
+                if attempt == 0:
+                    time.sleep(0.2)  # let the dead process become reapable
+                    continue
+                error = e
+            except OSError as e:
+                conn.close()
+                self._release_quietly(lease)
+                error = e
+            else:
+                return RunnerResponse(self, lease, conn, resp, record)
+            record.finish(status=502, error=str(error))
             self.runtime.emit_request("finished", record)
-            raise
-        record.load_seconds = lease.load_seconds
-        conn = UnixHTTPConnection(lease.socket, timeout=None)
+            raise GatewayError(f"the runner for {model_name} is not answering: {error}",
+                               status=502)
+
+    def _release_quietly(self, lease):
         try:
-            send_headers = {"Content-Type": "application/json", "Host": "localhost",
-                            "Content-Length": str(len(body))}
-            send_headers.update(headers or {})
-            conn.request("POST", path, body=body, headers=send_headers)
-            resp = conn.getresponse()
-        except OSError as e:
-            conn.close()
             self.runtime.scheduler.release(lease)
-            record.finish(status=502, error=str(e))
-            self.runtime.emit_request("finished", record)
-            raise GatewayError(f"the runner for {model_name} is not answering: {e}", status=502)
-        return RunnerResponse(self, lease, conn, resp, record)
+        except SchedulerError:
+            pass
 
     def finish(self, response):
         try:

@@ -17,6 +17,7 @@ DEFAULT_PLUGINS = (
     "modelrunner.store.plugin",
     "modelrunner.api.plugin",
     "modelrunner.cli.plugin",
+    "modelrunner.inspector",
 )
 
 

@@ -1,7 +1,8 @@
 """The core's own routes (DMR's native API), registered through the same hook as any plugin."""
 
+from .. import inspector as request_inspector
 from ..hookspecs import hookimpl
-from . import engines, misc, models
+from . import engines, inspector, logs, misc, models
 
 
 @hookimpl
@@ -21,3 +22,6 @@ def register_routes(app, runtime):
     configure = engines.ConfigureResource(runtime)
     app.add_route("/engines/_configure", configure)
     app.add_route("/engines/{engine}/_configure", configure)
+    request_inspector.configure(runtime.settings)
+    app.add_route("/engines/requests", inspector.RequestsResource(runtime))
+    app.add_route("/logs", logs.LogsResource(runtime))

@@ -2,6 +2,7 @@
 
 from ..hookspecs import hookimpl
 from .commands import COMMANDS, list_models
+from .telemetry import logs, requests
 
 
 @hookimpl
@@ -9,3 +10,5 @@ def register_commands(cli):
     for command in COMMANDS:
         cli.add_command(command)
     cli.add_command(list_models, name="ls")
+    cli.add_command(logs)
+    cli.add_command(requests)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from filelock import FileLock
 
+from ..logfiles import rotate_if_large
 from .runner import UnixHTTPConnection
 from .scheduler import SchedulerError, socket_dir
 
@@ -62,6 +63,7 @@ class SchedulerClient:
                    "--watch-pid", str(self.watch_pid)]
             log_dir = os.path.join(self.settings.models_path, "logs")
             os.makedirs(log_dir, exist_ok=True)
+            rotate_if_large(os.path.join(log_dir, "scheduler.log"))
             with open(os.path.join(log_dir, "scheduler.log"), "ab") as log:
                 subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)

@@ -2,16 +2,23 @@
 
 The process is started in its own session with PR_SET_PDEATHSIG, so it dies with the scheduler
 even on SIGKILL; its output goes to a log file whose tail is the error a failed load reports.
+
+PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process. Loads run
+in short-lived threads, so every runner is forked from one long-lived spawner thread instead
+(``_spawn``); otherwise each runner would get SIGTERM as soon as its load finished.
 """
 
 import ctypes
 import http.client
 import os
+import queue
 import signal
 import socket
 import subprocess
 import threading
 import time
+
+from ..logfiles import rotate_if_large
 
 _libc = None
 
@@ -25,6 +32,36 @@ def _die_with_parent():
     except OSError:
         pass
     os.setsid()
+
+
+_spawn_queue = queue.Queue()
+_spawner = None
+_spawner_lock = threading.Lock()
+
+
+def _spawner_loop():
+    while True:
+        args, kwargs, done = _spawn_queue.get()
+        try:
+            done["process"] = subprocess.Popen(*args, **kwargs)
+        except BaseException as e:  # handed back to the caller
+            done["error"] = e
+        done["event"].set()
+
+
+def _spawn(*args, **kwargs):
+    """subprocess.Popen, run in the long-lived spawner thread (see the module docstring)."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_spawner_loop, daemon=True, name="runner-spawner")
+            _spawner.start()
+    done = {"event": threading.Event()}
+    _spawn_queue.put((args, kwargs, done))
+    done["event"].wait()
+    if "error" in done:
+        raise done["error"]
+    return done["process"]
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -78,14 +115,20 @@ class Runner:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         env = dict(os.environ, **command.env)
+        rotate_if_large(self.log_path)
         log = open(self.log_path, "ab")
-        log.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] loading {self.model_name} "
+        now = time.time()
+        stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+                 + f".{int(now * 1000) % 1000:03d}")
+        log.write(f"[{stamp}] loading {self.model_name} "
                   f"with {self.engine.name}: {' '.join(command.argv)}\n".encode())
         log.flush()
-        self.process = subprocess.Popen(command.argv, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env,
-                                        preexec_fn=_die_with_parent, close_fds=True)
-        log.close()
+        try:
+            self.process = _spawn(command.argv, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=env,
+                                  preexec_fn=_die_with_parent, close_fds=True)
+        finally:
+            log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -115,19 +158,20 @@ class Runner:
 
     def stop(self, grace=5.0):
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(grace)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # also after a crash: a dead runner's socket file would otherwise stay behind
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
+        except OSError:
+            pass
 
     def log_tail(self, lines=15):
         """The last lines the engine printed: the reason a load failed, in its own words."""
@@ -153,6 +197,9 @@ class Runner:
             "keep_alive": self.keep_alive,
             "pid": self.process.pid if self.process else None,
             "memory": self.memory,
+            "socket": self.socket_path,
+            "leases": len(self.leases),
+            "load_seconds": self.load_seconds,
             "context_size": self.config.context_size or self.model.inner_config.get("context_size"),
             "expires_at": (None if self.keep_alive is None or self.keep_alive < 0 or self.in_use
                            else self.last_used + self.keep_alive),

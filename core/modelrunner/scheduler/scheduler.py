@@ -146,7 +146,6 @@ class Scheduler:
         bundle = self.store.bundle(model)
         config = self.config_for(engine.name, model, mode)
         memory = int(engine.estimate_memory(bundle, config) or 0)
-        self._make_room(memory, model)
         keep_alive = parse_keep_alive(config.keep_alive)
         if keep_alive is None:
             keep_alive = self.default_keep_alive
@@ -154,7 +153,9 @@ class Scheduler:
         runner = Runner((engine.name, model.id, mode), model, engine, config,
                         str(self.sockets / f"runner-{slot}.sock"), memory, keep_alive,
                         self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
+        # the command first: a model the engine refuses (EngineError) evicts nothing
         command = engine.runner_command(bundle, config, runner.socket_path)
+        self._make_room(memory, model)
         self.runners[runner.key] = runner
         self._emit("loading", runner)
         threading.Thread(target=self._load, args=(runner, command), daemon=True,
@@ -188,7 +189,18 @@ class Scheduler:
     # -- room -----------------------------------------------------------------------------------
 
     def _make_room(self, memory, model):
-        """Evict idle runners, least recently used first, until the new one fits."""
+        """Evict idle runners, least recently used first, until the new one fits.
+
+        A model that would not fit even with every idle runner gone is refused before anything is
+        evicted: unloading models for a request that fails anyway only costs their next load.
+        """
+        name = model.tags[0] if model.tags else model.id
+        if self.budget:
+            held = sum(r.memory for r in self.runners.values() if r.in_use or r.loading)
+            if held + memory > self.budget:
+                raise SchedulerError(
+                    f"not enough memory to load {name}: it needs {_gib(memory)}, the budget is "
+                    f"{_gib(self.budget)} and busy runners hold {_gib(held)}", status=503)
         while True:
             loaded = list(self.runners.values())
             used = sum(r.memory for r in loaded)
@@ -201,7 +213,6 @@ class Scheduler:
             if not idle:
                 break
             self._unload(idle[0], "evicted")
-        name = model.tags[0] if model.tags else model.id
         if not fits_memory:
             raise SchedulerError(
                 f"not enough memory to load {name}: it needs {_gib(memory)}, the budget is "
@@ -217,6 +228,7 @@ class Scheduler:
     def _crashed(self, runner):
         self.runners.pop(runner.key, None)
         code = runner.process.returncode if runner.process else None
+        runner.stop()  # reaps it and removes its socket file
         self._emit("crashed", runner, error=f"exit code {code}: {runner.log_tail(5)}")
 
     # -- housekeeping ---------------------------------------------------------------------------
@@ -234,6 +246,8 @@ class Scheduler:
                 for lease, pid in list(runner.leases.items()):
                     if pid and not _pid_alive(pid):
                         self.release(runner.key, lease)
+                if self.runners.get(runner.key) is not runner:
+                    continue  # the release above unloaded it (keep-alive 0)
                 if (runner.in_use == 0 and runner.keep_alive is not None and runner.keep_alive >= 0
                         and now - runner.last_used >= runner.keep_alive):
                     self._unload(runner, "unloaded")

@@ -1,0 +1,344 @@
+"""The request inspector: the last N request/response pairs per model, as DMR's recorder keeps them.
+
+A default plugin: ``on_request`` turns each finished ``RequestRecord`` into DMR's record shape
+
+    {id: "<model id>_<unix nanoseconds>", model, method, url, request, response, error, timestamp,
+     status_code, user_agent, origin}
+
+(``request`` and ``response`` are JSON text, as DMR has them; streamed responses are reassembled
+into one ``chat.completion`` with content, reasoning_content, tool_calls, usage and finish_reason;
+base64 media is cut to 100 characters) plus modelrunner's extras: usage, finish_reason, streamed
+and timings. No request header is recorded except User-Agent and Origin, and API-key fields in a
+body are dropped.
+
+gunicorn runs several worker processes, and GET /engines/requests must show what all of them
+recorded, so records live in small shared files: <store>/requests/<model hex>.jsonl, one JSON
+record per line, appended and trimmed to N under a file lock.
+
+Settings: ``record_requests`` (default true), ``request_records`` (default 10).
+"""
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from .hookspecs import hookimpl
+
+MEDIA_KEEP = 100
+_BASE64 = re.compile(r"[A-Za-z0-9+/=_-]+")
+SECRET_KEYS = {"api_key", "apikey", "api-key", "authorization", "bearer-token", "token",
+               "access_token", "x-api-key"}
+
+
+# -- shared storage ------------------------------------------------------------------------------
+
+
+class RequestLog:
+    """The records of every worker: one JSON-lines file per model, at most ``limit`` lines."""
+
+    def __init__(self, models_path, limit=10, enabled=True):
+        self.dir = Path(models_path) / "requests"
+        self.limit = max(1, int(limit))
+        self.enabled = enabled
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(settings.models_path, settings.get("request_records", 10),
+                   _truthy(settings.get("record_requests", True)))
+
+    def _path(self, model_id):
+        return self.dir / f"{model_id.split(':')[-1]}.jsonl"
+
+    def add(self, record):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self._path(record["model_id"])
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with FileLock(str(path) + ".lock", timeout=10):
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line)
+            lines = _read_lines(path)
+            if len(lines) > self.limit:
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text("".join(lines[-self.limit:]), encoding="utf-8")
+                os.replace(tmp, path)
+
+    def files(self):
+        return sorted(self.dir.glob("*.jsonl")) if self.dir.is_dir() else []
+
+    def read(self, path):
+        records = []
+        for line in _read_lines(path):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records[-self.limit:]
+
+    def all(self, model_id=None):
+        """{model id: [records, oldest first]}."""
+        result = {}
+        for path in self.files():
+            records = self.read(path)
+            if records and (model_id is None or records[0].get("model_id") == model_id):
+                result[records[0]["model_id"]] = records
+        return result
+
+    def signature(self):
+        """What changes when any file changes: for the live feed's cheap polling."""
+        sig = {}
+        for path in self.files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            sig[str(path)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return sig
+
+
+def _read_lines(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line for line in f if line.endswith("\n") and line.strip()]
+    except OSError:
+        return []
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
+_log = None
+
+
+def configure(settings):
+    """Called when the app is made (api/plugin.py); on_request uses this process's RequestLog."""
+    global _log
+    _log = RequestLog.from_settings(settings)
+    return _log
+
+
+def request_log():
+    global _log
+    if _log is None:
+        from .settings import load_settings
+        _log = RequestLog.from_settings(load_settings())
+    return _log
+
+
+# -- the hook ------------------------------------------------------------------------------------
+
+
+@hookimpl
+def on_request(event, record):
+    if event != "finished":
+        return
+    log = request_log()
+    if not log.enabled:
+        return
+    log.add(to_record(record))
+
+
+def to_record(record):
+    """DMR's record for a finished ``modelrunner.telemetry.RequestRecord``."""
+    req = record.request
+    headers = {}
+    method, url = "POST", record.path
+    if req is not None:
+        method = getattr(req, "method", "POST") or "POST"
+        url = getattr(req, "relative_uri", None) or getattr(req, "path", record.path)
+        for name in ("User-Agent", "Origin"):
+            try:
+                headers[name] = req.get_header(name) or ""
+            except Exception:
+                headers[name] = ""
+    now_ns = time.time_ns()
+    return {
+        "id": f"{record.model_id.split(':')[-1]}_{now_ns}",
+        "model": record.model,
+        "model_id": record.model_id,
+        "method": method,
+        "url": _strip_query_secrets(url),
+        "request": _request_text(record.body),
+        "response": _response_text(record),
+        "error": record.error or "",
+        "timestamp": int(record.timestamp),
+        "status_code": record.status or 0,
+        "user_agent": headers.get("User-Agent", ""),
+        "origin": headers.get("Origin", ""),
+        # modelrunner's extras
+        "engine": record.engine,
+        "mode": record.mode,
+        "dialect": record.dialect,
+        "streamed": record.streamed,
+        "usage": record.usage or {},
+        "finish_reason": record.finish_reason,
+        "timings": {"ttft": record.ttft, "duration": record.duration,
+                    "load_seconds": record.load_seconds},
+    }
+
+
+def _strip_query_secrets(url):
+    if "?" not in url:
+        return url
+    path, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p.split("=", 1)[0].lower() not in SECRET_KEYS | {"key"}]
+    return path + ("?" + "&".join(kept) if kept else "")
+
+
+def _request_text(body):
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return bytes(body or b"").decode("utf-8", "replace")[:65536]
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k.lower() not in SECRET_KEYS}
+    return json.dumps(shorten_media(data))
+
+
+def _response_text(record):
+    if record.streamed:
+        data = reassemble(list(record.events()))
+        if data is None:
+            return bytes(record.raw).decode("utf-8", "replace")
+        return json.dumps(shorten_media(data))
+    data = record.response_json()
+    if data is None:
+        return bytes(record.raw).decode("utf-8", "replace")
+    return json.dumps(shorten_media(data))
+
+
+# -- base64 media --------------------------------------------------------------------------------
+
+
+def _short(text):
+    return text[:MEDIA_KEEP] + "..." if len(text) > MEDIA_KEEP else text
+
+
+def shorten_media(value, key=None):
+    """data: URLs, Ollama ``images``, ``b64_json`` and audio ``data`` cut to 100 characters."""
+    if isinstance(value, dict):
+        return {k: shorten_media(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        if key == "images":
+            return [_short(v) if isinstance(v, str) else shorten_media(v) for v in value]
+        return [shorten_media(v) for v in value]
+    if isinstance(value, str):
+        if value.startswith("data:") and ";base64," in value[:200]:
+            return _short(value)
+        if key in ("b64_json", "image", "images", "data", "audio") and len(value) > MEDIA_KEEP \
+                and _BASE64.fullmatch(value[:MEDIA_KEEP]):
+            return _short(value)
+    return value
+
+
+# -- reassembly of streams -----------------------------------------------------------------------
+
+
+def reassemble(events):
+    """One response object from the JSON events of a stream (OpenAI chat or text completion
+    chunks, or Anthropic message events); None when the events are of no known kind."""
+    events = [e for e in events if isinstance(e, dict)]
+    if not events:
+        return None
+    if any(e.get("type") == "message_start" for e in events):
+        return _reassemble_anthropic(events)
+    if any("choices" in e for e in events):
+        return _reassemble_openai(events)
+    return None
+
+
+def _reassemble_openai(events):
+    out = {"id": None, "object": "chat.completion", "created": None, "model": None}
+    choices = {}
+    text_completion = False
+    for e in events:
+        for k in ("id", "created", "model", "system_fingerprint"):
+            if e.get(k) is not None and out.get(k) is None:
+                out[k] = e[k]
+        if e.get("usage"):
+            out["usage"] = e["usage"]
+        if e.get("timings"):
+            out["timings"] = e["timings"]
+        if e.get("object") == "text_completion":
+            text_completion = True
+        for c in e.get("choices") or []:
+            i = c.get("index", 0)
+            ch = choices.setdefault(i, {"index": i, "message": {"role": "assistant", "content": ""},
+                                        "finish_reason": None})
+            msg = ch["message"]
+            if "text" in c and "delta" not in c:
+                text_completion = True
+                ch.setdefault("text", "")
+                ch["text"] += c.get("text") or ""
+            delta = c.get("delta") or {}
+            if delta.get("role"):
+                msg["role"] = delta["role"]
+            if delta.get("content"):
+                msg["content"] += delta["content"]
+            if delta.get("reasoning_content"):
+                msg["reasoning_content"] = msg.get("reasoning_content", "") + delta["reasoning_content"]
+            for tc in delta.get("tool_calls") or []:
+                calls = msg.setdefault("tool_calls", [])
+                idx = tc.get("index", len(calls))
+                while len(calls) <= idx:
+                    calls.append({"id": None, "type": "function",
+                                  "function": {"name": "", "arguments": ""}})
+                call = calls[idx]
+                if tc.get("id"):
+                    call["id"] = tc["id"]
+                if tc.get("type"):
+                    call["type"] = tc["type"]
+                fn = tc.get("function") or {}
+                if fn.get("name"):
+                    call["function"]["name"] += fn["name"]
+                if fn.get("arguments"):
+                    call["function"]["arguments"] += fn["arguments"]
+            if c.get("finish_reason"):
+                ch["finish_reason"] = c["finish_reason"]
+    if text_completion:
+        out["object"] = "text_completion"
+        out["choices"] = [{"index": ch["index"], "text": ch.get("text", ""),
+                           "finish_reason": ch["finish_reason"]} for _, ch in sorted(choices.items())]
+    else:
+        out["choices"] = [ch for _, ch in sorted(choices.items())]
+    return out
+
+
+def _reassemble_anthropic(events):
+    message, blocks = {}, {}
+    for e in events:
+        kind = e.get("type")
+        if kind == "message_start":
+            message = dict(e.get("message") or {})
+        elif kind == "content_block_start":
+            blocks[e.get("index", 0)] = dict(e.get("content_block") or {})
+        elif kind == "content_block_delta":
+            block = blocks.setdefault(e.get("index", 0), {"type": "text", "text": ""})
+            d = e.get("delta") or {}
+            if d.get("type") == "text_delta":
+                block["text"] = block.get("text", "") + d.get("text", "")
+            elif d.get("type") == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + d.get("thinking", "")
+            elif d.get("type") == "input_json_delta":
+                block["_json"] = block.get("_json", "") + d.get("partial_json", "")
+        elif kind == "message_delta":
+            message.update({k: v for k, v in (e.get("delta") or {}).items() if v is not None})
+            if e.get("usage"):
+                message["usage"] = {**(message.get("usage") or {}), **e["usage"]}
+    content = []
+    for _, block in sorted(blocks.items()):
+        if "_json" in block:
+            raw = block.pop("_json")
+            try:
+                block["input"] = json.loads(raw) if raw else {}
+            except ValueError:
+                block["input"] = raw
+        content.append(block)
+    message["content"] = content
+    return message
