@@ -6,6 +6,7 @@ plugins load; the core's defaults always load. A plugin's name is its entry-poin
 
 import importlib
 import importlib.metadata
+import logging
 import os
 
 import pluggy
@@ -28,6 +29,10 @@ def _allowed_names():
     return {name.strip() for name in value.split(",") if name.strip() and name.strip() != "none"}
 
 
+# Installed plugins that failed to import: name -> error (shown by `model plugins`).
+FAILED = {}
+
+
 def make_plugin_manager():
     pm = pluggy.PluginManager("modelrunner")
     pm.add_hookspecs(hookspecs)
@@ -37,7 +42,13 @@ def make_plugin_manager():
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
-        pm.register(ep.load(), name=ep.name)
+        try:
+            module = ep.load()
+        except Exception as e:  # a broken plugin must not take the server down
+            logging.getLogger("modelrunner").warning("plugin %s failed to load: %s", ep.name, e)
+            FAILED[ep.name] = f"{type(e).__name__}: {e}"
+            continue
+        pm.register(module, name=ep.name)
         pm._plugin_distinfo.append((pm.get_plugin(ep.name), _DistFacade(ep.dist)))
     # Registered last, so pluggy calls them last: a plugin's make_store wins over the default.
     for module_name in DEFAULT_PLUGINS:
@@ -85,4 +96,7 @@ def describe_plugins(pm):
             "hooks": hooks,
             "default": name in DEFAULT_PLUGINS,
         })
+    for name, error in FAILED.items():
+        result.append({"name": name, "version": None, "distribution": None, "hooks": [],
+                       "default": False, "error": error})
     return sorted(result, key=lambda p: (p["default"], p["name"]))

@@ -217,7 +217,8 @@ def plugins(as_json):
     table = _table("PLUGIN", "VERSION", "HOOKS")
     for p in data:
         name = p["name"] + (" (default)" if p["default"] else "")
-        table.add_row(name, p["version"] or "", ", ".join(p["hooks"]))
+        hooks = ", ".join(p["hooks"]) if not p.get("error") else f"failed to load: {p['error']}"
+        table.add_row(name, p["version"] or "", hooks)
     console.print(table)
 
 
@@ -282,7 +283,8 @@ def configure(model, flags, context_size, keep_alive, mode, backend):
 @click.option("--host", help="Address to bind (default: settings host, 127.0.0.1)")
 @click.option("--port", type=int, help="Port (default: settings port, 12434)")
 @click.option("-w", "--workers", type=int, help="gunicorn worker processes")
-def serve(host, port, workers):
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers")
+def serve(host, port, workers, detach):
     """Serve the API with gunicorn and gevent workers."""
     from ..settings import load_settings
     settings = load_settings()
@@ -291,7 +293,28 @@ def serve(host, port, workers):
     argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", bind]
     if workers:
         argv += ["--workers", str(workers)]
-    os.execv(sys.executable, argv + ["modelrunner.app:create_app()"])
+    argv.append("modelrunner.app:create_app()")
+    if not detach:
+        os.execv(sys.executable, argv)
+    import subprocess
+    log_dir = Path(settings.models_path) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "serve.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    client = Client(f"http://{bind}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            fail(f"the server exited; see {log_dir / 'serve.log'}")
+        try:
+            client.http.get("/version", timeout=1)
+            click.echo(f"modelrunner is serving at http://{bind} (pid {proc.pid}, "
+                       f"logs in {log_dir / 'serve.log'})")
+            return
+        except Exception:
+            time.sleep(0.1)
+    fail("the server did not answer within 30 s")
 
 
 COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, status, version, plugins, ps,
