@@ -411,6 +411,24 @@ def context_size_from_hf_config(cfg: dict[str, Any]) -> int | None:
     return None
 
 
+def read_diffusers_index(root: Path) -> dict[str, Any] | None:
+    """A diffusers pipeline directory's ``model_index.json`` (must name a ``_class_name``), or None.
+
+    Its presence is what makes a safetensors directory a diffusers model (config format
+    ``"diffusers"``, served by the diffusers engine) rather than a text model for vLLM.
+    """
+    path = root / "model_index.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_bytes()[: MAX_JSON_HEADER + 1])
+    except (OSError, ValueError) as e:
+        raise PackagingError(f"{path}: invalid model_index.json: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("_class_name"), str):
+        raise PackagingError(f"{path}: model_index.json names no pipeline _class_name")
+    return data
+
+
 def build_safetensors_artifact(
     directory: str | os.PathLike[str],
     *,
@@ -422,6 +440,11 @@ def build_safetensors_artifact(
     to ``directory``. Metadata: parameters from the safetensors headers (only the JSON headers are
     read), dtype as quantization ("mixed" if several), architecture from config.json
     (``architectures[0]``, else ``model_type``), context size from config.json.
+
+    A directory with a ``model_index.json`` is a diffusers pipeline: its format is ``"diffusers"``
+    (not ``"safetensors"``, so the diffusers engine serves it), the architecture is the pipeline
+    class (``_class_name``), ``config.diffusers`` keeps ``_class_name``/``_diffusers_version``,
+    and there is no context size.
     """
     root = Path(directory)
     if not root.is_dir():
@@ -456,29 +479,39 @@ def build_safetensors_artifact(
     st_meta["tensor_count"] = str(n_tensors)
     quantization = "unknown" if not dtypes else (next(iter(dtypes)) if len(dtypes) == 1 else "mixed")
 
-    hf = _read_hf_config(root / "config.json")
-    if not hf:
-        hf = _read_hf_config(weights[0][0].parent / "config.json")
-    archs = hf.get("architectures")
-    architecture = ""
-    if isinstance(archs, list) and archs and isinstance(archs[0], str):
-        architecture = archs[0]
-    elif isinstance(hf.get("model_type"), str):
-        architecture = hf["model_type"]
-    elif "architecture" in st_meta:
-        architecture = st_meta["architecture"]
+    pipeline = read_diffusers_index(root)
+    if pipeline is not None:
+        # A diffusers pipeline: components in sub-folders, no text-model context size.
+        fmt, architecture, context_size = "diffusers", pipeline["_class_name"], None
+    else:
+        fmt = "safetensors"
+        hf = _read_hf_config(root / "config.json")
+        if not hf:
+            hf = _read_hf_config(weights[0][0].parent / "config.json")
+        archs = hf.get("architectures")
+        architecture = ""
+        if isinstance(archs, list) and archs and isinstance(archs[0], str):
+            architecture = archs[0]
+        elif isinstance(hf.get("model_type"), str):
+            architecture = hf["model_type"]
+        elif "architecture" in st_meta:
+            architecture = st_meta["architecture"]
+        context_size = context_size_from_hf_config(hf)
 
     created_s = _created_from((p for p, _ in entries), created)
     layers = [make_layer(p, classify_file(p.name), relative_path=rel, mtime=created_s) for p, rel in entries]
     model_config = {
-        "format": "safetensors",
+        "format": fmt,
         "quantization": quantization,
         "parameters": format_parameters(n_params),
         "architecture": architecture,
         "size": format_size(sum(p.stat().st_size for p, _ in weights)),
         "safetensors": st_meta,
-        "context_size": context_size_from_hf_config(hf),
+        "context_size": context_size,
     }
+    if pipeline is not None:
+        model_config["diffusers"] = {k: str(v) for k, v in pipeline.items()
+                                     if k in ("_class_name", "_diffusers_version")}
     return assemble(model_config, layers, created=created_s, config_media_type=MEDIA_TYPE_CONFIG_V02)
 
 
