@@ -1,0 +1,66 @@
+"""Small helpers: request bodies, names as Ollama shows them, times, durations."""
+
+import datetime as dt
+import json
+import time
+
+from modelrunner import reference as refs
+from modelrunner.scheduler import parse_keep_alive
+
+from .errors import OllamaError
+
+
+def read_json(req, required=True):
+    raw = req.bounded_stream.read()
+    if not raw:
+        if required:
+            raise OllamaError(400, "missing request body")
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise OllamaError(400, f"invalid JSON body: {e}") from None
+    if not isinstance(body, dict):
+        raise OllamaError(400, "the body must be a JSON object")
+    return body
+
+
+def model_name(body, *keys):
+    """The model a request names: ``model``, or the older ``name``."""
+    for key in keys or ("model", "name"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    raise OllamaError(400, "model is required")
+
+
+def ollama_name(tag):
+    """A store tag as Ollama lists it: ``docker.io/ai/smollm2:latest`` -> ``ai/smollm2:latest``."""
+    prefix = refs.DEFAULT_REGISTRY + "/"
+    return tag[len(prefix):] if tag.startswith(prefix) else tag
+
+
+def rfc3339(seconds=None):
+    """Local time with offset and nanosecond-free fractions, as Go's time.Time marshals."""
+    when = dt.datetime.fromtimestamp(time.time() if seconds is None else seconds).astimezone()
+    return when.isoformat(timespec="microseconds")
+
+
+def now_iso():
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def keep_alive_value(body):
+    """The request's keep_alive, validated (400 on junk); returns (raw value, seconds or None)."""
+    value = body.get("keep_alive")
+    if value is None or value == "":
+        return None, None
+    try:
+        seconds = parse_keep_alive(value)
+    except ValueError as e:
+        raise OllamaError(400, str(e)) from None
+    return value, seconds
+
+
+def ns(seconds):
+    return int(round((seconds or 0) * 1e9))
