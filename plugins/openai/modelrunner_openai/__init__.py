@@ -5,12 +5,16 @@
 
 The runner already speaks OpenAI, so nothing is translated: the body goes through byte for byte
 and the answer (Server-Sent Events when streaming) comes back as the runner writes it.
+
+The Responses API (POST .../responses, GET/DELETE .../responses/{id}) is the exception: it is
+translated to chat completions, see ``modelrunner_openai.responses``.
 """
 
 from modelrunner import hookimpl
 
 from .errors import openai_error_body
 from .resources import InferenceResource, ModelResource, ModelsResource
+from .responses import register as register_responses
 
 PREFIXES = ("/engines/{engine}/v1", "/engines/v1", "/v1")
 INFERENCE = ("/chat/completions", "/completions", "/embeddings", "/images/generations")
@@ -27,13 +31,16 @@ def register_routes(app, runtime):
         app.add_route("/engines" + path, InferenceResource(runtime, path, mode="reranking"))
         app.add_route("/engines/{engine}" + path, InferenceResource(runtime, path, mode="reranking"))
         app.add_route(path, InferenceResource(runtime, path, mode="reranking"))
+    register_responses(app, runtime)
 
 
 @hookimpl
 def format_error(req, status, message):
     path = req.path
     if "/v1/" in path or path.endswith("/v1") or path.startswith(("/engines/rerank", "/rerank",
-                                                                  "/score", "/engines/score")):
+                                                                  "/score", "/engines/score",
+                                                                  "/responses",
+                                                                  "/engines/responses")):
         return "application/json", openai_error_body(status, message)
     return None
 
