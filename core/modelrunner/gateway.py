@@ -155,9 +155,12 @@ class Gateway:
             try:
                 conn.request("POST", path, body=body, headers=send_headers)
                 resp = conn.getresponse()
-            except (ConnectionRefusedError, FileNotFoundError) as e:
-                # The runner died after the scheduler last looked and before it saw this request
-                # (nothing was sent): ask again, and the scheduler replaces the dead runner.
+            except (ConnectionRefusedError, FileNotFoundError, ConnectionResetError,
+                    BrokenPipeError) as e:
+                # The runner died after the scheduler last looked, before it answered anything
+                # (refused; or reset/closed while a dying process still held its socket): ask
+                # once more, and the scheduler replaces the dead runner. Inference requests have
+                # no side effects, so one retry is safe.
                 conn.close()
                 self._release_quietly(lease)
                 if attempt == 0:

@@ -4,7 +4,7 @@ import json
 
 import falcon
 
-from modelrunner.gateway import GatewayError
+from modelrunner.gateway import MODE_BY_PATH, GatewayError
 
 from .errors import openai_error_body, sse_error
 
@@ -33,7 +33,8 @@ class InferenceResource:
         gateway = self.runtime.gateway
         try:
             if (req.get_header("X-Preload-Only") or "").lower() == "true":
-                gateway.preload(model, engine, self.mode or "completion")
+                gateway.preload(model, engine,
+                                self.mode or MODE_BY_PATH.get(self.runner_path, "completion"))
                 resp.media = {"status": "loaded", "model": model}
                 return
             answer = gateway.open(model, self.runner_path, body, engine=engine, mode=self.mode,

@@ -1,0 +1,605 @@
+"""The scheduler's own rules, driven directly with a fake engine.
+
+A fake engine is allowed here only because what is under test is the scheduler's logic (loads,
+leases, keep-alive, eviction, crashes, configuration); the runner is a real process
+(tests/scheduler/fake_runner.py) on a real Unix socket. Real llama.cpp is in test_llamacpp_runners.py.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from modelrunner.engines import Engine, EngineError, RunnerCommand
+from modelrunner.packaging import build_gguf_artifact
+from modelrunner.scheduler import Scheduler, SchedulerError
+from modelrunner.scheduler.runner import UnixHTTPConnection
+from modelrunner.settings import load_settings
+from modelrunner.store.filesystem import FilesystemStore
+
+FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
+GIB = 1024**3
+
+
+# -- the fake engine and its models -------------------------------------------------------------
+
+class FakeEngine(Engine):
+    """Starts fake_runner.py; how it behaves is set on the instance by each test."""
+
+    name = "fake"
+    formats = ("gguf",)
+    modes = ("completion",)
+    runtime_flag_allowlist = frozenset({"--threads"})
+
+    def __init__(self):
+        self.slow_start = 0.0
+        self.fail = False
+        self.memory = {}          # model id -> bytes (default 0)
+        self.commands = []        # argv of every runner started
+
+    def runner_command(self, bundle, config, socket_path):
+        if config.mode not in self.modes:
+            raise EngineError(f"{self.name} cannot run a model in {config.mode!r} mode")
+        argv = [sys.executable, str(FAKE_RUNNER), "--socket", socket_path]
+        if self.fail:
+            argv.append("--fail")
+        if self.slow_start:
+            argv += ["--slow-start", str(self.slow_start)]
+        if config.context_size:
+            argv += ["--ctx-size", str(config.context_size)]
+        self.commands.append(argv)
+        return RunnerCommand(argv)
+
+    def estimate_memory(self, bundle, config):
+        return self.memory.get(bundle.model_id, 0)
+
+
+class Events:
+    """A hook relay stand-in recording on_runner events."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_runner(self, event, runner):
+        self.events.append((event, runner))
+
+    def count(self, event):
+        return sum(1 for e, _ in self.events if e == event)
+
+
+def write_small_gguf(path, seed):
+    """A header-valid GGUF with one small tensor; the seed makes each file (and model) distinct."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(2048)
+    writer.add_block_count(1)
+    writer.add_uint32("test.seed", seed)
+    writer.add_tensor("token_embd.weight",
+                      np.random.default_rng(seed).standard_normal((8, 16)).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def add_model(store, tmp_path, name, seed, context_size=None):
+    path = write_small_gguf(tmp_path / f"{name.replace('/', '_')}.gguf", seed)
+    artifact = build_gguf_artifact(path, context_size=context_size)
+    for layer in artifact.layers:
+        store.import_file(layer.path, layer.digest)
+    store.write_blob_bytes(artifact.config_bytes)
+    return store.add_model(artifact.manifest_bytes, tags=[name])
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def store(tmp_path):
+    return FilesystemStore(tmp_path / "models")
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_scheduler(tmp_path, store, engine):
+    made = []
+
+    def make(**settings):
+        values = {"max_loaded": 0, "memory_budget": 0, "keep_alive": "5m",
+                  "runner_start_timeout": 30, **settings}
+        events = Events()
+        scheduler = Scheduler(store, {engine.name: engine},
+                              load_settings(models_path=str(tmp_path / "models"), **values),
+                              hooks=events)
+        scheduler.events = events
+        made.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        scheduler.shutdown()
+
+
+@pytest.fixture
+def models(store, tmp_path):
+    return [add_model(store, tmp_path, f"test/model-{i}", seed=i) for i in range(3)]
+
+
+def chat(runner, **fields):
+    """One chat completion straight to a runner's socket; returns the decoded answer."""
+    conn = UnixHTTPConnection(runner.socket_path, timeout=10)
+    try:
+        body = json.dumps({"model": runner.model_name, "messages": [], **fields}).encode()
+        conn.request("POST", "/v1/chat/completions", body=body,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def wait_gone(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def loaded_names(scheduler):
+    return sorted(entry["model_name"].removeprefix("docker.io/") for entry in scheduler.ps())
+
+
+# -- stories ------------------------------------------------------------------------------------
+
+def test_concurrent_requests_during_a_load_share_one_load(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    engine.slow_start = 1.0
+    results, errors = [], []
+
+    def request():
+        try:
+            results.append(scheduler.acquire(engine, models[0]))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    loading = scheduler.ps()
+    assert len(loading) == 1 and loading[0]["loading"] is True
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(results) == 8
+    assert len(engine.commands) == 1
+    assert scheduler.events.count("loading") == 1 and scheduler.events.count("loaded") == 1
+    assert len({id(runner) for runner, _ in results}) == 1
+    assert len({lease for _, lease in results}) == 8
+    runner = results[0][0]
+    assert runner.in_use == 8 and runner.alive()
+    assert chat(runner)["echo"]["pid"] == runner.process.pid
+    for r, lease in results:
+        scheduler.release(r.key, lease)
+    assert runner.in_use == 0
+    assert scheduler.ps()[0]["in_use"] is False
+
+
+def test_a_loaded_runner_outlives_the_thread_that_loaded_it(make_scheduler, engine, models):
+    # The runner is started from a short-lived load thread; PR_SET_PDEATHSIG fires when the
+    # *thread* that forked the child exits, so it must not be that thread.
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(runner.key, lease)
+    time.sleep(1.0)
+    assert runner.alive()
+    assert chat(runner)["echo"]["pid"] == runner.process.pid
+
+
+def test_max_loaded_one_evicts_least_recently_used_idle_runner(make_scheduler, engine, models):
+    scheduler = make_scheduler(max_loaded=1)
+    first, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(first.key, lease)
+    first_pid = first.process.pid
+    second, lease = scheduler.acquire(engine, models[1])
+    scheduler.release(second.key, lease)
+    assert loaded_names(scheduler) == ["test/model-1:latest"]
+    assert wait_gone(first_pid)
+    assert scheduler.events.count("evicted") == 1
+    assert chat(second)["echo"]["pid"] == second.process.pid
+
+
+def test_with_two_slots_the_least_recently_used_runner_goes_first(make_scheduler, engine, models):
+    scheduler = make_scheduler(max_loaded=2)
+    a, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(a.key, lease)
+    b, lease = scheduler.acquire(engine, models[1])
+    scheduler.release(b.key, lease)
+    time.sleep(0.02)
+    again, lease = scheduler.acquire(engine, models[0])  # model-0 is now the most recent
+    assert again is a
+    scheduler.release(a.key, lease)
+    c, lease = scheduler.acquire(engine, models[2])
+    scheduler.release(c.key, lease)
+    assert loaded_names(scheduler) == ["test/model-0:latest", "test/model-2:latest"]
+    assert wait_gone(b.process.pid)
+    assert a.alive()
+
+
+def test_busy_runner_is_never_evicted_and_the_newcomer_gets_503(make_scheduler, engine, models):
+    scheduler = make_scheduler(max_loaded=1)
+    busy, lease = scheduler.acquire(engine, models[0])
+    with pytest.raises(SchedulerError) as err:
+        scheduler.acquire(engine, models[1])
+    assert err.value.status == 503
+    assert "busy" in str(err.value) and "max_loaded=1" in str(err.value)
+    assert busy.alive() and loaded_names(scheduler) == ["test/model-0:latest"]
+    assert chat(busy)["echo"]["pid"] == busy.process.pid
+    scheduler.release(busy.key, lease)
+    newcomer, lease = scheduler.acquire(engine, models[1])  # now the idle one can go
+    scheduler.release(newcomer.key, lease)
+    assert loaded_names(scheduler) == ["test/model-1:latest"]
+    assert wait_gone(busy.process.pid)
+
+
+def test_memory_budget_refuses_a_model_that_cannot_fit_with_the_memory_it_needs(
+        make_scheduler, engine, models):
+    scheduler = make_scheduler(memory_budget="2GiB")
+    engine.memory = {models[0].id: GIB, models[1].id: 3 * GIB}
+    small, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(small.key, lease)
+    with pytest.raises(SchedulerError) as err:
+        scheduler.acquire(engine, models[1])
+    assert err.value.status == 503
+    message = str(err.value)
+    assert "test/model-1" in message and "3.00 GiB" in message and "2.00 GiB" in message
+    # a model that can never fit does not throw out the runners that do
+    assert small.alive() and loaded_names(scheduler) == ["test/model-0:latest"]
+    assert scheduler.events.count("evicted") == 0
+
+
+def test_memory_budget_evicts_idle_runners_to_make_room(make_scheduler, engine, models):
+    scheduler = make_scheduler(memory_budget="2GiB")
+    engine.memory = {m.id: GIB for m in models}
+    runners = []
+    for model in models:
+        runner, lease = scheduler.acquire(engine, model)
+        scheduler.release(runner.key, lease)
+        runners.append(runner)
+        time.sleep(0.02)
+    assert loaded_names(scheduler) == ["test/model-1:latest", "test/model-2:latest"]
+    assert wait_gone(runners[0].process.pid)
+    assert sum(entry["memory"] for entry in scheduler.ps()) == 2 * GIB
+
+
+def test_keep_alive_expiry_unloads_idle_runner(make_scheduler, engine, models):
+    scheduler = make_scheduler(keep_alive="1s")
+    runner, lease = scheduler.acquire(engine, models[0])
+    time.sleep(1.2)
+    scheduler.tick()
+    assert runner.alive(), "a runner in use never expires"
+    scheduler.release(runner.key, lease)
+    scheduler.tick()
+    assert runner.alive(), "keep-alive counts from the end of the last request"
+    entry = scheduler.ps()[0]
+    assert entry["keep_alive"] == 1 and entry["expires_at"] >= time.time()
+    time.sleep(1.1)
+    scheduler.tick()
+    assert scheduler.ps() == []
+    assert wait_gone(runner.process.pid)
+    assert scheduler.events.count("unloaded") == 1
+
+
+def test_configured_keep_alive_applies_to_the_model(make_scheduler, engine, models):
+    scheduler = make_scheduler()  # default 5m
+    scheduler.configure(engine, models[0], "completion", keep_alive="1s")
+    runner, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(runner.key, lease)
+    assert runner.keep_alive == 1
+    time.sleep(1.1)
+    scheduler.tick()
+    assert scheduler.ps() == []
+
+
+def test_keep_alive_zero_unloads_after_the_request(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0], keep_alive="0")
+    other, other_lease = scheduler.acquire(engine, models[0])
+    assert other is runner
+    assert chat(runner)["choices"][0]["message"]["content"] == "echo"
+    scheduler.release(runner.key, lease)
+    assert runner.alive(), "still in use by the second request"
+    scheduler.release(runner.key, other_lease)
+    assert scheduler.ps() == []
+    assert wait_gone(runner.process.pid)
+
+
+def test_keep_alive_minus_one_never_unloads(make_scheduler, engine, models):
+    scheduler = make_scheduler(keep_alive="1s")
+    runner, lease = scheduler.acquire(engine, models[0], keep_alive="-1")
+    scheduler.release(runner.key, lease)
+    runner.last_used -= 10 * 365 * 86400  # idle for ten years
+    scheduler.tick()
+    assert runner.alive() and len(scheduler.ps()) == 1
+    assert scheduler.ps()[0]["expires_at"] is None
+
+
+def test_dead_runner_is_noticed_and_replaced_on_next_request(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(runner.key, lease)
+    old_pid = runner.process.pid
+    os.kill(old_pid, signal.SIGKILL)
+    runner.process.wait(5)
+    # no tick in between: the next request itself notices
+    fresh, lease = scheduler.acquire(engine, models[0])
+    assert fresh is not runner and fresh.process.pid != old_pid
+    assert chat(fresh)["echo"]["pid"] == fresh.process.pid
+    scheduler.release(fresh.key, lease)
+    assert scheduler.events.count("crashed") == 1
+    # and the housekeeping tick notices a crash of an idle runner on its own
+    os.kill(fresh.process.pid, signal.SIGKILL)
+    fresh.process.wait(5)
+    scheduler.tick()
+    assert scheduler.ps() == []
+    assert scheduler.events.count("crashed") == 2
+
+
+def test_dead_runner_while_in_use_releases_cleanly(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0])
+    os.kill(runner.process.pid, signal.SIGKILL)
+    runner.process.wait(5)
+    scheduler.tick()
+    assert scheduler.ps() == []
+    scheduler.release(runner.key, lease)  # the worker finishing its (failed) request
+    fresh, lease = scheduler.acquire(engine, models[0])
+    assert fresh.alive() and fresh.in_use == 1
+    scheduler.release(fresh.key, lease)
+    assert fresh.in_use == 0
+
+
+def test_failed_load_reports_the_engines_own_reason(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    engine.fail = True
+    engine.slow_start = 0.5
+    errors = []
+
+    def request():
+        with pytest.raises(SchedulerError) as err:
+            scheduler.acquire(engine, models[0])
+        errors.append(err.value)
+
+    threads = [threading.Thread(target=request) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 3 and len(engine.commands) == 1
+    for error in errors:
+        assert error.status == 500
+        assert "exited with code 1" in str(error)
+        assert "tensor 'blk.0' has the wrong shape" in str(error)
+    assert scheduler.ps() == []
+    assert scheduler.events.count("failed") == 1
+    # once the cause is fixed the next request loads
+    engine.fail = False
+    engine.slow_start = 0
+    runner, lease = scheduler.acquire(engine, models[0])
+    assert chat(runner)["echo"]["pid"] == runner.process.pid
+    scheduler.release(runner.key, lease)
+
+
+def test_a_runner_that_never_becomes_ready_times_out(make_scheduler, engine, models):
+    scheduler = make_scheduler(runner_start_timeout=1)
+    engine.slow_start = 30
+    started = time.monotonic()
+    with pytest.raises(SchedulerError) as err:
+        scheduler.acquire(engine, models[0])
+    assert time.monotonic() - started < 10
+    assert "did not become ready within 1" in str(err.value)
+    assert "fake runner" in str(err.value) and "starting" in str(err.value)
+    pid = int(str(err.value).split("fake runner ")[1].split()[0])
+    assert wait_gone(pid)
+    assert scheduler.ps() == []
+
+
+def test_lease_of_a_dead_worker_is_released(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    worker.wait()
+    runner, lease = scheduler.acquire(engine, models[0], pid=worker.pid)
+    mine, my_lease = scheduler.acquire(engine, models[0], pid=os.getpid())
+    assert runner.in_use == 2
+    scheduler.tick()
+    assert runner.in_use == 1 and lease not in runner.leases and my_lease in runner.leases
+    assert runner.alive(), "the live worker's lease keeps the runner"
+    scheduler.release(mine.key, my_lease)
+    assert runner.in_use == 0
+    scheduler.release(runner.key, lease)  # a late release of the reaped lease is harmless
+    assert runner.in_use == 0
+
+
+def test_lease_of_a_dead_worker_with_keep_alive_zero_unloads_once(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    worker.wait()
+    runner, lease = scheduler.acquire(engine, models[0], keep_alive="0", pid=worker.pid)
+    scheduler.tick()
+    assert scheduler.ps() == []
+    assert wait_gone(runner.process.pid)
+    assert scheduler.events.count("unloaded") == 1
+
+
+def test_configure_busy_runner_gives_409_and_idle_runner_reloads_with_new_context(
+        make_scheduler, engine, models, store):
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0])
+    assert chat(runner)["echo"]["ctx_size"] == 2048  # the model's own context length
+    with pytest.raises(SchedulerError) as err:
+        scheduler.configure(engine, models[0], "completion", context_size=4096)
+    assert err.value.status == 409
+    assert scheduler.ps()[0]["context_size"] == 2048
+    assert store.runner_configs() == {}, "a refused configuration is not persisted"
+    scheduler.release(runner.key, lease)
+
+    config = scheduler.configure(engine, models[0], "completion", context_size=4096,
+                                 runtime_flags=["--threads", "1"])
+    assert config.context_size == 4096
+    assert scheduler.ps() == [], "the idle runner is unloaded to apply the new configuration"
+    assert wait_gone(runner.process.pid)
+    saved = store.runner_configs()[f"fake|{models[0].id}|completion"]
+    assert saved["context_size"] == 4096 and saved["runtime_flags"] == ["--threads", "1"]
+
+    fresh, lease = scheduler.acquire(engine, models[0])
+    assert chat(fresh)["echo"]["ctx_size"] == 4096
+    assert scheduler.ps()[0]["context_size"] == 4096
+    assert engine.commands[-1][-2:] == ["--ctx-size", "4096"]
+    scheduler.release(fresh.key, lease)
+
+    # a new scheduler (a restarted daemon) applies the persisted configuration too
+    scheduler.shutdown()
+    again = make_scheduler()
+    runner, lease = again.acquire(engine, models[0])
+    assert chat(runner)["echo"]["ctx_size"] == 4096
+    again.release(runner.key, lease)
+
+
+def test_unload_takes_idle_runners_now_and_busy_ones_after_their_request(
+        make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    idle, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(idle.key, lease)
+    busy, busy_lease = scheduler.acquire(engine, models[1])
+    assert scheduler.unload(everything=True) == 2
+    assert loaded_names(scheduler) == ["test/model-1:latest"]
+    assert wait_gone(idle.process.pid)
+    assert chat(busy)["echo"]["pid"] == busy.process.pid
+    scheduler.release(busy.key, busy_lease)
+    assert scheduler.ps() == []
+
+
+def test_a_model_the_engine_refuses_evicts_nothing(make_scheduler, engine, models):
+    scheduler = make_scheduler(max_loaded=1)
+    runner, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(runner.key, lease)
+    with pytest.raises(EngineError):
+        scheduler.acquire(engine, models[1], mode="embedding")  # the fake engine has no such mode
+    assert runner.alive() and loaded_names(scheduler) == ["test/model-0:latest"]
+
+
+def test_a_crashed_runner_leaves_no_socket_behind(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(runner.key, lease)
+    assert os.path.exists(runner.socket_path)
+    os.kill(runner.process.pid, signal.SIGKILL)
+    runner.process.wait(5)
+    scheduler.tick()
+    assert not os.path.exists(runner.socket_path)
+    assert not [p for p in scheduler.sockets.glob("runner-*.sock")]
+
+
+# -- the gateway in front of the scheduler --------------------------------------------------------
+
+class InProcessClient:
+    """The SchedulerClient's interface over an in-process Scheduler (no daemon)."""
+
+    def __init__(self, scheduler, store):
+        self.scheduler = scheduler
+        self.store = store
+
+    def acquire(self, model_id, engine, mode="completion", keep_alive=None):
+        from modelrunner.scheduler import Lease
+        runner, lease = self.scheduler.acquire(self.scheduler.engines[engine],
+                                               self.store.get(model_id), mode, keep_alive)
+        return Lease(runner.socket_path, list(runner.key), lease, runner.load_seconds)
+
+    def release(self, lease):
+        self.scheduler.release(lease.key, lease.lease)
+
+
+@pytest.fixture
+def gateway(make_scheduler, store, engine):
+    from modelrunner.gateway import Gateway
+
+    scheduler = make_scheduler()
+
+    class Runtime:
+        settings = scheduler.settings
+        engines = {engine.name: engine}
+
+        def emit_request(self, event, record):
+            pass
+
+    runtime = Runtime()
+    runtime.store = store
+    runtime.scheduler = InProcessClient(scheduler, store)
+    gw = Gateway(runtime)
+    gw.scheduler = scheduler
+    return gw
+
+
+def test_gateway_replaces_a_runner_that_died_just_before_the_request(gateway, engine, models):
+    scheduler = gateway.scheduler
+    body = json.dumps({"model": "test/model-0", "messages": []}).encode()
+    first = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+    [runner] = scheduler.runners.values()
+    assert first["echo"]["pid"] == runner.process.pid
+    # the runner dies right after the scheduler saw it alive: the request is not lost
+    os.kill(runner.process.pid, signal.SIGKILL)
+    assert wait_gone(runner.process.pid)
+    looks = iter([True])
+    runner.alive = lambda: next(looks, False)
+    answer = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake")
+    assert answer.status == 200
+    data = answer.json()
+    [fresh] = scheduler.runners.values()
+    assert fresh is not runner and data["echo"]["pid"] == fresh.process.pid
+    assert fresh.in_use == 0
+
+
+def test_gateway_ends_a_stream_with_an_error_when_the_runner_dies(gateway, engine, models):
+    from modelrunner.gateway import GatewayError
+    scheduler = gateway.scheduler
+    body = json.dumps({"model": "test/model-0", "messages": [], "stream": True,
+                       "max_tokens": 200, "delay": 0.05}).encode()
+    answer = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake")
+    assert answer.streaming
+    [runner] = scheduler.runners.values()
+    assert runner.in_use == 1
+    chunks = []
+    with pytest.raises(GatewayError) as err:
+        for chunk in answer:
+            chunks.append(chunk)
+            if len(chunks) == 2:
+                os.kill(runner.process.pid, signal.SIGKILL)
+    assert "runner" in str(err.value)
+    assert b"[DONE]" not in b"".join(chunks)
+    assert runner.in_use == 0, "the lease is released"
