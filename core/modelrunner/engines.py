@@ -86,6 +86,7 @@ class RunnerCommand:
     argv: list
     env: dict = field(default_factory=dict)
     health_path: str = "/health"
+    start_timeout: float | None = None  # seconds to become healthy; None = runner_start_timeout
 
 
 class Engine:

@@ -86,10 +86,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def acquire(self, data):
         engine, model = self._engine_and_model(data)
+        asked = time.monotonic()
         runner, lease = self.scheduler.acquire(engine, model, data.get("mode") or "completion",
                                                data.get("keep_alive"), data.get("pid"))
+        # only a request that waited for the load paid for it (Ollama's load_duration)
+        waited = runner.started is not None and runner.started + (runner.load_seconds or 0) >= asked
         return {"socket": runner.socket_path, "key": list(runner.key), "lease": lease,
-                "load_seconds": runner.load_seconds}
+                "load_seconds": runner.load_seconds if waited else 0.0}
 
     def release(self, data):
         self.scheduler.release(data["key"], data["lease"])

@@ -129,6 +129,7 @@ class Runner:
                                   preexec_fn=_die_with_parent, close_fds=True)
         finally:
             log.close()
+        timeout = command.start_timeout or timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -479,7 +479,9 @@ class VLLMEngine(Engine):
             gib = _as_float(self._setting("vllm_cpu_kvcache_space", 1)) or 1.0
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{gib:g}"
             env["VLLM_TARGET_DEVICE"] = "cpu"
-        return RunnerCommand(argv=argv, env=env, health_path="/health")
+        # A first load compiles kernels (torch.compile): minutes on a small CPU machine.
+        return RunnerCommand(argv=argv, env=env, health_path="/health",
+                             start_timeout=float(self.settings.get("vllm_start_timeout", 900)))
 
     # -- memory ---------------------------------------------------------------------------------
 
