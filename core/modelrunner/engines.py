@@ -98,6 +98,22 @@ class Engine:
     modes = ("completion",)
     runtime_flag_allowlist = frozenset()  # flags `_configure` may pass; values never contain paths
 
+    def __init__(self, settings=None):
+        self._settings = settings
+
+    @property
+    def settings(self):
+        """modelrunner's settings (dynaconf), loaded on first use."""
+        if self._settings is None:
+            from .settings import load_settings
+            self._settings = load_settings()
+        return self._settings
+
+    def _setting(self, key, default=None):
+        """A setting, with ``default`` also for an empty value."""
+        value = self.settings.get(key, default)
+        return default if value is None or value == "" else value
+
     def installed(self):
         """(True, details) when the runtime is there, else (False, what to do)."""
         return True, ""

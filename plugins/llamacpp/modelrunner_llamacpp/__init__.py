@@ -237,21 +237,6 @@ class LlamaCppEngine(Engine):
     modes = ("completion", "embedding", "reranking")
     runtime_flag_allowlist = RUNTIME_FLAG_ALLOWLIST
 
-    def __init__(self, settings=None):
-        self._settings = settings
-
-    @property
-    def settings(self):
-        if self._settings is None:
-            from modelrunner.settings import load_settings
-
-            self._settings = load_settings()
-        return self._settings
-
-    def _setting(self, key, default):
-        value = self.settings.get(key, default)
-        return default if value is None or value == "" else value
-
     # -- installation ---------------------------------------------------------------------------
 
     def binary(self):

@@ -204,24 +204,6 @@ class VLLMEngine(Engine):
     modes = ("completion", "embedding")
     runtime_flag_allowlist = RUNTIME_FLAG_ALLOWLIST
 
-    def __init__(self, settings=None):
-        self._settings = settings
-
-    @property
-    def settings(self):
-        if self._settings is None:
-            from modelrunner.settings import load_settings
-
-            self._settings = load_settings()
-        return self._settings
-
-    def _setting(self, key, default=None):
-        try:
-            value = self.settings.get(key, default)
-        except Exception:  # noqa: BLE001 - a settings object without .get
-            value = default
-        return default if value is None or value == "" else value
-
     # -- installation ---------------------------------------------------------------------------
 
     def executable(self):
