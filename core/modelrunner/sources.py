@@ -6,6 +6,7 @@ A source pulls a reference into the store and pushes a stored model out. It stre
 pull leaves nothing in `model ls`.
 """
 
+import threading
 import time
 
 
@@ -61,7 +62,8 @@ class Progress:
     """Turns a source's progress into DMR's messages: {type, message, total, layer, mode}.
 
     ``emit(dict)`` receives each message. Layer updates are throttled as DMR does (one per 100 ms
-    or per MiB per layer) so a fast local pull does not flood the client.
+    or per MiB per layer) so a fast local pull does not flood the client. Thread-safe: sources
+    download layers in parallel.
     """
 
     def __init__(self, emit, mode="pull", interval=0.1, step=1 << 20):
@@ -71,11 +73,16 @@ class Progress:
         self.step = step
         self.total = 0
         self._last = {}  # layer id -> (time, bytes) of the last message
+        self._lock = threading.Lock()
 
     def set_total(self, total):
         self.total = total
 
     def layer(self, layer_id, size, current):
+        with self._lock:
+            self._layer(layer_id, size, current)
+
+    def _layer(self, layer_id, size, current):
         now = time.monotonic()
         last_time, last_bytes = self._last.get(layer_id, (0.0, -self.step))
         if current < size and now - last_time < self.interval and current - last_bytes < self.step:

@@ -111,18 +111,6 @@ def map_hub_error(exc, repo_id, token):
     return None
 
 
-class _LockedProgress:
-    """Progress shared by parallel downloads (Progress keeps per-layer state in a dict)."""
-
-    def __init__(self, progress):
-        self._progress = progress
-        self._lock = threading.Lock()
-
-    def layer(self, layer_id, size, current):
-        with self._lock:
-            self._progress.layer(layer_id, size, current)
-
-
 def _git_blob_oid(path, size):
     h = hashlib.sha1(b"blob %d\0" % size)
     with open(path, "rb") as f:
@@ -271,7 +259,6 @@ class HuggingFaceSource(Source):
         headers = hf.utils.build_hf_headers(token=token or None, library_name="modelrunner")
         base = endpoint()
         progress.set_total(sum(f.size for f, _ in chosen))
-        locked = _LockedProgress(progress)
         staging = _staging_dir(store)  # for small files, hashed before they become blobs
         digests = {}
 
@@ -279,11 +266,11 @@ class HuggingFaceSource(Source):
             url = hf.hf_hub_url(repo_id, f.path, revision=commit, endpoint=base)
             digest = known.get(f.path)
             if digest and store.has_blob(digest):
-                locked.layer(digest, f.size, f.size)
+                progress.layer(digest, f.size, f.size)
                 return f.path, digest
             if digest:
-                return f.path, self._fetch_blob(session, url, headers, f, digest, store, locked, repo_id)
-            return f.path, self._fetch_small(session, url, headers, f, store, locked, repo_id, staging)
+                return f.path, self._fetch_blob(session, url, headers, f, digest, store, progress, repo_id)
+            return f.path, self._fetch_small(session, url, headers, f, store, progress, repo_id, staging)
 
         try:
             files = [f for f, _ in chosen]

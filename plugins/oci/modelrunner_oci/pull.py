@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner.sources import SourceError, human_size
+from modelrunner.sources import Progress, SourceError, human_size
 
 from .registry import (CHUNK, INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST, RETRY_DELAYS,
                        SUPPORTED_CONFIG_TYPES, Registry, httpx)
@@ -65,19 +65,6 @@ def check_config_type(manifest, ref):
         raise SourceError(f"{ref} is not a model this runner can use: config media type "
                           f"{config_type!r} is unsupported (expected one of "
                           f"{', '.join(SUPPORTED_CONFIG_TYPES)})", status=422)
-
-
-class _Report:
-    """Serialises progress calls coming from the download threads."""
-
-    def __init__(self, progress):
-        self.progress = progress
-        self.lock = threading.Lock()
-
-    def layer(self, digest, size, current):
-        if self.progress is not None:
-            with self.lock:
-                self.progress.layer(digest, size, current)
 
 
 def download_blob(reg, store, descriptor, report, cancelled):
@@ -171,7 +158,7 @@ def pull(ref, store, progress, token=None):
                 raise SourceError(f"manifest of {ref} has a malformed descriptor", status=502)
         if progress is not None:
             progress.set_total(sum(d["size"] for d in descriptors))
-        report = _Report(progress)
+        report = progress or Progress(lambda message: None)
         cancelled = threading.Event()
         unique = list({d["digest"]: d for d in descriptors}.values())
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(unique))) as pool:

@@ -7,25 +7,13 @@ model ID (sha256 of the manifest) is the same on both sides.
 """
 
 import json
-import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner.sources import SourceError
+from modelrunner.sources import Progress, SourceError
 
 from .registry import CHUNK, MEDIA_TYPE_OCI_MANIFEST, Registry
 
 MAX_PARALLEL = 4
-
-
-class _Report:
-    def __init__(self, progress):
-        self.progress = progress
-        self.lock = threading.Lock()
-
-    def layer(self, digest, size, current):
-        if self.progress is not None:
-            with self.lock:
-                self.progress.layer(digest, size, current)
 
 
 def _chunks(opener, digest, size, report):
@@ -80,7 +68,7 @@ def push_blobs_and_manifest(ref, blobs, manifest_bytes, progress, token=None):
     target = ref.digest or ref.tag or "latest"
     if progress is not None:
         progress.set_total(sum(size for _, size, _ in blobs))
-    report = _Report(progress)
+    report = progress or Progress(lambda message: None)
     with Registry(ref.registry, ref.repository, token=token, push=True) as reg:
         unique = list({b[0]: b for b in blobs}.values())
         if unique:
