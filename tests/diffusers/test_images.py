@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import openai
@@ -139,10 +138,7 @@ def test_run_image(server, image_model, tmp_path, capsys):
     assert str(path) in capsys.readouterr().out
 
 
-def test_model_run_cli(server, image_model, tmp_path):
-    run_py = Path(__import__("modelrunner_openai").__file__).with_name("run.py").read_text()
-    if "run_image" not in run_py:
-        pytest.skip("`model run` does not call run_image yet (modelrunner_openai/run.py)")
+def test_model_run_on_an_image_model_writes_a_png_and_prints_its_path(server, image_model, tmp_path):
     # the server's default of 50 steps: about 5 s for the tiny model
     result = subprocess.run([sys.executable, "-m", "modelrunner.cli", "run", image_model,
                              "a cat"], cwd=tmp_path, env=server.env, capture_output=True,

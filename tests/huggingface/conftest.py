@@ -19,7 +19,6 @@ Hub. The fixtures here:
 import hashlib
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
