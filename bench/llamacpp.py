@@ -98,11 +98,10 @@ def single(url, model, tokens):
 
 
 def ttft_median(url, model, repeats):
-    client = httpx.Client()
     values = []
     for _ in range(repeats):
         results = []
-        stream_chat(url, model, 1, results, client=client)
+        stream_chat(url, model, 1, results)
         values.append(results[0][0])
     return statistics.median(values)
 
