@@ -9,6 +9,8 @@ pull leaves nothing in `model ls`.
 import threading
 import time
 
+from .packaging.units import format_size as human_size  # noqa: F401  (DMR's "256.35MiB")
+
 
 class SourceError(Exception):
     """A pull or push failure with the HTTP status to answer with (401, 403, 404, 422, 502...)."""
@@ -48,14 +50,6 @@ def find_source(sources, ref):
             return source
     raise SourceError(f"no installed source can pull {ref}: pip install modelrunner-oci "
                       f"(registries) or modelrunner-huggingface (hf.co/...)", status=412)
-
-
-def human_size(n):
-    """DMR's sizes: binary units with two decimals ("256.35MiB")."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.2f}{unit}" if unit != "B" else f"{n}B"
-        n /= 1024
 
 
 class Progress:

@@ -105,7 +105,7 @@ def test_plain_gunicorn_command_from_the_readme_works(tmp_path):
         proc.wait(10)
 
 
-HEAVY = ("torch", "llama_cpp", "vllm", "diffusers", "transformers")
+HEAVY = ("torch", "llama_cpp", "vllm", "diffusers", "transformers", "gguf", "numpy")
 
 
 def test_starting_the_server_imports_no_engine_library():

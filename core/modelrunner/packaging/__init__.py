@@ -6,7 +6,7 @@
 """
 
 from .errors import PackagingError
-from .gguf_metadata import read_gguf, format_parameters, format_size
+from .units import format_parameters, format_size
 from .artifact import (
     Artifact,
     Layer,
@@ -17,6 +17,15 @@ from .artifact import (
     sha256_file,
 )
 from .tarball import write_model_tar, read_model_tar
+
+
+def __getattr__(name):
+    # read_gguf needs the gguf package, whose import pulls in a tokenizer stack (hundreds of ms,
+    # tens of MB): loaded on first use, so the API server never pays for it.
+    if name == "read_gguf":
+        from .gguf_metadata import read_gguf
+        return read_gguf
+    raise AttributeError(name)
 
 __all__ = [
     "PackagingError",

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from .errors import PackagingError
-from .gguf_metadata import format_parameters, format_size, read_gguf
+from .units import format_parameters, format_size
 
 # --- media types (DMR pkg/distribution/types/config.go) ---------------------------------------
 MEDIA_TYPE_CONFIG_V01 = "application/vnd.docker.ai.model.config.v0.1+json"
@@ -297,6 +297,8 @@ def build_gguf_artifact(
     newest input mtime (see the module docstring).
     """
     shards = discover_gguf_shards(gguf_path)
+    from .gguf_metadata import read_gguf  # imports the gguf package: only when packaging GGUF
+
     metas = [read_gguf(s) for s in shards]  # validates every shard (magic, truncation)
     first = metas[0]
     n_params = sum(m["parameter_count"] for m in metas)

@@ -24,6 +24,7 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 from .errors import PackagingError
+from .units import format_parameters, format_size  # noqa: F401  (re-exported)
 
 GGUF_MAGIC = b"GGUF"
 MAX_ARRAY_SIZE = 50  # DMR drops metadata arrays longer than this from the config's "gguf" map
@@ -47,26 +48,6 @@ class _Truncated(Exception):
     pass
 
 
-def format_parameters(n: int) -> str:
-    """Parameter count as gguf-parser prints it, without the space DMR strips: "134.52M", "7.24B"."""
-    if n <= 0:
-        return "0"
-    for scale, unit in ((1e15, "Q"), (1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(int(n))
-
-
-def format_size(n: int) -> str:
-    """Byte size in binary units with 2 decimals, as DMR's config "size": "256.35MiB"."""
-    if n < 1024:
-        return f"{int(n)}B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        value /= 1024.0
-        if value < 1024.0 or unit == "PiB":
-            return f"{value:.2f}{unit}"
-    raise AssertionError("unreachable")
 
 
 def _go_str(vtype: GGUFValueType, value: Any) -> str:

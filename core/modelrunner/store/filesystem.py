@@ -125,7 +125,7 @@ class BlobWriter:
     the partial file always holds every byte ``offset`` counts.
     """
 
-    QUEUED = 8
+    QUEUED = 4
 
     def __init__(self, store, digest, size=None):
         self.digest = digest

@@ -8,7 +8,7 @@ import falcon
 
 from modelrunner import __version__
 from modelrunner import reference as refs
-from modelrunner.packaging import PackagingError, read_gguf
+from modelrunner.packaging import PackagingError
 from modelrunner.packaging.artifact import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01,
                                             MEDIA_TYPE_GGUF, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ,
                                             canonical_json, format_parameters, format_size,
@@ -414,6 +414,7 @@ class CreateResource:
             lower = filename.lower()
             if lower.endswith(".gguf"):
                 try:
+                    from modelrunner.packaging.gguf_metadata import read_gguf
                     meta = read_gguf(path)
                 except PackagingError as e:
                     raise OllamaError(400, f"{filename}: {e}") from None
