@@ -17,10 +17,8 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,14 +116,7 @@ class BlobWriter:
     Bytes go to ``<hex>.incomplete``; ``offset`` says how many are already there (a source asks
     the registry for the rest with a Range request). ``commit()`` checks the digest and renames
     into place; a mismatch deletes the partial file and raises DigestMismatch.
-
-    Writing and hashing happen in a helper thread fed through a small bounded queue (at most
-    ``QUEUED`` chunks in memory), so they overlap with the caller's network reads: file writes
-    and sha256 both release the GIL. ``close()`` and ``commit()`` wait for what was queued, so
-    the partial file always holds every byte ``offset`` counts.
     """
-
-    QUEUED = 4
 
     def __init__(self, store, digest, size=None):
         self.digest = digest
@@ -142,49 +133,20 @@ class BlobWriter:
             self._file.truncate(0)
             self._hash = hashlib.sha256()
         self.offset = self._file.tell()
-        self._queue = None
-        self._worker = None
-        self._error = None
-
-    def _consume(self):
-        while (chunk := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._file.write(chunk)
-                    self._hash.update(chunk)
-                except BaseException as e:  # raised to the caller by _drain()
-                    self._error = e
-
-    def _drain(self):
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join()
-            self._worker = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
 
     def restart(self):
         """Throw away resumed bytes (the server ignored our Range request)."""
-        self._drain()
         self._file.truncate(0)
         self._file.seek(0)
         self._hash = hashlib.sha256()
         self.offset = 0
 
     def write(self, chunk):
-        if self._worker is None:
-            self._queue = queue.Queue(self.QUEUED)
-            self._worker = threading.Thread(target=self._consume, daemon=True,
-                                            name=f"blob-{self.digest[7:19]}")
-            self._worker.start()
-        if self._error is not None:
-            self._drain()
-        self._queue.put(bytes(chunk))
+        self._file.write(chunk)
+        self._hash.update(chunk)
         self.offset += len(chunk)
 
     def commit(self):
-        self._drain()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -196,13 +158,8 @@ class BlobWriter:
         return self.final
 
     def close(self):
-        try:
-            self._drain()
-        except OSError:
-            pass
-        finally:
-            if not self._file.closed:
-                self._file.close()
+        if not self._file.closed:
+            self._file.close()
 
 
 class FilesystemStore:
