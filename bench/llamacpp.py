@@ -77,10 +77,19 @@ def stream_chat(url, model, tokens, results, client=None):
     results.append((first - start if first else end - start, end - (first or start), tokens_out, end))
 
 
+FAILED = {}  # url -> streams the server cut off or refused
+
+
 def concurrent(url, model, tokens, n):
     results = []
-    threads = [threading.Thread(target=stream_chat, args=(url, model, tokens, results))
-               for _ in range(n)]
+
+    def one():
+        try:
+            stream_chat(url, model, tokens, results)
+        except httpx.HTTPError:
+            FAILED[url] = FAILED.get(url, 0) + 1
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -197,7 +206,10 @@ def bench_llama_cpp_python(gguf, args, rows):
         single(url, "smollm2", 8)
         tps, ttft = single(url, "smollm2", args.tokens)
         agg = {k: concurrent(url, "smollm2", args.tokens, k)[0] for k in (1, 4, 8)}
-        rows.append(("llama-cpp-python server", tps, ttft, agg))
+        name = "llama-cpp-python server"
+        if FAILED.get(url):
+            name += f" ({FAILED[url]} streams cut)"
+        rows.append((name, tps, ttft, agg))
     finally:
         proc.terminate()
         proc.wait()
