@@ -33,11 +33,10 @@ def _import_httpx():
     and trio crashes at import once gevent has patched ``select`` (AttributeError: epoll), which
     httpcore does not catch. Its sync API never uses trio, so hide trio for that one import."""
     if "httpcore" not in sys.modules and "trio" not in sys.modules:
-        try:
+        patched = False
+        if "gevent" in sys.modules:  # only a process that imported gevent can be patched
             from gevent import monkey
             patched = monkey.is_module_patched("select")
-        except ImportError:
-            patched = False
         if patched:
             sys.modules["trio"] = None  # makes `import trio` raise ImportError
             try:
