@@ -5,11 +5,16 @@ gateway to runners, the engines and sources that plugins registered.
 """
 
 import logging
+import threading
+from pathlib import Path
+
+from filelock import FileLock
 
 from .gateway import Gateway
 from .plugins import get_plugin_manager
 from .scheduler import SchedulerClient
 from .settings import load_settings
+from .sources import find_source
 
 log = logging.getLogger("modelrunner")
 
@@ -26,6 +31,20 @@ class Runtime:
         self.hook.register_sources(register=self.sources.append)
         self.scheduler = SchedulerClient(self.settings)
         self.gateway = Gateway(self)
+        self._pull_slots = threading.BoundedSemaphore(
+            int(self.settings.get("max_concurrent_pulls", 2)))
+
+    def pull(self, ref, progress, token=None):
+        """Pull ``ref`` through the source that handles it, for every dialect alike: at most
+        ``max_concurrent_pulls`` at once in this process, and one pull of a reference at a time
+        across processes (file lock), so a second concurrent pull finds the model cached."""
+        source = find_source(self.sources, ref)
+        lock = Path(self.settings.models_path) / f".pull-{str(ref).replace('/', '_')}.lock"
+        with self._pull_slots, FileLock(str(lock)):
+            return source.pull(ref, self.store, progress, token)
+
+    def push(self, ref, model, progress, token=None):
+        return find_source(self.sources, ref).push(ref, model, self.store, progress, token)
 
     def emit_request(self, event, record):
         """Tell telemetry observers about a request; an observer's failure is only logged."""

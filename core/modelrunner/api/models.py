@@ -10,7 +10,6 @@ import queue
 import threading
 
 import falcon
-from filelock import FileLock
 
 from .. import reference as refs
 from ..packaging import PackagingError, read_model_tar
@@ -109,10 +108,10 @@ class ModelResource:
             raise dmr_error(400, str(e))
         if refs.is_model_id(ref):
             raise dmr_error(400, "push needs a reference with a name, not an ID")
-        source = _source(self.runtime, parsed)
+        _source(self.runtime, parsed)  # 412 before any streaming when nothing can push it
         run_transfer(self.runtime, req, resp, "push",
-                     lambda progress: source.push(parsed, model, self.runtime.store, progress,
-                                                  body.get("bearer-token")),
+                     lambda progress: self.runtime.push(parsed, model, progress,
+                                                        body.get("bearer-token")),
                      success="Model pushed successfully")
 
 
@@ -121,7 +120,6 @@ class CreateResource:
 
     def __init__(self, runtime):
         self.runtime = runtime
-        self.slots = threading.BoundedSemaphore(int(runtime.settings.get("max_concurrent_pulls", 2)))
 
     def on_post(self, req, resp):
         body = _json_body(req)
@@ -132,15 +130,10 @@ class CreateResource:
             ref = refs.parse(name)
         except refs.InvalidReference as e:
             raise dmr_error(400, str(e))
-        source = _source(self.runtime, ref)
-        store = self.runtime.store
-        lock_path = store.root / f".pull-{refs.normalize(name).replace('/', '_')}.lock"
-
-        def pull(progress):
-            with self.slots, FileLock(str(lock_path)):
-                return source.pull(ref, store, progress, body.get("bearer-token"))
-
-        run_transfer(self.runtime, req, resp, "pull", pull, success="Model pulled successfully")
+        _source(self.runtime, ref)  # 412 before any streaming when no source handles it
+        run_transfer(self.runtime, req, resp, "pull",
+                     lambda progress: self.runtime.pull(ref, progress, body.get("bearer-token")),
+                     success="Model pulled successfully")
 
 
 class LoadResource:

@@ -120,8 +120,4 @@ def push_artifact(ref, artifact, progress=None, token=None):
 
 def _manifest_bytes(store, model):
     """The manifest exactly as stored (re-serialising would change the model ID)."""
-    reader = getattr(store, "manifest_bytes", None)
-    if callable(reader):
-        return reader(model.id)
-    path = store.root / "manifests" / "sha256" / model.id.split(":", 1)[1]
-    return path.read_bytes()
+    return store.manifest_bytes(model.id)

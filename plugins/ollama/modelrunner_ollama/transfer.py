@@ -10,8 +10,6 @@ import json
 import queue
 import threading
 
-from filelock import FileLock
-
 from modelrunner import reference as refs
 from modelrunner.sources import Progress, SourceError, find_source
 from modelrunner.store import StoreError
@@ -20,7 +18,6 @@ from .errors import OllamaError, error_line
 from .models import find
 from .util import model_name, read_json
 
-_SLOTS = threading.BoundedSemaphore(2)
 
 
 def _short(digest):
@@ -47,10 +44,9 @@ def transfer(runtime, req, resp, mode):
     except refs.InvalidReference as e:
         raise OllamaError(400, str(e)) from None
     try:
-        source = find_source(runtime.sources, ref)
+        find_source(runtime.sources, ref)  # its status (412) before any streaming
     except SourceError as e:
         raise OllamaError(e.status, str(e)) from None
-    store = runtime.store
     token = body.get("bearer-token") or None
     if mode == "push":
         model = find(runtime, name)
@@ -60,17 +56,14 @@ def transfer(runtime, req, resp, mode):
         last_lines = [{"status": "pushing manifest"}, {"status": "success"}]
 
         def work(progress):
-            return source.push(ref, model, store, progress, token)
+            return runtime.push(ref, model, progress, token)
         verb = "pushing"
     else:
         first_lines = [{"status": "pulling manifest"}]
         last_lines = [{"status": "verifying sha256 digest"}, {"status": "writing manifest"},
                       {"status": "success"}]
-        lock_path = store.root / f".pull-{refs.normalize(name).replace('/', '_')}.lock"
-
         def work(progress):
-            with _SLOTS, FileLock(str(lock_path)):
-                return source.pull(ref, store, progress, token)
+            return runtime.pull(ref, progress, token)
         verb = "pulling"
 
     events = queue.Queue()
