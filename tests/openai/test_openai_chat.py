@@ -104,15 +104,36 @@ def test_forced_tool_call_names_the_tool_with_json_arguments(client, choice):
     answer = client.chat.completions.create(
         model=MODEL, temperature=0, max_tokens=64, tools=[WEATHER], tool_choice=choice,
         messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    assert answer.choices[0].finish_reason == "tool_calls"
     calls = answer.choices[0].message.tool_calls
-    if not calls:
-        # Seen with llama-server 0.5.0-dev (0c1e570): SmolLM2's template has no tool support,
-        # tool_choice "required" is not turned into a grammar, and an object tool_choice is
-        # refused ("type must be string") and replaced by the default.
-        pytest.xfail("llama-server did not force a tool call for SmolLM2")
+    assert len(calls) == 1 and calls[0].id.startswith("call_")
     assert calls[0].function.name == "get_weather"
-    arguments = json.loads(calls[0].function.arguments)
-    assert isinstance(arguments, dict) and isinstance(arguments.get("city"), str)
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+
+
+def test_streamed_forced_tool_call_arrives_as_tool_call_deltas(client):
+    stream = client.chat.completions.create(
+        model=MODEL, temperature=0, max_tokens=64, tools=[WEATHER], tool_choice="required",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}], stream=True)
+    name, arguments, content, finish = "", "", "", None
+    for chunk in stream:
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            for call in choice.delta.tool_calls or []:
+                name += call.function.name or ""
+                arguments += call.function.arguments or ""
+            finish = choice.finish_reason or finish
+    assert (name, content, finish) == ("get_weather", "", "tool_calls")
+    assert json.loads(arguments) == {"city": "Paris"}
+
+
+def test_tool_choice_naming_an_unknown_function_is_a_bad_request(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL, max_tokens=8, tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+            messages=[{"role": "user", "content": "What time is it?"}])
+    assert "get_time" in info.value.message
 
 
 def test_unknown_model_is_not_found(client):

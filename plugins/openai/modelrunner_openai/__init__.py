@@ -6,8 +6,10 @@
 The runner already speaks OpenAI, so nothing is translated: the body goes through byte for byte
 and the answer (Server-Sent Events when streaming) comes back as the runner writes it.
 
-The Responses API (POST .../responses, GET/DELETE .../responses/{id}) is the exception: it is
-translated to chat completions, see ``modelrunner_openai.responses``.
+Two exceptions. The Responses API (POST .../responses, GET/DELETE .../responses/{id}) is
+translated to chat completions, see ``modelrunner_openai.responses``. A forced tool choice
+("required" or a named function) is held with a JSON schema and read back as tool calls, because
+llama-server does not enforce it, see ``modelrunner_openai.forced_tools``.
 """
 
 from modelrunner import hookimpl

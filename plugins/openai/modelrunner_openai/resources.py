@@ -7,6 +7,7 @@ import falcon
 from modelrunner.gateway import MODE_BY_PATH, GatewayError
 
 from .errors import openai_error_body, sse_error
+from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
 
 
 def _fail(resp, status, message):
@@ -31,6 +32,14 @@ class InferenceResource:
             return _fail(resp, 400, "the body must be a JSON object")
         model = data.get("model")
         gateway = self.runtime.gateway
+        forced = None
+        if self.runner_path == "/v1/chat/completions":
+            try:
+                forced = forced_functions(data)
+            except ToolChoiceError as e:
+                return _fail(resp, 400, str(e))
+            if forced:
+                body = json.dumps(constrained_request(data, forced)).encode()
         try:
             if (req.get_header("X-Preload-Only") or "").lower() == "true":
                 gateway.preload(model, engine,
@@ -41,6 +50,8 @@ class InferenceResource:
                                   request=req)
         except GatewayError as e:
             return _fail(resp, e.status, str(e))
+        if forced:
+            answer = ForcedCallAnswer(answer)
         resp.status = falcon.code_to_http_status(answer.status)
         resp.content_type = answer.content_type
         if answer.streaming:

@@ -38,6 +38,7 @@ import falcon
 from modelrunner.gateway import GatewayError
 
 from .errors import openai_error, openai_error_body
+from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
 
 TTL = 3600
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -328,16 +329,7 @@ def build_chat_request(data, previous):
             body[key] = data[key]
     tools = convert_tools(data.get("tools"))
     if tools:
-        choice = convert_tool_choice(data.get("tool_choice"))
-        if isinstance(choice, dict):
-            # llama-server takes tool_choice only as a string ("type must be string"): a named
-            # function becomes "required" with only that function offered, which is the same.
-            name = choice["function"]["name"]
-            tools = [t for t in tools if t["function"]["name"] == name]
-            if not tools:
-                raise RequestError(f"tool_choice names {name!r}, which is not in tools",
-                                   "tool_choice")
-            choice = "required"
+        choice = convert_tool_choice(data.get("tool_choice"))  # forced: see forced_tools
         body["tools"] = tools
         if choice is not None:
             body["tool_choice"] = choice
@@ -676,10 +668,17 @@ class ResponsesResource:
                 gateway.preload(model, engine, "completion")
                 resp.media = {"status": "loaded", "model": model}
                 return
+            forced = forced_functions(body)
+            if forced:
+                body = constrained_request(body, forced)
             answer = gateway.open(model, "/v1/chat/completions", json.dumps(body).encode(),
                                   engine=engine, request=req)
         except GatewayError as e:
             return _fail(resp, e.status, str(e))
+        except ToolChoiceError as e:
+            return _fail(resp, 400, str(e), "tool_choice")
+        if forced:
+            answer = ForcedCallAnswer(answer)
 
         response = base_response(new_id("resp"), data, int(time.time()))
         store = data.get("store", True) is not False
