@@ -1,18 +1,30 @@
 """Pull throughput of the OCI source against a local registry, next to `curl -o` of the same blob.
 
-    python bench/pull.py [--size-mb 500] [--cache ~/.cache/modelrunner-bench]
+    python bench/pull.py [--size-mb 500] [--rounds 3] [--cache ~/.cache/modelrunner-bench]
 
 Starts Debian's docker-registry on 127.0.0.1 (storage in a temp dir), pushes a model whose one
 layer is SIZE MB of random bytes (generated once into the cache dir, outside the repository),
-then, in one run: `curl -o` of that blob, and `OciSource.pull` into an empty store in a
-subprocess, whose peak RSS is read from VmHWM in /proc/self/status: ru_maxrss would also count the
-forked parent's memory from before exec. Prints MB/s for both.
-Needs: apt-get install -y docker-registry curl; pip install -e plugins/oci.
+then, each round, in turn:
+
+* `curl -o` of that blob;
+* `OciSource.pull` into an empty store, in a subprocess whose peak RSS is read from VmHWM in
+  /proc/self/status (ru_maxrss would also count the forked parent's memory from before exec);
+* the same with the store's `fsync_blobs` on;
+* `POST /models/create` to a running `model serve` (gunicorn, gevent worker): what `model pull`
+  does, without the CLI's start-up.
+
+Every step first writes and deletes a scratch file of the same size. On this VM, writing into
+page cache that no file used before is 5-10x slower than reusing freed pages (the hypervisor
+backs new memory on first touch), which made single runs swing from 340 to 1030 MB/s; with the
+scratch file each writer, curl included, starts from the same state. Prints MB/s per round, the
+medians, and pull as a share of curl.
+Needs: apt-get install -y docker-registry curl; pip install -e . -e plugins/oci.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,14 +33,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "oci"))
+sys.path.insert(0, str(HERE.parent))
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from modelrunner import reference
 from modelrunner.sources import Progress
 from modelrunner.store import FilesystemStore
 from modelrunner_oci import OciSource
-store = FilesystemStore(sys.argv[2])
+store = FilesystemStore(sys.argv[2], fsync=sys.argv[3] == "fsync")
 started = time.perf_counter()
 model = OciSource().pull(reference.parse(sys.argv[1]), store, Progress(lambda m: None))
 elapsed = time.perf_counter() - started
@@ -37,13 +50,26 @@ print(json.dumps({"seconds": elapsed, "id": model.id,
 """
 
 
+def reuse_freed_pages(directory, size):
+    """Write and delete ``size`` bytes, so the next writer gets recycled page cache."""
+    scratch = Path(directory) / "scratch"
+    block = b"\0" * (4 << 20)
+    with open(scratch, "wb") as f:
+        for _ in range(0, size, len(block)):
+            f.write(block)
+    scratch.unlink()
+    os.sync()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/modelrunner-bench"))
     args = parser.parse_args()
     size = args.size_mb * 1000 * 1000
 
+    import httpx
     import pytest  # noqa: F401  (conftest uses pytest.fail for a missing binary)
     from oci_registry import start_registry, stop_registry
     from oci_helpers import put_in_store, random_artifact
@@ -51,6 +77,7 @@ def main():
     from modelrunner import reference
     from modelrunner.store import FilesystemStore
     from modelrunner_oci import OciSource
+    from tests.support.server import Server
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -60,41 +87,68 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        server = start_registry(tmp / "registry")
+        registry = start_registry(tmp / "registry")
+        server = Server(tmp / "server-store").start()
         try:
             source_store = FilesystemStore(tmp / "source-store")
             model = put_in_store(source_store, artifact, "bench/model:v1")
-            target = f"{server.host}/bench/model:v1"
+            target = f"{registry.host}/bench/model:v1"
             t = time.perf_counter()
             OciSource().push(reference.parse(target), model, source_store, None)
             push_s = time.perf_counter() - t
-            print(f"push:    {size / 1e6 / push_s:8.1f} MB/s  ({push_s:.2f}s)")
+            print(f"push:            {size / 1e6 / push_s:8.1f} MB/s  ({push_s:.2f}s)")
+            blob_url = f"http://{registry.host}/v2/bench/model/blobs/{artifact.layers[0].digest}"
+            results = {"curl -o": [], "pull": [], "pull, fsync": [], "server pull": []}
+            rss = []
 
-            digest = artifact.layers[0].digest
-            out = tmp / "curl.out"
-
-            def curl():
-                os.sync()  # same start for each: no dirty pages from the step before
+            def curl(n):
+                out = tmp / f"curl-{n}.out"
                 t = time.perf_counter()
-                subprocess.run(["curl", "-sf", "-o", str(out),
-                                f"http://{server.host}/v2/bench/model/blobs/{digest}"], check=True)
+                subprocess.run(["curl", "-sf", "-o", str(out), blob_url], check=True)
                 seconds = time.perf_counter() - t
                 assert out.stat().st_size == size
                 out.unlink()
-                print(f"curl -o: {size / 1e6 / seconds:8.1f} MB/s  ({seconds:.2f}s)")
+                return seconds
 
-            curl()
-            os.sync()
-            result = subprocess.run([sys.executable, "-c", CHILD, target, str(tmp / "pull-store")],
-                                    check=True, capture_output=True, text=True)
-            pulled = json.loads(result.stdout.strip().splitlines()[-1])
-            assert pulled["id"] == model.id
-            print(f"pull:    {size / 1e6 / pulled['seconds']:8.1f} MB/s  ({pulled['seconds']:.2f}s, "
-                  f"sha256 verified, fsync'd)  peak RSS of the pull process "
-                  f"{pulled['maxrss_kb'] / 1024:.0f} MiB")
-            curl()
+            def pull(n, fsync=False):
+                result = subprocess.run(
+                    [sys.executable, "-c", CHILD, target, str(tmp / f"pull-{n}-{fsync}"),
+                     "fsync" if fsync else "-"], check=True, capture_output=True, text=True)
+                pulled = json.loads(result.stdout.strip().splitlines()[-1])
+                assert pulled["id"] == model.id
+                rss.append(pulled["maxrss_kb"] / 1024)
+                subprocess.run(["rm", "-rf", str(tmp / f"pull-{n}-{fsync}")], check=True)
+                return pulled["seconds"]
+
+            def server_pull(n):
+                t = time.perf_counter()
+                answer = httpx.post(server.url + "/models/create", json={"from": target},
+                                    timeout=600)
+                seconds = time.perf_counter() - t
+                assert answer.status_code == 200, answer.text
+                assert httpx.delete(f"{server.url}/models/{target}").status_code == 200
+                return seconds
+
+            steps = {"curl -o": curl, "pull": pull, "pull, fsync": lambda n: pull(n, True),
+                     "server pull": server_pull}
+            for n in range(args.rounds):
+                figures = []
+                for name, step in steps.items():
+                    reuse_freed_pages(tmp, size)
+                    seconds = step(n)
+                    results[name].append(size / 1e6 / seconds)
+                    figures.append(f"{name} {results[name][-1]:.0f}")
+                print(f"round {n + 1}: " + ", ".join(figures) + " MB/s")
+            curl_median = statistics.median(results["curl -o"])
+            for name, values in results.items():
+                median = statistics.median(values)
+                print(f"{name + ':':16} {median:8.1f} MB/s median  ({median / curl_median:.0%} "
+                      f"of curl)  [{', '.join(f'{v:.0f}' for v in values)}]")
+            print("pull: sha256 verified before a blob enters the store; peak RSS of the pull "
+                  f"process {max(rss):.0f} MiB")
         finally:
-            stop_registry(server)
+            server.stop()
+            stop_registry(registry)
 
 
 if __name__ == "__main__":

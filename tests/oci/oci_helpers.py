@@ -152,3 +152,52 @@ class CuttingRelay:
         except OSError:
             pass
         self._close(client, upstream)
+
+
+class RedirectingFront:
+    """A registry front that answers blob GETs with 307 to ``blob_host`` (as Docker Hub sends
+    blobs to its CDN) and relays everything else to the registry. Records the request heads."""
+
+    def __init__(self, registry_host, blob_host):
+        import http.server
+        import threading
+
+        import httpx
+        front = self
+        self.heads = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _relay(self):
+                front.heads.append(f"{self.command} {self.path}\n{self.headers}")
+                if self.command == "GET" and "/blobs/" in self.path:
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{blob_host}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                answer = httpx.request(self.command, f"http://{registry_host}{self.path}",
+                                       headers={k: v for k, v in self.headers.items()
+                                                if k.lower() != "host"},
+                                       content=self.rfile.read(length) if length else None)
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer.content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = _relay
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()

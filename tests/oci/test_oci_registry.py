@@ -15,7 +15,8 @@ from modelrunner_oci.push import push_blobs_and_manifest
 from modelrunner_oci.registry import base_url, registry_host
 
 from oci_registry import PASSWORD, USER
-from oci_helpers import CuttingRelay, Recorder, gguf_artifact, put_in_store, random_artifact
+from oci_helpers import (CuttingRelay, Recorder, RedirectingFront, gguf_artifact, put_in_store,
+                         random_artifact)
 
 SOURCE = OciSource()
 
@@ -199,6 +200,46 @@ def test_connection_cut_mid_blob_leaves_no_model_and_next_pull_resumes(registry,
         relay.close()
 
 
+def test_blob_redirected_to_another_host_is_fetched_without_the_registry_credentials(
+        registry, stores, tmp_path):
+    first, second = stores
+    artifact = random_artifact(tmp_path, 6 << 20, seed=9)
+    model = put_in_store(first, artifact, "x")
+    SOURCE.push(ref(f"{registry.host}/team/cdn:v1"), model, first, None)
+    digest = artifact.layers[0].digest
+    cdn = CuttingRelay(int(registry.host.rsplit(":", 1)[1]), digest)  # another host:port
+    front = RedirectingFront(registry.host, cdn.host)
+    try:
+        got = SOURCE.pull(ref(f"{front.host}/team/cdn:v1"), second, None, token="registry-secret")
+        assert got.id == model.id
+        assert second.blob_path(digest).read_bytes() == first.blob_path(digest).read_bytes()
+        asked = [h for h in front.heads if h.startswith(f"GET /v2/team/cdn/blobs/{digest}")]
+        assert asked and all("Bearer registry-secret" in h for h in asked)
+        fetched = [h for h in cdn.heads if f"/blobs/{digest}" in h]
+        assert fetched and not any("authorization:" in h.lower() for h in fetched)
+    finally:
+        front.close()
+        cdn.close()
+
+
+def test_fallback_reader_fills_buffers_from_an_httpx_stream(registry, stores, tmp_path):
+    import httpx
+
+    from modelrunner_oci.blobget import httpx_readinto
+    first, _ = stores
+    artifact = random_artifact(tmp_path, 1_000_003, seed=10)
+    model = put_in_store(first, artifact, "x")
+    SOURCE.push(ref(f"{registry.host}/team/fallback:v1"), model, first, None)
+    digest = artifact.layers[0].digest
+    got = bytearray()
+    with httpx.stream("GET", f"http://{registry.host}/v2/team/fallback/blobs/{digest}") as r:
+        readinto = httpx_readinto(r)
+        view = memoryview(bytearray(100_000))
+        while count := readinto(view):
+            got += view[:count]
+    assert bytes(got) == first.blob_path(digest).read_bytes()
+
+
 def test_push_artifact_publishes_a_package_without_the_store(registry, stores, tmp_path):
     _, second = stores
     artifact = gguf_artifact(tmp_path, seed=8)
@@ -336,11 +377,12 @@ print(job.value.id, len(ticks))
 
 
 def test_pull_works_in_a_gevent_worker(registry, stores, tmp_path):
-    """The server runs gevent workers with monkey patching (and httpcore must not import trio)."""
+    """The server runs gevent workers with monkey patching (and httpcore must not import trio);
+    the layer is big enough to be hashed on gevent's OS-thread pool while the hub keeps going."""
     import subprocess
     import sys
     first, _ = stores
-    model = put_in_store(first, gguf_artifact(tmp_path, seed=15), "x")
+    model = put_in_store(first, random_artifact(tmp_path, 24 << 20, seed=15), "x")
     SOURCE.push(ref(f"{registry.host}/team/gevent:v1"), model, first, None)
     out = subprocess.run([sys.executable, "-c", GEVENT_PULL, f"{registry.host}/team/gevent:v1",
                           str(tmp_path / "g")], capture_output=True, text=True, timeout=60)

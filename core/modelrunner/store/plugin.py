@@ -6,4 +6,4 @@ from .filesystem import FilesystemStore
 
 @hookimpl(trylast=True)
 def make_store(settings):
-    return FilesystemStore(settings.models_path)
+    return FilesystemStore(settings.models_path, fsync=bool(settings.get("fsync_blobs", False)))

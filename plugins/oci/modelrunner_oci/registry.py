@@ -16,9 +16,11 @@
 """
 
 import base64
+import functools
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -73,6 +75,15 @@ DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]*))')
+
+
+@functools.cache
+def tls_context():
+    """One TLS context for every registry connection, httpx's and the blob reader's: loading
+    the CA bundle costs about 20 ms, once per process rather than once per pull."""
+    import certifi  # httpx's own CA bundle
+    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+                                      capath=os.environ.get("SSL_CERT_DIR"))
 
 
 def _user_agent():
@@ -230,10 +241,13 @@ class Registry:
         self._credentials = None if token else find_credentials(self.host)
         self._authorization = f"Bearer {token}" if token else None
         self._lock = threading.Lock()
+        self.timeout = timeout
+        self.user_agent = _user_agent()
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=10.0),
+            verify=tls_context(),
             follow_redirects=True,
-            headers={"User-Agent": _user_agent()},
+            headers={"User-Agent": self.user_agent},
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
         )
 
@@ -245,6 +259,11 @@ class Registry:
 
     def __exit__(self, *exc):
         self.close()
+
+    @property
+    def authorization(self):
+        """The Authorization header that the last auth round settled (None: anonymous)."""
+        return self._authorization
 
     def url(self, path):
         return f"{self.base}/v2/{self.repository}/{path}"
