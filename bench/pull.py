@@ -17,13 +17,16 @@ Every step first writes and deletes a scratch file of the same size. On this VM,
 page cache that no file used before is 5-10x slower than reusing freed pages (the hypervisor
 backs new memory on first touch), which made single runs swing from 340 to 1030 MB/s; with the
 scratch file each writer, curl included, starts from the same state. Prints MB/s per round, the
-medians, and pull as a share of curl.
+medians, pull as a share of curl, and the ceiling this machine puts on a pull that verifies
+sha256: (CPU-seconds of curl and the registry + CPU-seconds of sha256) / cores.
 Needs: apt-get install -y docker-registry curl; pip install -e . -e plugins/oci.
 """
 
 import argparse
+import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,6 +53,12 @@ print(json.dumps({"seconds": elapsed, "id": model.id,
 """
 
 
+def process_cpu(pid):
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reuse_freed_pages(directory, size):
     """Write and delete ``size`` bytes, so the next writer gets recycled page cache."""
     scratch = Path(directory) / "scratch"
@@ -70,7 +79,7 @@ def main():
     size = args.size_mb * 1000 * 1000
 
     import httpx
-    import pytest  # noqa: F401  (conftest uses pytest.fail for a missing binary)
+    import pytest  # noqa: F401  (oci_registry uses pytest.fail for a missing binary)
     from oci_registry import start_registry, stop_registry
     from oci_helpers import put_in_store, random_artifact
 
@@ -101,11 +110,19 @@ def main():
             results = {"curl -o": [], "pull": [], "pull, fsync": [], "server pull": []}
             rss = []
 
+            cpu_seconds = []
+
             def curl(n):
                 out = tmp / f"curl-{n}.out"
+                registry_before = process_cpu(registry.process.pid)
+                children = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t = time.perf_counter()
                 subprocess.run(["curl", "-sf", "-o", str(out), blob_url], check=True)
                 seconds = time.perf_counter() - t
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu_seconds.append(after.ru_utime + after.ru_stime - children.ru_utime
+                                   - children.ru_stime
+                                   + process_cpu(registry.process.pid) - registry_before)
                 assert out.stat().st_size == size
                 out.unlink()
                 return seconds
@@ -146,6 +163,20 @@ def main():
                       f"of curl)  [{', '.join(f'{v:.0f}' for v in values)}]")
             print("pull: sha256 verified before a blob enters the store; peak RSS of the pull "
                   f"process {max(rss):.0f} MiB")
+            # What the machine allows: curl and the registry keep the cores busy for
+            # cpu_seconds; a verifying pull adds sha256 of every byte on top.
+            block = os.urandom(4 << 20)
+            digest = hashlib.sha256()
+            t = time.perf_counter()
+            for _ in range(0, size, len(block)):
+                digest.update(block)
+            sha_s = time.perf_counter() - t
+            cores = len(os.sched_getaffinity(0))
+            curl_cpu = statistics.median(cpu_seconds)
+            ceiling = size / 1e6 / max((curl_cpu + sha_s) / cores, size / 1e6 / curl_median)
+            print(f"ceiling: curl + registry use {curl_cpu:.2f} CPU-s, sha256 {sha_s:.2f} CPU-s "
+                  f"({size / 1e6 / sha_s:.0f} MB/s); on {cores} cores a verifying pull can reach "
+                  f"at most {ceiling:.0f} MB/s ({ceiling / curl_median:.0%} of curl)")
         finally:
             server.stop()
             stop_registry(registry)
