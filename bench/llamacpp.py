@@ -9,7 +9,9 @@ number of generated tokens (ignore_eos), greedy:
 
 Figures: single-stream decode tok/s and time to first token; aggregate tok/s at 1, 4 and 8
 concurrent streams; and what the gateway adds to time to first token (median over repeats of a
-1-token request, modelrunner minus llama-server direct).
+1-token request, through the gateway minus straight to the same runner's Unix socket, taken in
+turn). llama-cpp-python's server runs twice: as it comes (a new request interrupts the one
+running, so concurrent streams are cut off) and with --interrupt_requests False (queued).
 
     python bench/llamacpp.py [--tokens 128] [--repeats 20]
 
@@ -19,6 +21,7 @@ absent). Prints a table; asserts nothing.
 """
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -30,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -50,30 +54,50 @@ def free_port():
         return s.getsockname()[1]
 
 
-def stream_chat(url, model, tokens, results, client=None):
-    """One streamed chat; appends (ttft, decode_seconds, completion_tokens, end_time)."""
+def stream_chat(url, model, tokens, results):
+    """One streamed chat; appends (ttft, decode_seconds, completion_tokens, end_time).
+
+    A plain http.client reader, light on CPU: the client shares the 2 cores with the server, and
+    httpx's SSE parsing in four threads took CPU from the servers it measured. ``url`` may be
+    ``unix:<socket path>`` for a runner's own socket.
+    """
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
             "max_tokens": tokens, "temperature": 0, "stream": True, "ignore_eos": True,
             "stream_options": {"include_usage": True}}
+    if url.startswith("unix:"):
+        from modelrunner.scheduler.runner import UnixHTTPConnection
+        conn, path = UnixHTTPConnection(url[5:], timeout=600), "/v1/chat/completions"
+    else:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
+        path = parts.path
     start = time.perf_counter()
     first = None
     count = 0
     usage = None
-    with (client or httpx).stream("POST", url, json=body, timeout=600) as resp:
-        resp.raise_for_status()
-        for line in resp.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    try:
+        conn.request("POST", path, body=json.dumps(body),
+                     headers={"Content-Type": "application/json", "Host": "localhost"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise httpx.HTTPError(f"HTTP {resp.status}: {resp.read()[:200]!r}")
+        for line in resp:
+            if not line.startswith(b"data: {"):
                 continue
             data = json.loads(line[6:])
-            if data.get("usage"):
-                usage = data["usage"]
-            for choice in data.get("choices") or []:
-                if (choice.get("delta") or {}).get("content"):
-                    count += 1
-                    if first is None:
-                        first = time.perf_counter()
+            usage = data.get("usage") or usage
+            if any((c.get("delta") or {}).get("content") for c in data.get("choices") or []):
+                count += 1
+                if first is None:
+                    first = time.perf_counter()
+    except (OSError, http.client.HTTPException) as e:
+        raise httpx.HTTPError(str(e)) from None
+    finally:
+        conn.close()
     end = time.perf_counter()
     tokens_out = (usage or {}).get("completion_tokens") or count
+    if count == 0:
+        tokens_out = 0  # cut off before it said anything
     results.append((first - start if first else end - start, end - (first or start), tokens_out, end))
 
 
@@ -115,6 +139,18 @@ def ttft_median(url, model, repeats):
     return statistics.median(values)
 
 
+def gateway_cost(url, model, runner_socket, repeats):
+    """Median TTFT of a 1-token request through the gateway and straight to the same runner's
+    socket, alternating, so both meet the same process, slot and prompt cache."""
+    through, direct = [], []
+    for _ in range(repeats):
+        for target, values in ((url, through), ("unix:" + runner_socket, direct)):
+            results = []
+            stream_chat(target, model, 1, results)
+            values.append(results[0][0])
+    return statistics.median(through), statistics.median(direct)
+
+
 def wait_http(url, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,7 +190,9 @@ def bench_modelrunner(gguf, args, rows, store):
         tps, ttft = single(url, "smollm2", args.tokens)
         agg = {n: concurrent(url, "smollm2", args.tokens, n)[0] for n in (1, 4, 8)}
         rows.append(("modelrunner (gateway + llama-server)", tps, ttft, agg))
-        return ttft_median(url, "smollm2", args.repeats)
+        from modelrunner.scheduler.scheduler import socket_dir
+        socket_path = next(socket_dir(str(Path(store).resolve())).glob("runner-*.sock"))
+        return gateway_cost(url, "smollm2", str(socket_path), args.repeats)
     finally:
         server.stop()
 
@@ -169,7 +207,6 @@ def bench_llama_server(gguf, args, rows):
         agg = {n: concurrent(url, "smollm2", args.tokens, n)[0] for n in (1, 4, 8)}
         rows.append((f"llama-server direct ({SLOTS} slots)", tps, ttft, agg))
         print(f"llama-server flags: {cmdline}")
-        return ttft_median(url, "smollm2", args.repeats)
     finally:
         proc.terminate()
         proc.wait()
@@ -196,23 +233,31 @@ def bench_llama_cpp_python(gguf, args, rows):
     end = time.perf_counter()
     rows.append(("llama-cpp-python in-process", n / (end - first), first - start, {}))
     del llm
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-                             "--port", str(port), "--n_ctx", str(CONTEXT), "--n_threads", threads],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models")
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        single(url, "smollm2", 8)
-        tps, ttft = single(url, "smollm2", args.tokens)
-        agg = {k: concurrent(url, "smollm2", args.tokens, k)[0] for k in (1, 4, 8)}
-        name = "llama-cpp-python server"
-        if FAILED.get(url):
-            name += f" ({FAILED[url]} streams cut)"
-        rows.append((name, tps, ttft, agg))
-    finally:
-        proc.terminate()
-        proc.wait()
+    for interrupt in ("True", "False"):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+                                 "--port", str(port), "--n_ctx", str(CONTEXT), "--n_threads",
+                                 threads, "--interrupt_requests", interrupt],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/v1/models")
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            single(url, "smollm2", 8)
+            tps, ttft = single(url, "smollm2", args.tokens)
+            agg = {}
+            for k in (1, 4, 8):
+                value, results = concurrent(url, "smollm2", args.tokens, k)
+                agg[k] = value
+                cut = sum(1 for r in results if r[2] < args.tokens)
+                if cut:
+                    FAILED[url] = FAILED.get(url, 0) + cut
+            name = "llama-cpp-python server" + (" (queued)" if interrupt == "False" else "")
+            if FAILED.get(url):
+                name += f" ({FAILED[url]} streams cut)"
+            rows.append((name, tps, ttft, agg))
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 def main():
@@ -224,8 +269,8 @@ def main():
     rows = []
     store = Path(tempfile.mkdtemp()) / "models"
     try:
-        ttft_gateway = bench_modelrunner(gguf, args, rows, store)
-        ttft_direct = bench_llama_server(gguf, args, rows)
+        ttft_gateway, ttft_runner = bench_modelrunner(gguf, args, rows, store)
+        bench_llama_server(gguf, args, rows)
         bench_llama_cpp_python(gguf, args, rows)
     finally:
         shutil.rmtree(store.parent, ignore_errors=True)
@@ -235,9 +280,9 @@ def main():
     for name, tps, ttft, agg in rows:
         cells = " ".join(f"{agg[k]:8.1f}" if k in agg else f"{'-':>8}" for k in (1, 4, 8))
         print(f"{name:40} {tps:15.1f} {ttft * 1000:9.1f} {cells}")
-    print(f"\nTTFT of a 1-token request, median of {args.repeats}: modelrunner "
-          f"{ttft_gateway * 1000:.2f} ms, llama-server direct {ttft_direct * 1000:.2f} ms, "
-          f"gateway adds {(ttft_gateway - ttft_direct) * 1000:.2f} ms")
+    print(f"\nTTFT of a 1-token request, median of {args.repeats}, alternating: through the "
+          f"gateway {ttft_gateway * 1000:.2f} ms, the same runner's socket "
+          f"{ttft_runner * 1000:.2f} ms: the gateway adds {(ttft_gateway - ttft_runner) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

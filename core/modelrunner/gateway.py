@@ -93,6 +93,7 @@ class RunnerResponse:
 class Gateway:
     def __init__(self, runtime):
         self.runtime = runtime
+        self._last_socket = {}  # (engine, model id, mode) -> the runner socket of the last lease
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -143,40 +144,71 @@ class Gateway:
         send_headers = {"Content-Type": "application/json", "Host": "localhost",
                         "Content-Length": str(len(body))}
         send_headers.update(headers or {})
+        key = (engine.name, model.id, mode)
         for attempt in range(2):
             try:
-                lease = self.acquire(model, engine, mode, keep_alive)
+                lease, conn, resp = self._lease_and_send(model, engine, mode, keep_alive, key,
+                                                         path, body, send_headers)
             except GatewayError as e:
                 record.finish(status=e.status, error=str(e))
                 self.runtime.emit_request("finished", record)
                 raise
-            record.load_seconds = lease.load_seconds
-            conn = UnixHTTPConnection(lease.socket, timeout=None)
-            try:
-                conn.request("POST", path, body=body, headers=send_headers)
-                resp = conn.getresponse()
             except (ConnectionRefusedError, FileNotFoundError, ConnectionResetError,
                     BrokenPipeError) as e:
                 # The runner died after the scheduler last looked, before it answered anything
                 # (refused; or reset/closed while a dying process still held its socket): ask
                 # once more, and the scheduler replaces the dead runner. Inference requests have
                 # no side effects, so one retry is safe.
-                conn.close()
-                self._release_quietly(lease)
+                error = e
                 if attempt == 0:
                     time.sleep(0.2)  # let the dead process become reapable
                     continue
-                error = e
             except OSError as e:
-                conn.close()
-                self._release_quietly(lease)
                 error = e
             else:
+                record.load_seconds = lease.load_seconds
                 return RunnerResponse(self, lease, conn, resp, record)
             record.finish(status=502, error=str(error))
             self.runtime.emit_request("finished", record)
             raise GatewayError(f"the runner for {model_name} is not answering: {error}",
                                status=502)
+
+    def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers):
+        """(lease, connection, response headers). While the scheduler answers the
+        lease, the request already goes to the runner this key used last; if the lease names
+        another runner (reloaded, evicted), that early request is dropped and sent again."""
+        try:
+            pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive)
+        except SchedulerError as e:
+            raise GatewayError(str(e), status=e.status) from None
+        guess = self._last_socket.get(key)
+        early = None
+        if guess:
+            early = UnixHTTPConnection(guess, timeout=None)
+            try:
+                early.request("POST", path, body=body, headers=headers)
+            except OSError:
+                early.close()
+                early = None
+        try:
+            lease = pending()
+        except SchedulerError as e:
+            if early is not None:
+                early.close()
+            raise GatewayError(str(e), status=e.status) from None
+        self._last_socket[key] = lease.socket
+        conn = early if early is not None and lease.socket == guess else None
+        try:
+            if conn is None:
+                if early is not None:
+                    early.close()
+                conn = UnixHTTPConnection(lease.socket, timeout=None)
+                conn.request("POST", path, body=body, headers=headers)
+            return lease, conn, conn.getresponse()
+        except OSError:
+            conn.close()
+            self._release_quietly(lease)
+            raise
 
     def _release_quietly(self, lease):
         try:

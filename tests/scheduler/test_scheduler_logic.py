@@ -541,6 +541,10 @@ class InProcessClient:
                                                self.store.get(model_id), mode, keep_alive)
         return Lease(runner.socket_path, list(runner.key), lease, runner.load_seconds)
 
+    def begin_acquire(self, model_id, engine, mode="completion", keep_alive=None):
+        lease = self.acquire(model_id, engine, mode, keep_alive)
+        return lambda: lease
+
     def release(self, lease):
         self.scheduler.release(lease.key, lease.lease)
 
@@ -583,6 +587,20 @@ def test_gateway_replaces_a_runner_that_died_just_before_the_request(gateway, en
     [fresh] = scheduler.runners.values()
     assert fresh is not runner and data["echo"]["pid"] == fresh.process.pid
     assert fresh.in_use == 0
+
+
+def test_gateway_follows_a_model_to_its_new_runner_after_a_reload(gateway, engine, models):
+    """The gateway sends a request to the runner it used last while the scheduler answers its
+    lease; after a reconfigure replaced that runner, the answer still comes from the new one."""
+    scheduler = gateway.scheduler
+    body = json.dumps({"model": "test/model-0", "messages": []}).encode()
+    gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+    [old] = scheduler.runners.values()
+    scheduler.configure(engine, models[0], "completion", context_size=4096)
+    data = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+    [new] = scheduler.runners.values()
+    assert new is not old and data["echo"]["pid"] == new.process.pid
+    assert new.in_use == 0 and not new.leases
 
 
 def test_gateway_ends_a_stream_with_an_error_when_the_runner_dies(gateway, engine, models):
