@@ -1,16 +1,18 @@
 """A fake runner for the scheduler's own tests: an HTTP server on a Unix socket.
 
-    python fake_runner.py --socket S [--fail] [--slow-start N] [--ctx-size N]
+    python fake_runner.py --socket S [--fail] [--slow-start N] [--slow-exit N] [--ctx-size N]
 
 GET /health answers 200 once started; POST /v1/chat/completions echoes the request (with this
 process's pid and context size); with "stream": true it sends ``max_tokens`` SSE chunks, one every
 ``delay`` seconds (from the request, default 0.05), then ``data: [DONE]``. ``--fail`` prints a
-reason and exits 1 before listening, as an engine that cannot load a model does.
+reason and exits 1 before listening, as an engine that cannot load a model does. ``--slow-exit``
+takes N seconds to exit after SIGTERM, as an engine freeing a large model does.
 """
 
 import argparse
 import json
 import os
+import signal
 import socketserver
 import sys
 import time
@@ -81,9 +83,15 @@ def main():
     parser.add_argument("--socket", required=True)
     parser.add_argument("--fail", action="store_true")
     parser.add_argument("--slow-start", type=float, default=0)
+    parser.add_argument("--slow-exit", type=float, default=0)
     parser.add_argument("--ctx-size", type=int)
     args = parser.parse_args()
     print(f"fake runner {os.getpid()} starting on {args.socket}", flush=True)
+    if args.slow_exit:
+        def exit_slowly(*_):
+            time.sleep(args.slow_exit)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, exit_slowly)
     time.sleep(args.slow_start)
     if args.fail:
         print("error: fake engine cannot load this model: tensor 'blk.0' has the wrong shape",

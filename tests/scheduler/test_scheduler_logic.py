@@ -41,6 +41,7 @@ class FakeEngine(Engine):
 
     def __init__(self):
         self.slow_start = 0.0
+        self.slow_exit = 0.0
         self.fail = False
         self.memory = {}          # model id -> bytes (default 0)
         self.commands = []        # argv of every runner started
@@ -53,6 +54,8 @@ class FakeEngine(Engine):
             argv.append("--fail")
         if self.slow_start:
             argv += ["--slow-start", str(self.slow_start)]
+        if self.slow_exit:
+            argv += ["--slow-exit", str(self.slow_exit)]
         if config.context_size:
             argv += ["--ctx-size", str(config.context_size)]
         self.commands.append(argv)
@@ -282,6 +285,38 @@ def test_memory_budget_refuses_a_model_that_cannot_fit_with_the_memory_it_needs(
     # a model that can never fit does not throw out the runners that do
     assert small.alive() and loaded_names(scheduler) == ["test/model-0:latest"]
     assert scheduler.events.count("evicted") == 0
+
+
+def test_a_runner_slow_to_exit_does_not_hold_up_other_models(make_scheduler, engine, models):
+    scheduler = make_scheduler()
+    engine.slow_exit = 3
+    slow, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(slow.key, lease)
+    engine.slow_exit = 0
+    started = time.monotonic()
+    assert scheduler.unload(models=[models[0].id]) == 1
+    other, lease = scheduler.acquire(engine, models[1])
+    scheduler.release(other.key, lease)
+    assert time.monotonic() - started < 2.5, "the unload held the scheduler while it exited"
+    assert loaded_names(scheduler) == ["test/model-1:latest"]
+    assert slow.alive(), "still exiting in the background"
+    assert wait_gone(slow.process.pid)
+
+
+def test_a_load_that_needs_an_exiting_runners_memory_waits_for_it(make_scheduler, engine,
+                                                                   models):
+    scheduler = make_scheduler(memory_budget="2GiB")
+    engine.memory = {m.id: GIB for m in models}
+    engine.slow_exit = 1
+    first, lease = scheduler.acquire(engine, models[0])
+    scheduler.release(first.key, lease)
+    second, lease = scheduler.acquire(engine, models[1])
+    scheduler.release(second.key, lease)
+    engine.slow_exit = 0
+    third, lease = scheduler.acquire(engine, models[2])  # evicts the first, waits for its exit
+    scheduler.release(third.key, lease)
+    assert not first.alive(), "the new model loaded before the evicted one gave its memory back"
+    assert loaded_names(scheduler) == ["test/model-1:latest", "test/model-2:latest"]
 
 
 def test_memory_budget_evicts_idle_runners_to_make_room(make_scheduler, engine, models):

@@ -86,6 +86,8 @@ class LoadError(Exception):
 class Runner:
     """State of one loaded (or loading) model, owned by the scheduler."""
 
+    STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
     def __init__(self, key, model, engine, config, socket_path, memory, keep_alive, log_path):
         self.key = key                  # (engine name, model id, mode)
         self.model = model              # store Model
@@ -101,6 +103,7 @@ class Runner:
         self.loading = True
         self.error = None
         self.ready = threading.Event()
+        self.gone = threading.Event()   # set once the process has exited and been reaped
         self.last_used = time.time()
         self.started = None
         self.load_seconds = None
@@ -157,22 +160,36 @@ class Runner:
     def alive(self):
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, grace=5.0):
+    def terminate(self):
+        """Ask the runner to exit (SIGTERM to its process group); returns at once."""
         proc = self.process
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(grace)
             except ProcessLookupError:
                 pass
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        # also after a crash: a dead runner's socket file would otherwise stay behind
+
+    def stop(self, grace=None):
+        """Terminate and wait for the exit (SIGKILL after ``grace`` seconds); sets ``gone``."""
+        proc = self.process
         try:
-            os.unlink(self.socket_path)
-        except OSError:
-            pass
+            if proc is not None and proc.poll() is None:
+                self.terminate()
+                try:
+                    proc.wait(self.STOP_GRACE if grace is None else grace)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+            # also after a crash: a dead runner's socket file would otherwise stay behind
+            try:
+                os.unlink(self.socket_path)
+            except OSError:
+                pass
+        finally:
+            self.gone.set()
 
     def log_tail(self, lines=15):
         """The last lines the engine printed: the reason a load failed, in its own words."""

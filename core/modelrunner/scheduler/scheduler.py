@@ -49,6 +49,7 @@ class Scheduler:
         self.settings = settings
         self.hooks = hooks                # pluggy hook relay, for on_runner
         self.runners = {}                 # key -> Runner
+        self.stopping = set()             # runners out of service, still exiting
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.sockets = socket_dir(settings.models_path)
@@ -204,10 +205,17 @@ class Scheduler:
         while True:
             loaded = list(self.runners.values())
             used = sum(r.memory for r in loaded)
+            exiting = list(self.stopping)
             fits_count = not self.max_loaded or len(loaded) < self.max_loaded
-            fits_memory = not self.budget or used + memory <= self.budget
+            fits_memory = not self.budget or used + sum(r.memory for r in exiting) + memory \
+                <= self.budget
             if fits_count and fits_memory:
                 return
+            if fits_count and exiting and used + memory <= self.budget:
+                for runner in exiting:  # their memory comes back once they have exited
+                    runner.gone.wait(runner.STOP_GRACE + 5)
+                    self.stopping.discard(runner)
+                continue
             idle = sorted((r for r in loaded if r.in_use == 0 and not r.loading),
                           key=lambda r: r.last_used)
             if not idle:
@@ -221,8 +229,22 @@ class Scheduler:
                              f"(max_loaded={self.max_loaded})", status=503)
 
     def _unload(self, runner, event):
+        """Take a runner out of service now; it exits in the background.
+
+        SIGTERM goes at once, and a reaper thread waits for the exit (SIGKILL after the grace),
+        so the scheduler's lock is not held while a runner takes its time: ps, acquire and
+        release go on. Until it has exited its memory still counts against the budget, and a
+        load that needs that memory waits for it (``_make_room``).
+        """
         self.runners.pop(runner.key, None)
-        runner.stop()
+        self.stopping.add(runner)
+        runner.terminate()
+
+        def reap():
+            runner.stop()
+            self.stopping.discard(runner)
+
+        threading.Thread(target=reap, daemon=True, name=f"stop-{runner.model.short_id}").start()
         self._emit(event, runner)
 
     def _crashed(self, runner):
@@ -276,6 +298,9 @@ class Scheduler:
         with self.lock:
             for runner in list(self.runners.values()):
                 self._unload(runner, "unloaded")
+            exiting = list(self.stopping)
+        for runner in exiting:
+            runner.gone.wait(runner.STOP_GRACE + 5)
 
     def _emit(self, event, runner, **extra):
         if self.hooks is None:
