@@ -52,6 +52,29 @@ def find_source(sources, ref):
                       f"(registries) or modelrunner-huggingface (hf.co/...)", status=412)
 
 
+def chunks_readinto(chunks):
+    """A ``readinto(view) -> count`` over an iterator of byte chunks (an httpx body), for
+    ``BlobWriter.receive``: each call fills the view unless the chunks run out."""
+    chunks = iter(chunks)
+    left = memoryview(b"")
+
+    def readinto(view):
+        nonlocal left
+        filled = 0
+        while filled < len(view):
+            if not left:
+                piece = next(chunks, None)
+                if piece is None:
+                    break
+                left = memoryview(piece)
+            count = min(len(view) - filled, len(left))
+            view[filled:filled + count] = left[:count]
+            left = left[count:]
+            filled += count
+        return filled
+    return readinto
+
+
 class Progress:
     """Turns a source's progress into DMR's messages: {type, message, total, layer, mode}.
 

@@ -225,7 +225,7 @@ def test_blob_redirected_to_another_host_is_fetched_without_the_registry_credent
 def test_fallback_reader_fills_buffers_from_an_httpx_stream(registry, stores, tmp_path):
     import httpx
 
-    from modelrunner_oci.blobget import httpx_readinto
+    from modelrunner.sources import chunks_readinto
     first, _ = stores
     artifact = random_artifact(tmp_path, 1_000_003, seed=10)
     model = put_in_store(first, artifact, "x")
@@ -233,7 +233,7 @@ def test_fallback_reader_fills_buffers_from_an_httpx_stream(registry, stores, tm
     digest = artifact.layers[0].digest
     got = bytearray()
     with httpx.stream("GET", f"http://{registry.host}/v2/team/fallback/blobs/{digest}") as r:
-        readinto = httpx_readinto(r)
+        readinto = chunks_readinto(r.iter_raw())
         view = memoryview(bytearray(100_000))
         while count := readinto(view):
             got += view[:count]

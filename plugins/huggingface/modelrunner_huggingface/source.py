@@ -30,7 +30,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from modelrunner.sources import Source, SourceError, human_size
+from modelrunner.sources import Source, SourceError, chunks_readinto, human_size
 
 from . import selection
 from .selection import RemoteFile
@@ -322,9 +322,8 @@ class HuggingFaceSource(Source):
                         content_range = response.headers.get("content-range", "")
                         if response.status_code != 206 or not content_range.startswith(f"bytes {writer.offset}-"):
                             writer.restart()  # the server sent the whole file
-                        for chunk in response.iter_bytes(CHUNK):
-                            writer.write(chunk)
-                            progress.layer(digest, f.size, writer.offset)
+                        writer.receive(chunks_readinto(response.iter_bytes()), f.size,
+                                       lambda offset: progress.layer(digest, f.size, offset))
                 except _http_errors() as exc:
                     raise SourceError(f"downloading hf.co/{repo_id}/{f.path} failed: {exc} "
                                       f"(pull again to resume)", status=502) from exc

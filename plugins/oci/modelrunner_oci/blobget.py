@@ -75,25 +75,3 @@ def open_blob(url, headers, authorization=None, user_agent=None, timeout=60.0):
             return None
         url = urljoin(url, location)
     return None
-
-
-def httpx_readinto(response):
-    """``readinto`` over an httpx streaming response, for the fallback path."""
-    pieces = response.iter_raw()
-    left = memoryview(b"")
-
-    def readinto(view):
-        nonlocal left
-        filled = 0
-        while filled < len(view):
-            if not left:
-                piece = next(pieces, None)
-                if piece is None:
-                    break
-                left = memoryview(piece)
-            count = min(len(view) - filled, len(left))
-            view[filled:filled + count] = left[:count]
-            left = left[count:]
-            filled += count
-        return filled
-    return readinto

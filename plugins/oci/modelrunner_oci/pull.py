@@ -14,9 +14,9 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner.sources import Progress, SourceError, human_size
+from modelrunner.sources import Progress, SourceError, chunks_readinto, human_size
 
-from .blobget import httpx_readinto, open_blob
+from .blobget import open_blob
 from .registry import (INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST, RETRY_DELAYS,
                        SUPPORTED_CONFIG_TYPES, Registry, httpx)
 
@@ -129,7 +129,7 @@ def _fetch_rest(reg, writer, digest, size, report, cancelled):
             if cancelled.is_set():
                 raise SourceError("pull cancelled", status=499)
 
-        readinto = getattr(response, "readinto", None) or httpx_readinto(response)
+        readinto = getattr(response, "readinto", None) or chunks_readinto(response.iter_raw())
         writer.receive(readinto, size, on_chunk)
     finally:
         response.close()
