@@ -63,34 +63,40 @@ class SchedulerClient:
                 return
         conn.close()
 
-    def _call(self, method, path, payload=None):
+    def _request(self, conn, method, path, payload):
         body = json.dumps(payload or {}).encode() if method == "POST" else None
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+
+    def _answer(self, conn):
+        """The JSON answer to the call sent on ``conn``; the connection is kept or closed."""
+        try:
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"{}")
+        except BaseException:
+            conn.close()
+            raise
+        self._give_back(conn, resp)
+        if resp.status != 200:
+            raise SchedulerError(data.get("error", "scheduler error"), status=resp.status)
+        return data
+
+    def _call(self, method, path, payload=None):
         started = False
         while True:
             conn, reused = self._take()
             try:
-                conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                data = json.loads(resp.read() or b"{}")
+                self._request(conn, method, path, payload)
+                return self._answer(conn)
             except (FileNotFoundError, ConnectionRefusedError):
                 conn.close()
                 if started:
                     raise SchedulerError("the scheduler is not running", status=503) from None
                 self.ensure_running()
                 started = True
-                continue
             except (ConnectionError, http.client.HTTPException):
                 conn.close()
-                if reused:  # a kept connection to a daemon that has since gone: ask anew
-                    continue
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            self._give_back(conn, resp)
-            if resp.status != 200:
-                raise SchedulerError(data.get("error", "scheduler error"), status=resp.status)
-            return data
+                if not reused:  # a kept connection to a daemon that has since gone: ask anew
+                    raise
 
     def ensure_running(self, timeout=15):
         """Start the daemon unless one answers; returns when it is ready."""
@@ -125,9 +131,8 @@ class SchedulerClient:
             conn.close()
 
     def acquire(self, model_id, engine, mode="completion", keep_alive=None):
-        data = self._call("POST", "/acquire", {"model": model_id, "engine": engine, "mode": mode,
-                                                "keep_alive": keep_alive, "pid": os.getpid()})
-        return Lease(data["socket"], data["key"], data["lease"], data.get("load_seconds"))
+        return _lease(self._call("POST", "/acquire", _acquire_payload(model_id, engine, mode,
+                                                                      keep_alive)))
 
     def begin_acquire(self, model_id, engine, mode="completion", keep_alive=None):
         """Send an acquire and return at once; calling the result waits for the Lease.
@@ -135,32 +140,21 @@ class SchedulerClient:
         The gateway sends its request to the runner it used last while the scheduler answers,
         which takes one round trip off the time to first token.
         """
-        payload = {"model": model_id, "engine": engine, "mode": mode, "keep_alive": keep_alive,
-                   "pid": os.getpid()}
         conn, reused = self._take()
         try:
-            conn.request("POST", "/acquire", body=json.dumps(payload).encode(),
-                         headers={"Content-Type": "application/json"})
+            self._request(conn, "POST", "/acquire",
+                          _acquire_payload(model_id, engine, mode, keep_alive))
         except (OSError, http.client.HTTPException):  # no daemon yet, or a stale connection
             conn.close()
             return lambda: self.acquire(model_id, engine, mode, keep_alive)
 
         def finish():
             try:
-                resp = conn.getresponse()
-                data = json.loads(resp.read() or b"{}")
+                return _lease(self._answer(conn))
             except (ConnectionError, http.client.HTTPException):
-                conn.close()
-                if reused:  # the kept connection was dead, so the daemon never saw it
+                if reused:  # the kept connection was dead, so the daemon never saw the call
                     return self.acquire(model_id, engine, mode, keep_alive)
                 raise SchedulerError("the scheduler stopped answering", status=503) from None
-            except BaseException:
-                conn.close()
-                raise
-            self._give_back(conn, resp)
-            if resp.status != 200:
-                raise SchedulerError(data.get("error", "scheduler error"), status=resp.status)
-            return Lease(data["socket"], data["key"], data["lease"], data.get("load_seconds"))
         return finish
 
     def release(self, lease):
@@ -176,6 +170,15 @@ class SchedulerClient:
     def configure(self, model_id, engine, mode="completion", **fields):
         return self._call("POST", "/configure", {"model": model_id, "engine": engine,
                                                  "mode": mode, **fields})
+
+
+def _acquire_payload(model_id, engine, mode, keep_alive):
+    return {"model": model_id, "engine": engine, "mode": mode, "keep_alive": keep_alive,
+            "pid": os.getpid()}
+
+
+def _lease(data):
+    return Lease(data["socket"], data["key"], data["lease"], data.get("load_seconds"))
 
 
 def _default_watch_pid():

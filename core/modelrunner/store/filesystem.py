@@ -168,14 +168,14 @@ class BlobWriter:
                 if on_chunk:
                     on_chunk(self.offset)
             return
-        size = min(RECEIVE_BUFFER, limit - self.offset)
-        buffers = [memoryview(bytearray(size)) for _ in range(RECEIVE_BUFFERS)]
+        span = min(RECEIVE_BUFFER, limit - self.offset)
+        buffers = [memoryview(bytearray(span)) for _ in range(RECEIVE_BUFFERS)]
         sha = BackgroundSha256(self._hash)
         try:
             turn = 0
             while self.offset < limit:
                 sha.wait(RECEIVE_BUFFERS - 1)  # the buffer we take next is hashed
-                view = buffers[turn % RECEIVE_BUFFERS][:min(size, limit - self.offset)]
+                view = buffers[turn % RECEIVE_BUFFERS][:min(span, limit - self.offset)]
                 turn += 1
                 count = readinto(view)
                 if not count:
