@@ -169,14 +169,14 @@ class Runner:
             except ProcessLookupError:
                 pass
 
-    def stop(self, grace=None):
-        """Terminate and wait for the exit (SIGKILL after ``grace`` seconds); sets ``gone``."""
+    def stop(self):
+        """Terminate and wait for the exit (SIGKILL after ``STOP_GRACE``); sets ``gone``."""
         proc = self.process
         try:
             if proc is not None and proc.poll() is None:
                 self.terminate()
                 try:
-                    proc.wait(self.STOP_GRACE if grace is None else grace)
+                    proc.wait(self.STOP_GRACE)
                 except subprocess.TimeoutExpired:
                     try:
                         os.killpg(proc.pid, signal.SIGKILL)
