@@ -36,22 +36,11 @@ def on_starting(server):
     # The server's own log also goes to <store>/logs/server.log (rotated); workers inherit it.
     from modelrunner.logfiles import setup_server_logging
     setup_server_logging(_settings.models_path)
-    # Prometheus metrics are shared by the workers through files (prometheus_client's
-    # multiprocess mode); the folder is set before any worker imports prometheus_client, and
-    # emptied at each start so counts begin at zero.
-    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                                        os.path.join(_settings.models_path, "metrics"))
-    os.makedirs(metrics_dir, exist_ok=True)
-    for name in os.listdir(metrics_dir):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(metrics_dir, name))
+    # plugins' set-up that workers inherit (Prometheus' multiprocess folder, say)
+    from modelrunner.plugins import get_plugin_manager
+    get_plugin_manager().hook.on_server_start(settings=_settings)
 
 
 def child_exit(server, worker):
-    # a dead worker's live gauges stop counting
-    try:
-        from prometheus_client import multiprocess
-    except ImportError:
-        return
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(worker.pid)
+    from modelrunner.plugins import get_plugin_manager
+    get_plugin_manager().hook.on_worker_exit(settings=_settings, pid=worker.pid)

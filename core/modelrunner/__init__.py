@@ -1,6 +1,125 @@
-"""modelrunner: pull, package, run and serve AI models, wire-compatible with Docker Model Runner."""
+"""modelrunner: pull, package, run and serve AI models, wire-compatible with Docker Model Runner.
 
-from .hookspecs import hookimpl
+``import modelrunner`` is the whole plugin API: a plugin imports these names and nothing else
+from the core (a test walks every plugin's imports). The names load on first use, so
+``import modelrunner`` stays cheap for the CLI. The guide is docs/plugins.md.
+
+Hooks          hookimpl (the contract itself is modelrunner.hookspecs, documented in the guide)
+Errors         ModelRunnerError and its kinds: raise them, the dialect's format_error shapes them
+Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES
+Sources        Source, Progress, fetch_blob and BlobBody, chunks_readinto, format_size
+Store          Store (the protocol), Model, BlobWriter
+Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection
+References     Reference, parse_reference, normalize_reference, HF_REGISTRY
+Request bodies read_json_body
+Streams        sse_events, reassemble
+Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
+               media types (MEDIA_TYPE_*)
+Durations      parse_keep_alive, format_keep_alive
+CLI            Client (the CLI's HTTP client), fail, error_text, pull_model
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+
+# name -> module that defines it (relative to this package)
+_EXPORTS = {
+    "hookimpl": ".hookspecs",
+    # errors
+    "ModelRunnerError": ".errors",
+    "EngineError": ".engines",
+    "SourceError": ".sources",
+    "StoreError": ".store.filesystem",
+    "NotFound": ".store.filesystem",
+    "Conflict": ".store.filesystem",
+    "DigestMismatch": ".store.filesystem",
+    "InvalidModel": ".store.filesystem",
+    "GatewayError": ".gateway",
+    "SchedulerError": ".scheduler.scheduler",
+    "PackagingError": ".packaging.errors",
+    "InvalidReference": ".reference",
+    # engines
+    "Engine": ".engines",
+    "Bundle": ".engines",
+    "RunnerConfig": ".engines",
+    "RunnerCommand": ".engines",
+    "MODES": ".engines",
+    # sources
+    "Source": ".sources",
+    "Progress": ".sources",
+    "fetch_blob": ".sources",
+    "BlobBody": ".sources",
+    "chunks_readinto": ".sources",
+    "format_size": ".packaging.units",
+    # store
+    "Store": ".store.protocol",
+    "Model": ".store.filesystem",
+    "BlobWriter": ".store.filesystem",
+    "bundle_files": ".store.filesystem",
+    # runtime
+    "Runtime": ".runtime",
+    "RunnerResponse": ".gateway",
+    "MODE_BY_PATH": ".gateway",
+    "runner_connection": ".runners",
+    # references
+    "Reference": ".reference",
+    "parse_reference": ".reference",
+    "normalize_reference": ".reference",
+    "HF_REGISTRY": ".reference",
+    "DEFAULT_REGISTRY": ".reference",
+    "DEFAULT_NAMESPACE": ".reference",
+    "DEFAULT_TAG": ".reference",
+    "display_reference": ".reference",
+    "is_model_id": ".reference",
+    # request bodies and streams
+    "read_json_body": ".bodies",
+    "sse_events": ".streams",
+    "StreamError": ".streams",
+    "reassemble": ".streams",
+    # model files
+    "read_gguf": ".packaging.gguf_metadata",
+    "read_safetensors_header": ".packaging.artifact",
+    "build_gguf_artifact": ".packaging.artifact",
+    "build_safetensors_artifact": ".packaging.artifact",
+    "make_layer": ".packaging.artifact",
+    "canonical_json": ".packaging.artifact",
+    "rfc3339": ".packaging.artifact",
+    "format_parameters": ".packaging.units",
+    "MEDIA_TYPE_GGUF": ".packaging.artifact",
+    "MEDIA_TYPE_SAFETENSORS": ".packaging.artifact",
+    "MEDIA_TYPE_DDUF": ".packaging.artifact",
+    "MEDIA_TYPE_LICENSE": ".packaging.artifact",
+    "MEDIA_TYPE_MMPROJ": ".packaging.artifact",
+    "MEDIA_TYPE_CHAT_TEMPLATE": ".packaging.artifact",
+    "MEDIA_TYPE_CONFIG_V01": ".packaging.artifact",
+    "MEDIA_TYPE_CONFIG_V02": ".packaging.artifact",
+    "MEDIA_TYPE_CNCF_CONFIG_V1": ".packaging.artifact",
+    "MEDIA_TYPE_OCI_MANIFEST": ".packaging.artifact",
+    "MEDIA_TYPE_MODEL_FILE": ".packaging.artifact",
+    "SUPPORTED_CONFIG_MEDIA_TYPES": ".packaging.artifact",
+    "GGUF_MEDIA_TYPES": ".packaging.artifact",
+    # durations
+    "parse_keep_alive": ".scheduler.durations",
+    "format_keep_alive": ".scheduler.durations",
+    # the CLI's client, for plugins that add commands
+    "Client": ".cli.client",
+    "fail": ".cli.client",
+    "error_text": ".cli.client",
+    "pull_model": ".cli.commands",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelrunner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -8,22 +8,22 @@ Nothing here imports an engine library: engines run in their own processes.
 import falcon
 
 from .api.errors import DMRError, handle_dmr_error
+from .errors import KIND_BY_STATUS, ModelRunnerError
 from .runtime import Runtime
 
 
 class BodyLimit:
-    """413 for bodies over ``max_body`` (DMR: 10 MiB); model uploads are exempt."""
-
-    UNLIMITED = ("/models/load", "/api/blobs/")
+    """413 for bodies over ``max_body`` (DMR: 10 MiB). A resource may set its own ``max_body``
+    (None: no limit), as model uploads do."""
 
     def __init__(self, limit):
         self.limit = limit
 
-    def process_request(self, req, resp):
-        if req.content_length and req.content_length > self.limit and not any(
-                req.path.startswith(p) for p in self.UNLIMITED):
+    def process_resource(self, req, resp, resource, params):
+        limit = getattr(resource, "max_body", self.limit)
+        if limit is not None and req.content_length and req.content_length > limit:
             raise falcon.HTTPPayloadTooLarge(
-                description=f"request body is {req.content_length} bytes; the limit is {self.limit}")
+                description=f"request body is {req.content_length} bytes; the limit is {limit}")
 
 
 class ForwardedPrefix:
@@ -49,19 +49,29 @@ def create_app(settings=None, runtime=None):
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
 
-    def handle_http_error(req, resp, ex, params):
-        formatted = runtime.hook.format_error(req=req, status=int(ex.status_code),
-                                              message=ex.description or ex.title)
-        resp.status = ex.status
-        for name, value in (ex.headers or {}).items():
+    def answer_error(req, resp, status, message, kind, headers=None):
+        """The one error path: the dialect that owns the route shapes the body (format_error);
+        the core's routes answer as DMR does, in plain text."""
+        formatted = runtime.hook.format_error(req=req, status=status, message=message, kind=kind)
+        resp.status = falcon.code_to_http_status(status)
+        for name, value in (headers or {}).items():
             resp.set_header(name, value)
         if formatted:
             resp.content_type, resp.data = formatted
         else:
             resp.content_type = "text/plain; charset=utf-8"
-            resp.text = (ex.description or ex.title) + "\n"
+            resp.text = message + "\n"
+
+    def handle_http_error(req, resp, ex, params):
+        status = int(ex.status_code)
+        answer_error(req, resp, status, ex.description or ex.title,
+                     KIND_BY_STATUS.get(status, "server_error"), ex.headers)
+
+    def handle_modelrunner_error(req, resp, ex, params):
+        answer_error(req, resp, ex.status, str(ex), ex.kind)
 
     app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(ModelRunnerError, handle_modelrunner_error)
     app.add_error_handler(DMRError, handle_dmr_error)
     runtime.hook.register_routes(app=app, runtime=runtime)
     wsgi = ForwardedPrefix(app, str(runtime.settings.get("root_path", "") or ""))

@@ -5,18 +5,19 @@ that serves an OpenAI-compatible HTTP API on a Unix socket, and the scheduler st
 stops that process. That keeps torch, vllm, diffusers and llama.cpp out of the server.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import ModelRunnerError
 
 MODES = ("completion", "embedding", "reranking", "image-generation")
 
 
-class EngineError(Exception):
-    """A request the engine cannot take; ``status`` is the HTTP status to answer with."""
+class EngineError(ModelRunnerError):
+    """A request the engine cannot take (400 unless told otherwise)."""
 
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
+    status = 400
 
 
 @dataclass
@@ -90,85 +91,126 @@ class RunnerCommand:
 
 
 class Engine:
-    """Base class for engines. Subclasses set the class attributes and implement the methods."""
+    """Base class for engines: the engine declares data, the core applies it.
 
-    name = ""            # DMR backend name: "llama.cpp", "vllm", "diffusers"
-    distribution = ""    # the pip distribution that provides it, named in 412 errors
-    formats = ()         # model formats served: "gguf", "safetensors", "dduf", "diffusers"
+    Subclasses set the class attributes and implement :meth:`command` (the runner's argv) and,
+    where they can, :meth:`installed` and :meth:`estimate_memory`. The scheduler calls
+    :meth:`runner_command`, which checks the mode and validates runtime flags against
+    ``runtime_flags`` before asking the engine for its command; so an engine never sees a mode
+    it did not declare, nor a flag outside its allow-list. Every method runs in the scheduler
+    process except :meth:`installed` (also in API workers, for /engines/status); none may
+    import the engine's heavy libraries: the runner process does that.
+    """
+
+    name = ""              # DMR backend name: "llama.cpp", "vllm", "diffusers"
+    formats = ()           # model formats served: "gguf", "safetensors", "dduf", "diffusers"
     modes = ("completion",)
-    runtime_flag_allowlist = frozenset()  # flags `_configure` may pass; values never contain paths
+    install_hint = ""      # what a user runs to make installed() true ("pip install ...")
+    runtime_flags = frozenset()   # the flags `_configure` may pass (DMR's allow-list, as data)
+    configure_blocks = ()  # engine-specific `_configure` body keys kept in RunnerConfig.extra
+    defaults = {}          # this engine's settings and their defaults (settings override them)
 
     def __init__(self, settings=None):
         self._settings = settings
 
     @property
     def settings(self):
-        """modelrunner's settings (dynaconf), loaded on first use."""
+        """modelrunner's settings (dynaconf), as the register_engines hook was given them."""
         if self._settings is None:
             from .settings import load_settings
             self._settings = load_settings()
         return self._settings
 
+    def setting(self, key):
+        """A setting, else this engine's default for it (an empty value counts as unset)."""
+        value = self.settings.get(key, None)
+        if value is None or value == "":
+            return self.defaults.get(key)
+        return value
+
     def _setting(self, key, default=None):
-        """A setting, with ``default`` also for an empty value."""
-        value = self.settings.get(key, default)
+        value = self.setting(key)
         return default if value is None or value == "" else value
 
     def installed(self):
         """(True, details) when the runtime is there, else (False, what to do)."""
         return True, ""
 
-    def runner_command(self, bundle: Bundle, config: RunnerConfig, socket_path: str) -> RunnerCommand:
+    def command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
+        """The runner process for ``bundle``, serving OpenAI's API at ``address``.
+
+        ``address`` is a URL: ``unix:///.../runner-N.sock`` (see ``socket_path``), or
+        ``http://host:port`` for a runner placed on another machine. ``config.mode`` is one of
+        ``modes`` and ``config.runtime_flags`` passed :meth:`validate_runtime_flags`.
+        """
         raise NotImplementedError
 
     def estimate_memory(self, bundle: Bundle, config: RunnerConfig) -> int:
         """Bytes of memory the runner will hold once loaded (weights + caches)."""
         return 0
 
-    def validate_runtime_flags(self, flags):
-        """Raise EngineError(400) unless every flag is allow-listed and no value is a path.
+    def runner_command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
+        """What the scheduler calls: the mode and flags checked, then the engine's command."""
+        if config.mode not in self.modes:
+            raise EngineError(f"{self.name} cannot run a model in {config.mode!r} mode; it serves "
+                              f"{', '.join(self.modes)}")
+        self.validate_runtime_flags(config.runtime_flags or [])
+        return self.command(bundle, config, address)
 
-        DMR's rules: no value contains '/' or '\\', no '=-x' injection, only allow-listed flags.
+    def validate_runtime_flags(self, flags):
+        """Raise EngineError(400) unless every flag is in ``runtime_flags`` and nothing is a path.
+
+        DMR's rules: no value contains '/' or '\\', no ``--flag=-x`` injection, only allow-listed
+        flag names. Negative numbers (``--seed -1``) and JSON values are values, not flags.
         """
         for flag in flags:
             if not isinstance(flag, str):
                 raise EngineError(f"runtime flag {flag!r} is not a string")
             if "/" in flag or "\\" in flag:
                 raise EngineError(f"runtime flag {flag!r} may not contain a path")
-            if flag.startswith("-"):
+            if flag.startswith("-") and not _NUMBER.match(flag):
                 name = flag.split("=", 1)[0]
-                if name not in self.runtime_flag_allowlist:
+                if name not in self.runtime_flags:
+                    if not self.runtime_flags:
+                        raise EngineError(f"the {self.name} engine takes no runtime flags")
                     raise EngineError(f"runtime flag {name!r} is not allowed for {self.name}")
-                if "=" in flag and flag.split("=", 1)[1].startswith("-"):
-                    raise EngineError(f"runtime flag {flag!r} looks like flag injection")
+                if "=" in flag:
+                    value = flag.split("=", 1)[1]
+                    if value.startswith("-") and not _NUMBER.match(value):
+                        raise EngineError(f"runtime flag {flag!r} looks like flag injection")
 
 
-def select_engine(engines, model_format, requested=None, default="llama.cpp"):
+_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def select_engine(engines, model_format, requested=None, default="llama.cpp", format_engines=None):
     """Pick the engine for a model, as DMR does: the format decides, the path's name is a hint.
 
-    ``engines`` maps name -> Engine. Raises EngineError 400 when the requested engine cannot serve
-    the format, 412 when no installed plugin serves it.
+    ``engines`` maps name -> Engine; ``format_engines`` (the setting of that name) maps a format
+    to the engine usually installed for it, only to say what to install. Raises EngineError 400
+    when the requested engine cannot serve the format, 412 when no installed plugin serves it.
     """
     fmt = model_format or "gguf"
     if requested:
         engine = engines.get(requested)
         if engine is None:
-            raise EngineError(f"engine {requested!r} is not installed: pip install "
-                              f"{_distribution_hint(requested)}", status=412)
+            raise EngineError(f"engine {requested!r} is not installed: {install_hint(requested)}",
+                              status=412)
         if fmt not in engine.formats:
             raise EngineError(f"engine {requested!r} cannot serve {fmt} models", status=400)
         return engine
     candidates = [e for e in engines.values() if fmt in e.formats]
     if not candidates:
-        hint = {"gguf": "llama.cpp", "safetensors": "vllm", "dduf": "diffusers",
-                "diffusers": "diffusers"}.get(fmt, default)
-        raise EngineError(f"no installed engine serves {fmt} models: pip install "
-                          f"{_distribution_hint(hint)}", status=412)
+        usual = (format_engines or {}).get(fmt)
+        raise EngineError(f"no installed engine serves {fmt} models"
+                          + (f": {install_hint(usual)}" if usual else ""), status=412)
     for engine in candidates:
         if engine.name == default:
             return engine
     return candidates[0]
 
 
-def _distribution_hint(engine_name):
-    return "modelrunner-" + engine_name.replace(".", "").replace("-", "")
+def install_hint(engine_name):
+    """What installs an engine that is not there: engine plugins are named
+    ``modelrunner-<name without dots or dashes>`` (as llm's are ``llm-<name>``)."""
+    return "pip install modelrunner-" + engine_name.replace(".", "").replace("-", "")

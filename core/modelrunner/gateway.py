@@ -3,7 +3,7 @@
 A dialect (OpenAI, Ollama...) calls ``gateway.open(...)``: the model is looked up in the store
 (404 if absent: the server never auto-pulls), an engine is chosen for its format (412/400), a lease
 on a runner is taken from the scheduler (loading the model if needed), and the request is sent to
-the runner's Unix socket. The answer comes back as a ``RunnerResponse`` whose chunks are yielded as
+the runner's address (a Unix socket, or http:// for a runner on another machine). The answer comes back as a ``RunnerResponse`` whose chunks are yielded as
 the runner writes them; the lease is released when the stream ends or the client goes away (closing
 the runner connection, which frees the runner's slot at once).
 
@@ -14,9 +14,10 @@ import json
 import time
 
 from . import reference as refs
+from .errors import ModelRunnerError
 from .engines import EngineError, select_engine
 from .scheduler import SchedulerError
-from .scheduler.runner import UnixHTTPConnection
+from .runners import runner_connection
 from .store import NotFound
 from .telemetry import RequestRecord
 
@@ -27,13 +28,8 @@ MODE_BY_PATH = {
 }
 
 
-class GatewayError(Exception):
+class GatewayError(ModelRunnerError):
     """A request that failed before or while reaching the runner, with its HTTP status."""
-
-    def __init__(self, message, status=500, kind="server_error"):
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
 
 
 class RunnerResponse:
@@ -93,7 +89,7 @@ class RunnerResponse:
 class Gateway:
     def __init__(self, runtime):
         self.runtime = runtime
-        self._last_socket = {}  # (engine, model id, mode) -> the runner socket of the last lease
+        self._last_address = {}  # (engine, model id, mode) -> the runner address of the last lease
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -111,8 +107,10 @@ class Gateway:
 
     def engine_for(self, model, requested=None):
         try:
+            settings = self.runtime.settings
             return select_engine(self.runtime.engines, model.inner_config.get("format"),
-                                 requested, self.runtime.settings.get("default_engine", "llama.cpp"))
+                                 requested, settings.get("default_engine", "llama.cpp"),
+                                 format_engines=settings.get("format_engines") or {})
         except EngineError as e:
             raise GatewayError(str(e), status=e.status, kind="invalid_request_error") from None
 
@@ -129,8 +127,8 @@ class Gateway:
         model = self.find_model(model_name)
         engine = self.engine_for(model, engine)
         lease = self.acquire(model, engine, mode, keep_alive)
-        self.runtime.scheduler.release(lease)
-        return model
+        self._release_quietly(lease)
+        return lease.load_seconds or 0.0
 
     def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
              headers=None, dialect="openai", request=None):
@@ -181,10 +179,10 @@ class Gateway:
             pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive)
         except SchedulerError as e:
             raise GatewayError(str(e), status=e.status) from None
-        guess = self._last_socket.get(key)
+        guess = self._last_address.get(key)
         early = None
         if guess:
-            early = UnixHTTPConnection(guess, timeout=None)
+            early = runner_connection(guess)
             try:
                 early.request("POST", path, body=body, headers=headers)
             except OSError:
@@ -196,13 +194,13 @@ class Gateway:
             if early is not None:
                 early.close()
             raise GatewayError(str(e), status=e.status) from None
-        self._last_socket[key] = lease.socket
-        conn = early if early is not None and lease.socket == guess else None
+        self._last_address[key] = lease.address
+        conn = early if early is not None and lease.address == guess else None
         try:
             if conn is None:
                 if early is not None:
                     early.close()
-                conn = UnixHTTPConnection(lease.socket, timeout=None)
+                conn = runner_connection(lease.address)
                 conn.request("POST", path, body=body, headers=headers)
             return lease, conn, conn.getresponse()
         except OSError:

@@ -14,10 +14,11 @@ Areas:
 * engines     ``register_engines``: how to run a model format in its own runner process
 * dialects    ``register_routes``: Falcon routes of an API surface (OpenAI, Ollama, metrics...)
 * commands    ``register_commands``: extra ``model`` CLI sub-commands
+* serving     ``on_server_start``, ``on_worker_exit``: set-up in the gunicorn master
 * telemetry   ``on_request``, ``on_runner``, ``on_pull``: events any number of plugins observe
 
-The objects passed around are documented in ``modelrunner.engines`` (Engine), ``modelrunner.sources``
-(Source, Progress), ``modelrunner.store`` (Store, Model) and ``modelrunner.runtime`` (Runtime).
+The objects passed around are all importable from ``modelrunner`` (Engine, Source, Progress, the
+Store protocol, Model, Runtime...); docs/plugins.md is the guide, with which process calls what.
 """
 
 import pluggy
@@ -42,8 +43,10 @@ def make_store(settings):
 
 
 @hookspec
-def register_sources(register):
-    """Call ``register(source)`` for each ``modelrunner.sources.Source`` this plugin provides.
+def register_sources(register, settings):
+    """Call ``register(source)`` for each ``modelrunner.Source`` this plugin provides.
+
+    Called once per process that pulls (API workers). ``settings`` are modelrunner's settings.
 
     A source says which references it handles (``source.handles(ref)``) and pulls or pushes them
     to and from the store, reporting progress. The first registered source that handles a
@@ -56,12 +59,14 @@ def register_sources(register):
 
 
 @hookspec
-def register_engines(register):
-    """Call ``register(engine)`` for each ``modelrunner.engines.Engine`` this plugin provides.
+def register_engines(register, settings):
+    """Call ``register(engine)`` for each ``modelrunner.Engine`` this plugin provides.
 
-    An engine names the formats it serves ("gguf", "safetensors", "diffusers"), its modes, whether
-    its runtime is installed, the command that starts a runner process for a model bundle on a Unix
-    socket, and how much memory that runner will need.
+    An engine declares data (name, formats, modes, install hint, runtime-flag allow-list,
+    ``_configure`` blocks, default settings) and builds the command that starts a runner
+    process for a model bundle at an address, and says how much memory that runner will need.
+    Called in the scheduler process (which starts runners) and in API workers (which pick an
+    engine for a model and show /engines/status). ``settings`` are modelrunner's settings.
     """
 
 
@@ -72,18 +77,22 @@ def register_engines(register):
 def register_routes(app, runtime):
     """Add Falcon routes to ``app`` (a ``falcon.App``).
 
-    ``runtime`` (``modelrunner.runtime.Runtime``) gives the store, the scheduler client, the
-    gateway that proxies to runners, the settings and the plugin manager. Routes are added with
-    ``app.add_route(path, resource)``; resources stay plain Falcon resources.
+    ``runtime`` (``modelrunner.Runtime``) is the facade a route needs: the settings, the store,
+    finding models, opening a request to a runner, listing, configuring and unloading runners,
+    pulling and pushing. Routes are added with ``app.add_route(path, resource)``; resources stay
+    plain Falcon resources and raise ``modelrunner.ModelRunnerError`` for errors. A resource
+    with a ``max_body`` attribute (bytes, or None for no limit) replaces the ``max_body``
+    setting for its route (model uploads). Called once per API worker.
     """
 
 
 @hookspec(firstresult=True)
-def format_error(req, status, message):
+def format_error(req, status, message, kind):
     """Return ``(content_type, body_bytes)`` for an error on a route this plugin owns, else None.
 
     Each dialect answers errors in its own shape (OpenAI's error object, Ollama's {"error"});
-    the core's routes answer as DMR does, with the plain-text message.
+    the core's routes answer as DMR does, with the plain-text message. ``kind`` is the
+    ``ModelRunnerError``'s kind ("invalid_request_error", "not_found_error", ...).
     """
 
 
@@ -96,6 +105,23 @@ def register_commands(cli):
 
     The CLI is a thin HTTP client: a command should talk to the server, never to the store.
     """
+
+
+# -- serving ------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_server_start(settings):
+    """``model serve`` is starting: called once in the gunicorn master, before any worker.
+
+    For set-up that workers inherit (environment variables, folders), e.g. Prometheus'
+    multiprocess folder. Not called when the app runs under another WSGI server.
+    """
+
+
+@hookspec
+def on_worker_exit(settings, pid):
+    """An API worker process ``pid`` exited (called in the gunicorn master)."""
 
 
 # -- telemetry ----------------------------------------------------------------------------------

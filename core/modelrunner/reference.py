@@ -9,6 +9,8 @@ case is kept in ``Reference.original_name`` for Hugging Face API calls). 12- and
 import re
 from dataclasses import dataclass
 
+from .errors import ModelRunnerError
+
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_NAMESPACE = "ai"
 DEFAULT_TAG = "latest"
@@ -22,8 +24,10 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HEX_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{12}|[0-9a-f]{64})$")
 
 
-class InvalidReference(ValueError):
+class InvalidReference(ModelRunnerError, ValueError):
     """A reference that no registry or store could hold; answered with 400."""
+
+    status = 400
 
 
 @dataclass(frozen=True)
@@ -114,3 +118,9 @@ def display(tag):
     if shown.endswith(":" + DEFAULT_TAG):
         shown = shown[: -len(DEFAULT_TAG) - 1]
     return shown
+
+
+# The names the public API (``modelrunner``) gives these.
+parse_reference = parse
+normalize_reference = normalize
+display_reference = display

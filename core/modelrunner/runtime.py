@@ -1,10 +1,13 @@
-"""Runtime: what a running server holds, handed to every plugin's ``register_routes``.
+"""Runtime: the facade every plugin's ``register_routes`` gets, one per API worker.
 
-One per API process: the settings, the plugin manager, the store, the scheduler client, the
-gateway to runners, the engines and sources that plugins registered.
+It holds the settings, the store, the engines and sources that plugins registered, and answers
+what a route needs: find a model, open a request to its runner, list, configure and unload
+runners, pull and push. Plugins use these methods; ``scheduler`` and ``gateway`` are the core's
+own machinery behind them, not part of the plugin API.
 """
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -26,25 +29,77 @@ class Runtime:
         self.hook = self.pm.hook
         self.store = self.hook.make_store(settings=self.settings)
         self.engines = {}
-        self.hook.register_engines(register=lambda e: self.engines.setdefault(e.name, e))
+        self.hook.register_engines(register=lambda e: self.engines.setdefault(e.name, e),
+                                   settings=self.settings)
         self.sources = []
-        self.hook.register_sources(register=self.sources.append)
+        self.hook.register_sources(register=self.sources.append, settings=self.settings)
         self.scheduler = SchedulerClient(self.settings)
         self.gateway = Gateway(self)
         self._pull_slots = threading.BoundedSemaphore(
             int(self.settings.get("max_concurrent_pulls", 2)))
 
+    # -- models ---------------------------------------------------------------------------------
+
+    def find_model(self, name):
+        """The stored ``Model`` a request names (tag, name or ID); 400 for a bad reference, 404
+        for an unknown model (``GatewayError``). The server never pulls on its own."""
+        return self.gateway.find_model(name)
+
+    def engine_for(self, model, requested=None):
+        """The ``Engine`` that serves ``model`` (``requested`` is the engine a path names)."""
+        return self.gateway.engine_for(model, requested)
+
+    # -- runners --------------------------------------------------------------------------------
+
+    def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
+             headers=None, dialect="openai", request=None):
+        """Send ``body`` (bytes, an OpenAI API request) to ``path`` on the runner of
+        ``model_name``, loading it first if needed; returns a ``RunnerResponse`` to stream.
+        ``mode`` defaults from the path (embeddings, rerank, images...). The request is
+        recorded and reported to ``on_request`` observers under ``dialect``."""
+        return self.gateway.open(model_name, path, body, engine=engine, mode=mode,
+                                 keep_alive=keep_alive, headers=headers, dialect=dialect,
+                                 request=request)
+
+    def preload(self, model_name, engine=None, mode="completion", keep_alive=None):
+        """Load a model's runner and answer nothing else (``X-Preload-Only``); returns the
+        seconds this call waited for a load (0.0 when the runner was already loaded)."""
+        return self.gateway.preload(model_name, engine, mode, keep_alive)
+
+    def runners(self, start=True):
+        """The runners, as /engines/ps rows (model, backend, mode, address, memory...). With
+        ``start`` False, an empty list rather than starting a scheduler just to ask."""
+        if not start and not os.path.exists(self.scheduler.socket):
+            return []
+        return self.scheduler.ps()
+
+    def unload(self, models=None, backend=None, everything=False):
+        """Unload the runners of ``models`` (IDs), or of one backend, or all."""
+        return self.scheduler.unload(models=models, backend=backend, everything=everything)
+
+    def configure(self, model_id, engine, mode="completion", **fields):
+        """Persist a runner configuration (context_size, runtime_flags, keep_alive, extra)."""
+        return self.scheduler.configure(model_id, engine, mode, **fields)
+
+    # -- transfer -------------------------------------------------------------------------------
+
+    def find_source(self, ref):
+        """The ``Source`` that pulls and pushes ``ref`` (412 when no plugin handles it)."""
+        return find_source(self.sources, ref)
+
     def pull(self, ref, progress, token=None):
         """Pull ``ref`` through the source that handles it, for every dialect alike: at most
         ``max_concurrent_pulls`` at once in this process, and one pull of a reference at a time
         across processes (file lock), so a second concurrent pull finds the model cached."""
-        source = find_source(self.sources, ref)
+        source = self.find_source(ref)
         lock = Path(self.settings.models_path) / f".pull-{str(ref).replace('/', '_')}.lock"
         with self._pull_slots, FileLock(str(lock)):
             return source.pull(ref, self.store, progress, token)
 
     def push(self, ref, model, progress, token=None):
-        return find_source(self.sources, ref).push(ref, model, self.store, progress, token)
+        return self.find_source(ref).push(ref, model, self.store, progress, token)
+
+    # -- telemetry ------------------------------------------------------------------------------
 
     def emit_request(self, event, record):
         """Tell telemetry observers about a request; an observer's failure is only logged."""

@@ -6,18 +6,19 @@ A source pulls a reference into the store and pushes a stored model out. It stre
 pull leaves nothing in `model ls`.
 """
 
+import http.client
 import threading
 import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import ModelRunnerError
 
 from .packaging.units import format_size as human_size  # noqa: F401  (DMR's "256.35MiB")
 
 
-class SourceError(Exception):
+class SourceError(ModelRunnerError):
     """A pull or push failure with the HTTP status to answer with (401, 403, 404, 422, 502...)."""
-
-    def __init__(self, message, status=500):
-        super().__init__(message)
-        self.status = status
 
 
 class Source:
@@ -50,6 +51,88 @@ def find_source(sources, ref):
             return source
     raise SourceError(f"no installed source can pull {ref}: pip install modelrunner-oci "
                       f"(registries) or modelrunner-huggingface (hf.co/...)", status=412)
+
+
+@dataclass
+class BlobBody:
+    """One answer to a GET of a blob's bytes, as a source's ``open_body`` returns it.
+
+    ``start`` is the offset the bytes begin at: the offset asked for (206), 0 when the server
+    sent the whole blob (200), None when it refused the range (416: the partial file is bad).
+    """
+
+    start: int | None
+    readinto: Callable = None
+    close: Callable = lambda: None
+
+
+# Errors of a connection that broke: the download resumes where its bytes stopped.
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError, http.client.HTTPException)
+RETRY_DELAYS = (1.0, 3.0)
+
+
+def fetch_blob(store, digest, size, open_body, *, progress=None, cancelled=None,
+               transient=TRANSIENT_ERRORS, retry_delays=RETRY_DELAYS, where=""):
+    """Download one blob into ``store``: resumable, verified, and the same for every source.
+
+    ``open_body(offset)`` starts a GET of the bytes from ``offset`` on and returns a
+    :class:`BlobBody` (or raises ``SourceError`` for an answer that is an error). A partial
+    blob left by an earlier attempt is resumed; a connection that breaks (``transient``) is
+    retried after each of ``retry_delays``, each retry resuming where the bytes stopped; the
+    blob enters the store only when its sha256 matches ``digest`` (502 otherwise, and nothing
+    is kept). ``progress`` (a :class:`Progress`) gets the layer's bytes; ``cancelled`` (an
+    Event) stops the download at its next read.
+    """
+    if store.has_blob(digest):
+        if progress is not None:
+            progress.layer(digest, size, size)
+        return
+    writer = store.blob_writer(digest, size)
+
+    def on_chunk(offset):
+        if progress is not None:
+            progress.layer(digest, size, offset)
+        if cancelled is not None and cancelled.is_set():
+            raise SourceError("pull cancelled", status=499)
+
+    try:
+        failures = 0
+        while writer.offset < size or (size == 0 and failures == 0):
+            try:
+                body = open_body(writer.offset)
+                try:
+                    if body.start is None:       # the server refused the range: start over
+                        if writer.offset == 0:
+                            raise SourceError(f"the server refused to send {digest}{where}",
+                                              status=502)
+                        writer.restart()
+                        continue
+                    if body.start != writer.offset:
+                        if body.start != 0:
+                            raise SourceError(f"asked for {digest} from byte {writer.offset}, "
+                                              f"got bytes from {body.start}", status=502)
+                        writer.restart()         # the server sent the whole blob
+                    writer.receive(body.readinto, size, on_chunk)
+                finally:
+                    body.close()
+                if writer.offset < size:
+                    raise ConnectionError("the body ended early")
+                if size == 0:
+                    break
+            except transient as e:
+                if failures >= len(retry_delays):
+                    raise SourceError(f"download of {digest}{where} broke off at {writer.offset} "
+                                      f"of {size} bytes: {e or type(e).__name__} (pull again to "
+                                      f"resume)", status=502) from None
+                time.sleep(retry_delays[failures])
+                failures += 1
+        try:
+            writer.commit()
+        except ModelRunnerError as e:  # DigestMismatch: the partial file is gone, nothing stored
+            raise SourceError(f"blob {digest}{where} failed verification: {e}",
+                              status=502) from None
+    finally:
+        writer.close()
 
 
 def chunks_readinto(chunks):

@@ -9,6 +9,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from .streams import sse_events
+
 MAX_RAW = 4 << 20  # keep at most 4 MiB of a response for reassembly
 
 
@@ -58,14 +60,7 @@ class RequestRecord:
 
     def events(self):
         """The JSON objects of an SSE stream, in order."""
-        for line in bytes(self.raw).split(b"\n"):
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload and payload != b"[DONE]":
-                    try:
-                        yield json.loads(payload)
-                    except ValueError:
-                        continue
+        return sse_events([bytes(self.raw)], raise_errors=False)
 
     def response_json(self):
         if self.streamed:

@@ -135,7 +135,8 @@ def test_recording_can_be_turned_off(tmp_path, smollm2):
 
 
 def test_reassembly_of_reasoning_and_tool_calls():
-    from modelrunner.inspector import reassemble, shorten_media
+    from modelrunner import reassemble
+    from modelrunner.inspector import shorten_media
     chunks = [
         {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
          "choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "Let me "}}]},

@@ -6,14 +6,12 @@ import shlex
 import falcon
 
 from .. import reference as refs
-from ..engines import MODES, EngineError
+from ..engines import MODES, EngineError, install_hint
 from ..gateway import GatewayError
 from ..scheduler import SchedulerError, parse_keep_alive
 from ..store import StoreError
 from .errors import dmr_error
 
-KNOWN_ENGINES = {"llama.cpp": "modelrunner-llamacpp", "vllm": "modelrunner-vllm",
-                 "diffusers": "modelrunner-diffusers"}
 
 
 def _body(req):
@@ -31,7 +29,9 @@ class StatusResource:
         self.runtime = runtime
 
     def on_get(self, req, resp):
-        status = {name: f"Not Installed: pip install {dist}" for name, dist in KNOWN_ENGINES.items()}
+        # the engines usually installed for each format (a setting), then those installed
+        usual = (self.runtime.settings.get("format_engines") or {}).values()
+        status = {name: f"Not Installed: {install_hint(name)}" for name in usual}
         for name, engine in self.runtime.engines.items():
             ok, detail = engine.installed()
             status[name] = f"Running: {detail}" if ok else f"Error: {detail}"
@@ -109,7 +109,7 @@ class ConfigureResource:
                 parse_keep_alive(keep_alive)
             except ValueError as e:
                 raise dmr_error(400, str(e))
-        extra = {k: body[k] for k in ("vllm", "llamacpp", "speculative") if body.get(k)}
+        extra = {k: body[k] for k in engine.configure_blocks if body.get(k)}
         try:
             config = self.runtime.scheduler.configure(
                 model.id, engine.name, mode, context_size=body.get("context-size"),

@@ -139,6 +139,8 @@ class CreateResource:
 class LoadResource:
     """POST /models/load: a tar of blobs/sha256/<hex> + manifest.json (what `package` sends)."""
 
+    max_body = None  # a model upload: no body limit
+
     def __init__(self, runtime):
         self.runtime = runtime
 

@@ -103,6 +103,11 @@ def tag(source, target):
 @click.argument("model")
 def pull(model):
     """Pull a model from a registry or Hugging Face."""
+    pull_model(model)
+
+
+def pull_model(model):
+    """Pull ``model`` through the server, drawing progress bars; exits 1 on failure."""
     body = {"from": model}
     if refs.parse(model).is_huggingface and os.environ.get("HF_TOKEN"):
         body["bearer-token"] = os.environ["HF_TOKEN"]

@@ -349,20 +349,30 @@ def classify_file(name: str) -> str:
     return MEDIA_TYPE_MODEL_FILE
 
 
-def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Only the JSON header of a safetensors file (8-byte little-endian length, then JSON)."""
-    p = Path(path)
+def read_safetensors_header(source: str | os.PathLike[str] | BinaryIO) -> dict[str, Any]:
+    """Only the JSON header of a safetensors file (8-byte little-endian length, then JSON).
+
+    ``source`` is a path or a file open for reading at the file's start (a member of a DDUF
+    zip, say). Raises :class:`PackagingError` for anything that is not a safetensors header.
+    """
+    if hasattr(source, "read"):
+        return _safetensors_header(source, getattr(source, "name", "safetensors file"))
+    p = Path(source)
     try:
         with open(p, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise PackagingError(f"{p} is not a safetensors file (shorter than 8 bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if n > MAX_JSON_HEADER:
-                raise PackagingError(f"{p}: safetensors header length {n} is too large")
-            raw = f.read(n)
+            return _safetensors_header(f, p)
     except OSError as e:
         raise PackagingError(f"cannot read {p}: {e.strerror or e}") from e
+
+
+def _safetensors_header(f: BinaryIO, p: Any) -> dict[str, Any]:
+    head = f.read(8)
+    if len(head) < 8:
+        raise PackagingError(f"{p} is not a safetensors file (shorter than 8 bytes)")
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_JSON_HEADER:
+        raise PackagingError(f"{p}: safetensors header length {n} is too large")
+    raw = f.read(n)
     if len(raw) < n:
         raise PackagingError(f"{p} is a truncated safetensors file (header cut short)")
     try:

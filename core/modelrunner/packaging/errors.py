@@ -1,5 +1,9 @@
 """Errors raised while reading model files or building model artifacts."""
 
+from ..errors import ModelRunnerError
 
-class PackagingError(ValueError):
+
+class PackagingError(ModelRunnerError, ValueError):
     """A model file cannot be packaged: not GGUF, truncated, a shard missing, a bad tar..."""
+
+    status = 400

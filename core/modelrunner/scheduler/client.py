@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from filelock import FileLock
 
 from ..logfiles import rotate_if_large
-from .runner import UnixHTTPConnection
+from ..runners import UnixHTTPConnection
 from .scheduler import SchedulerError, socket_dir
 
 
@@ -23,7 +23,7 @@ from .scheduler import SchedulerError, socket_dir
 class Lease:
     """The right to send one request to a runner; release it when the response is done."""
 
-    socket: str
+    address: str          # the runner's URL: unix:///... or http://host:port
     key: list
     lease: str
     load_seconds: float | None = None
@@ -178,7 +178,7 @@ def _acquire_payload(model_id, engine, mode, keep_alive):
 
 
 def _lease(data):
-    return Lease(data["socket"], data["key"], data["lease"], data.get("load_seconds"))
+    return Lease(data["address"], data["key"], data["lease"], data.get("load_seconds"))
 
 
 def _default_watch_pid():

@@ -24,6 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 from ..engines import EngineError
+from ..runners import unix_url
 from ..plugins import get_plugin_manager
 from ..settings import load_settings
 from ..store import StoreError
@@ -32,9 +33,10 @@ from .scheduler import Scheduler, SchedulerError
 log = logging.getLogger("modelrunner.scheduler")
 
 
-def collect_engines(pm):
+def collect_engines(pm, settings):
     engines = {}
-    pm.hook.register_engines(register=lambda engine: engines.setdefault(engine.name, engine))
+    pm.hook.register_engines(register=lambda engine: engines.setdefault(engine.name, engine),
+                             settings=settings)
     return engines
 
 
@@ -91,7 +93,7 @@ class Handler(BaseHTTPRequestHandler):
                                                data.get("keep_alive"), data.get("pid"))
         # only a request that waited for the load paid for it (Ollama's load_duration)
         waited = runner.started is not None and runner.started + (runner.load_seconds or 0) >= asked
-        return {"socket": runner.socket_path, "key": list(runner.key), "lease": lease,
+        return {"address": unix_url(runner.socket_path), "key": list(runner.key), "lease": lease,
                 "load_seconds": runner.load_seconds if waited else 0.0}
 
     def release(self, data):
@@ -136,7 +138,7 @@ def main(argv=None):
     settings = load_settings()
     pm = get_plugin_manager()
     store = pm.hook.make_store(settings=settings)
-    scheduler = Scheduler(store, collect_engines(pm), settings, hooks=pm.hook)
+    scheduler = Scheduler(store, collect_engines(pm, settings), settings, hooks=pm.hook)
     Handler.scheduler = scheduler
     if os.path.exists(args.socket):
         os.unlink(args.socket)

@@ -9,16 +9,15 @@ in short-lived threads, so every runner is forked from one long-lived spawner th
 """
 
 import ctypes
-import http.client
 import os
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 from ..logfiles import rotate_if_large
+from ..runners import UnixHTTPConnection, unix_url
 
 _libc = None
 
@@ -62,21 +61,6 @@ def _spawn(*args, **kwargs):
     if "error" in done:
         raise done["error"]
     return done["process"]
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over a Unix socket (the runner's and the scheduler's transport)."""
-
-    def __init__(self, path, timeout=None):
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
 
 
 class LoadError(Exception):
@@ -215,7 +199,7 @@ class Runner:
             "keep_alive": self.keep_alive,
             "pid": self.process.pid if self.process else None,
             "memory": self.memory,
-            "socket": self.socket_path,
+            "address": unix_url(self.socket_path),
             "leases": len(self.leases),
             "load_seconds": self.load_seconds,
             "context_size": self.config.context_size or self.model.inner_config.get("context_size"),

@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 from ..engines import EngineError, RunnerConfig
+from ..errors import ModelRunnerError
+from ..runners import unix_url
 from .durations import format_keep_alive, parse_keep_alive
 from .runner import LoadError, Runner
 
 
-class SchedulerError(Exception):
-    def __init__(self, message, status=500):
-        super().__init__(message)
-        self.status = status
+class SchedulerError(ModelRunnerError):
+    """The scheduler could not give a runner (503 when nothing fits, 500 when a load failed)."""
 
 
 def config_key(engine_name, model_id, mode):
@@ -155,7 +155,7 @@ class Scheduler:
                         str(self.sockets / f"runner-{slot}.sock"), memory, keep_alive,
                         self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
         # the command first: a model the engine refuses (EngineError) evicts nothing
-        command = engine.runner_command(bundle, config, runner.socket_path)
+        command = engine.runner_command(bundle, config, unix_url(runner.socket_path))
         self._make_room(memory, model)
         self.runners[runner.key] = runner
         self._emit("loading", runner)
@@ -308,7 +308,7 @@ class Scheduler:
         info = {"model": runner.model_name, "model_id": runner.model.id,
                 "engine": runner.engine.name, "mode": runner.key[2],
                 "pid": runner.process.pid if runner.process else None,
-                "socket": runner.socket_path, "memory": runner.memory,
+                "address": unix_url(runner.socket_path), "memory": runner.memory,
                 "keep_alive": format_keep_alive(runner.keep_alive), **extra}
         try:
             self.hooks.on_runner(event=event, runner=info)

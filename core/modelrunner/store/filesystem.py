@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from .. import reference as refs
 from ..engines import Bundle
+from ..errors import ModelRunnerError
 from .hashing import BackgroundSha256
 
 CHUNK = 1 << 20
@@ -34,7 +35,7 @@ RECEIVE_BUFFER = 4 << 20   # one read of a download; RECEIVE_BUFFERS of them in 
 RECEIVE_BUFFERS = 3
 
 
-class StoreError(Exception):
+class StoreError(ModelRunnerError):
     status = 500
 
 

@@ -6,13 +6,10 @@ registry ``huggingface.co`` (``hf.co`` references are normalised to it by the co
 works and :mod:`.selection` for which files make the model.
 """
 
-from modelrunner.hookspecs import hookimpl
+from modelrunner import hookimpl
 
 from .source import HuggingFaceSource
 
-__all__ = ["HuggingFaceSource", "register_sources"]
-
-
 @hookimpl
-def register_sources(register):
+def register_sources(register, settings):
     register(HuggingFaceSource())

@@ -30,7 +30,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from modelrunner.sources import Source, SourceError, chunks_readinto, human_size
+from modelrunner import (BlobBody, PackagingError, Source, SourceError, build_gguf_artifact,
+                         build_safetensors_artifact, bundle_files, chunks_readinto, fetch_blob)
+from modelrunner import format_size as human_size
 
 from . import selection
 from .selection import RemoteFile
@@ -302,39 +304,35 @@ class HuggingFaceSource(Source):
         raise SourceError(f"downloading {where} failed: HTTP {status}", status=502)
 
     def _fetch_blob(self, session, url, headers, f, digest, store, progress, repo_id):
-        """Stream an LFS/Xet file through store.blob_writer, resuming from its .incomplete."""
-        from modelrunner.store.filesystem import DigestMismatch
+        """Stream an LFS/Xet file into the store (``modelrunner.fetch_blob``: resumed from an
+        interrupted pull's partial file, verified against its sha256)."""
 
-        writer = store.blob_writer(digest, f.size)
-        try:
-            if writer.offset < f.size or f.size == 0:
-                request_headers = dict(headers)
-                if writer.offset:
-                    request_headers["Range"] = f"bytes={writer.offset}-"
-                progress.layer(digest, f.size, writer.offset)
-                try:
-                    with session.stream("GET", url, headers=request_headers) as response:
-                        if response.status_code == 416 and writer.offset:
-                            writer.restart()  # our partial file is longer than the remote one
-                            response.read()
-                            return self._fetch_blob(session, url, headers, f, digest, store, progress, repo_id)
-                        self._check_response(response, f, repo_id)
-                        content_range = response.headers.get("content-range", "")
-                        if response.status_code != 206 or not content_range.startswith(f"bytes {writer.offset}-"):
-                            writer.restart()  # the server sent the whole file
-                        writer.receive(chunks_readinto(response.iter_bytes()), f.size,
-                                       lambda offset: progress.layer(digest, f.size, offset))
-                except _http_errors() as exc:
-                    raise SourceError(f"downloading hf.co/{repo_id}/{f.path} failed: {exc} "
-                                      f"(pull again to resume)", status=502) from exc
+        def open_body(offset):
+            request_headers = dict(headers)
+            if offset:
+                request_headers["Range"] = f"bytes={offset}-"
+            stream = session.stream("GET", url, headers=request_headers)
+            response = stream.__enter__()
+
+            def close():
+                stream.__exit__(None, None, None)
             try:
-                writer.commit()
-            except DigestMismatch as exc:
-                raise SourceError(f"hf.co/{repo_id}/{f.path}: {exc}", status=502) from exc
-            progress.layer(digest, f.size, f.size)
-            return digest
-        finally:
-            writer.close()
+                if response.status_code == 416 and offset:
+                    close()
+                    return BlobBody(None)  # our partial file is longer than the remote one
+                self._check_response(response, f, repo_id)
+                content_range = response.headers.get("content-range", "")
+                resumed = response.status_code == 206 and content_range.startswith(f"bytes {offset}-")
+            except BaseException:
+                close()
+                raise
+            return BlobBody(offset if resumed else 0, chunks_readinto(response.iter_bytes()), close)
+
+        progress.layer(digest, f.size, 0)
+        fetch_blob(store, digest, f.size, open_body, progress=progress,
+                   where=f" (hf.co/{repo_id}/{f.path})", transient=_http_errors(), retry_delays=())
+        progress.layer(digest, f.size, f.size)
+        return digest
 
     def _fetch_small(self, session, url, headers, f, store, progress, repo_id, staging):
         """A git (non-LFS) file: its sha256 is unknown before the download, so it is hashed while
@@ -367,8 +365,6 @@ class HuggingFaceSource(Source):
 
     def _package(self, ref, store, plan, digests, created):
         """Build the DMR artifact from hard links to the blobs and record it under str(ref)."""
-        from modelrunner.packaging import PackagingError, build_gguf_artifact, build_safetensors_artifact
-
         staging = _staging_dir(store)
         try:
             paths = {}
@@ -406,8 +402,6 @@ class HuggingFaceSource(Source):
         Each layer is uploaded under its bundle path (``org.cncf.model.filepath``, else the name
         the bundle gives it: model.gguf, model.mmproj, template.jinja...).
         """
-        from modelrunner.store.filesystem import bundle_files
-
         hf = _hf()
         repo_id = ref.original_name or ref.repository
         token = _token(token)

@@ -9,31 +9,13 @@ Environment and settings read: ``DEFAULT_REGISTRY``, ``INSECURE_REGISTRY`` (DMR'
 ``DOCKER_CONFIG`` (the Docker config with ``auths``, ``credsStore``, ``credHelpers``).
 """
 
-from modelrunner.hookspecs import hookimpl
-from modelrunner.reference import HF_REGISTRY
-from modelrunner.sources import Source
+from modelrunner import hookimpl
 
-from . import pull as _pull
-from . import push as _push
-from .push import push_artifact
-
-__all__ = ["OciSource", "push_artifact", "register_sources"]
-
-
-class OciSource(Source):
-    name = "oci"
-    fallback = True
-
-    def handles(self, ref):
-        return ref.registry != HF_REGISTRY
-
-    def pull(self, ref, store, progress, token=None):
-        return _pull.pull(ref, store, progress, token)
-
-    def push(self, ref, model, store, progress, token=None):
-        return _push.push(ref, model, store, progress, token)
+from .registry import use_settings
+from .source import OciSource
 
 
 @hookimpl
-def register_sources(register):
+def register_sources(register, settings):
+    use_settings(settings)
     register(OciSource())

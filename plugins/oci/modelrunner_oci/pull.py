@@ -14,7 +14,8 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner.sources import Progress, SourceError, chunks_readinto, human_size
+from modelrunner import BlobBody, Progress, SourceError, chunks_readinto, fetch_blob
+from modelrunner import format_size as human_size
 
 from .blobget import open_blob
 from .registry import (INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST, RETRY_DELAYS,
@@ -71,68 +72,41 @@ def check_config_type(manifest, ref):
 
 
 def download_blob(reg, store, descriptor, report, cancelled):
-    """Stream one blob into the store, resuming a partial download; retried twice when the
-    connection breaks (each retry resumes where the bytes stopped)."""
+    """Stream one blob into the store (``modelrunner.fetch_blob``: resumed, retried, verified)."""
     digest, size = descriptor["digest"], int(descriptor["size"])
-    if store.has_blob(digest):
-        report.layer(digest, size, size)
-        return
-    writer = store.blob_writer(digest, size)
-    try:
-        failures = 0
-        while writer.offset < size:
-            try:
-                _fetch_rest(reg, writer, digest, size, report, cancelled)
-                if writer.offset < size:
-                    raise httpx.RemoteProtocolError("body ended early")
-            except (httpx.TransportError, httpx.StreamError, ConnectionError, TimeoutError,
-                    http.client.HTTPException) as e:
-                if failures >= len(RETRY_DELAYS):
-                    raise SourceError(f"download of {digest} broke off at {writer.offset} of "
-                                      f"{size} bytes: {e or type(e).__name__}", status=502) from None
-                time.sleep(RETRY_DELAYS[failures])
-                failures += 1
-        try:
-            writer.commit()
-        except Exception as e:  # DigestMismatch: the partial file is gone, nothing stored
-            raise SourceError(f"blob {digest} from {reg.host}/{reg.repository} failed "
-                              f"verification: {e}", status=502) from None
-    finally:
-        writer.close()
+    fetch_blob(store, digest, size, lambda offset: _open_body(reg, digest, offset),
+               progress=report, cancelled=cancelled, where=f" from {reg.host}/{reg.repository}",
+               transient=TRANSIENT, retry_delays=RETRY_DELAYS)
 
 
-def _fetch_rest(reg, writer, digest, size, report, cancelled):
-    """One GET of the bytes from ``writer.offset`` on (Range when resuming)."""
+TRANSIENT = (httpx.TransportError, httpx.StreamError, ConnectionError, TimeoutError,
+             http.client.HTTPException)
+
+
+def _open_body(reg, digest, offset):
+    """One GET of the blob's bytes from ``offset`` on (Range when resuming)."""
     headers = {"Accept-Encoding": "identity"}
-    if writer.offset:
-        headers["Range"] = f"bytes={writer.offset}-"
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
     response = open_blob(reg.url(f"blobs/{digest}"), headers, reg.authorization,
                          reg.user_agent, reg.timeout)
     if response is None:  # not a plain 200/206 (auth, errors, retries) or a proxy: httpx
         response = reg.request("GET", f"blobs/{digest}", headers=headers, stream=True)
     try:
-        if response.status_code == 416:           # the partial file is bad: start over
-            writer.restart()
-            return _fetch_rest(reg, writer, digest, size, report, cancelled)
+        if response.status_code == 416:
+            response.close()
+            return BlobBody(None)
         if response.status_code not in (200, 206):
             reg.fail(response, f"blob {digest}")
-        if response.status_code == 200 and writer.offset:
-            writer.restart()                       # the server ignored Range
-        elif response.status_code == 206:
-            start = response.headers.get("content-range", "").removeprefix("bytes ").split("-")[0]
-            if start != str(writer.offset):
-                raise SourceError(f"registry answered a Range request for {digest} with bytes "
-                                  f"from {start!r}", status=502)
-
-        def on_chunk(offset):
-            report.layer(digest, size, offset)
-            if cancelled.is_set():
-                raise SourceError("pull cancelled", status=499)
-
-        readinto = getattr(response, "readinto", None) or chunks_readinto(response.iter_raw())
-        writer.receive(readinto, size, on_chunk)
-    finally:
+        start = 0
+        if response.status_code == 206:
+            text = response.headers.get("content-range", "").removeprefix("bytes ").split("-")[0]
+            start = int(text) if text.isdigit() else -1
+    except BaseException:
         response.close()
+        raise
+    readinto = getattr(response, "readinto", None) or chunks_readinto(response.iter_raw())
+    return BlobBody(start, readinto, response.close)
 
 
 def pull(ref, store, progress, token=None):

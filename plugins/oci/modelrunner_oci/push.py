@@ -9,7 +9,7 @@ model ID (sha256 of the manifest) is the same on both sides.
 import json
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner.sources import Progress, SourceError
+from modelrunner import Progress, SourceError
 
 from .registry import CHUNK, MEDIA_TYPE_OCI_MANIFEST, Registry
 

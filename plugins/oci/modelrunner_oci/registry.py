@@ -27,7 +27,7 @@ import threading
 import time
 from urllib.parse import urljoin
 
-from modelrunner.sources import SourceError
+from modelrunner import SourceError
 
 
 def _import_httpx():
@@ -51,14 +51,8 @@ def _import_httpx():
 
 httpx = _import_httpx()
 
-try:  # the packaging module owns the media types; keep working while it is absent
-    from modelrunner.packaging.artifact import (MEDIA_TYPE_CNCF_CONFIG_V1, MEDIA_TYPE_CONFIG_V01,
-                                                MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_OCI_MANIFEST)
-except ImportError:  # pragma: no cover
-    MEDIA_TYPE_CONFIG_V01 = "application/vnd.docker.ai.model.config.v0.1+json"
-    MEDIA_TYPE_CONFIG_V02 = "application/vnd.docker.ai.model.config.v0.2+json"
-    MEDIA_TYPE_CNCF_CONFIG_V1 = "application/vnd.cncf.model.config.v1+json"
-    MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+from modelrunner import (MEDIA_TYPE_CNCF_CONFIG_V1, MEDIA_TYPE_CONFIG_V01,  # noqa: E402
+                         MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_OCI_MANIFEST)
 
 MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -88,7 +82,7 @@ def tls_context():
 
 def _user_agent():
     try:
-        from modelrunner import __version__
+        from modelrunner import __version__  # noqa: F401
     except ImportError:  # pragma: no cover
         __version__ = "0"
     return f"modelrunner/{__version__}"
@@ -101,17 +95,20 @@ def _split_list(text):
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
+_configured_insecure = []  # the ``insecure_registries`` setting, given by register_sources
+
+
+def use_settings(settings):
+    """Take this plugin's settings (``insecure_registries``) from the register_sources hook."""
+    configured = settings.get("insecure_registries") or [] if settings is not None else []
+    if isinstance(configured, str):
+        configured = _split_list(configured)
+    _configured_insecure[:] = [str(h).strip() for h in configured]
+
+
 def insecure_registries():
     """Hosts reached over plain http besides localhost: settings + INSECURE_REGISTRY."""
-    hosts = _split_list(os.environ.get("INSECURE_REGISTRY"))
-    try:
-        from modelrunner.settings import load_settings
-        configured = load_settings().get("insecure_registries") or []
-        if isinstance(configured, str):
-            configured = _split_list(configured)
-        hosts += [str(h).strip() for h in configured]
-    except Exception:  # settings are optional for this plugin (tests, library use)
-        pass
+    hosts = _split_list(os.environ.get("INSECURE_REGISTRY")) + list(_configured_insecure)
     return {h.removeprefix("http://").removeprefix("https://").rstrip("/").lower() for h in hosts}
 
 

@@ -13,18 +13,12 @@ import json
 import math
 import time
 
-from modelrunner.engines import EngineError
-from modelrunner.gateway import GatewayError
-from modelrunner.scheduler import SchedulerError
+from modelrunner import EngineError, GatewayError, SchedulerError, StreamError, sse_events
 
 from . import convert
 from .errors import OllamaError, error_line
 from .models import find, has_projector, ollama_settings
 from .util import keep_alive_value, model_name, now_iso, ns, read_json
-
-
-class StreamError(Exception):
-    """The runner reported an error, or stopped, after the answer started."""
 
 
 def _gateway_error(e, name):
@@ -114,32 +108,16 @@ class Turn:
         return out
 
 
-def sse_events(answer):
+def runner_events(answer):
     """The JSON objects of the runner's answer: SSE events, or the one JSON body."""
-    if not answer.streaming:
-        raw = answer.read()
-        try:
-            yield json.loads(raw)
-        except ValueError:
-            raise StreamError(f"the runner answered with something that is not JSON: {raw[:200]!r}")
+    if answer.streaming:
+        yield from sse_events(answer)
         return
-    pending = b""
-    for chunk in answer:
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            line = line.strip()
-            if line.startswith(b"error:"):
-                raise StreamError(line[6:].strip().decode(errors="replace"))
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if not data or data == b"[DONE]":
-                continue
-            try:
-                yield json.loads(data)
-            except ValueError:
-                continue
+    raw = answer.read()
+    try:
+        yield json.loads(raw)
+    except ValueError:
+        raise StreamError(f"the runner answered with something that is not JSON: {raw[:200]!r}")
 
 
 class Base:
@@ -154,7 +132,7 @@ class Base:
         name = model_name(body)
         model = find(self.runtime, name)
         try:
-            engine = self.runtime.gateway.engine_for(model)
+            engine = self.runtime.engine_for(model)
         except GatewayError as e:
             raise _gateway_error(e, name) from None
         settings = ollama_settings(model)
@@ -173,7 +151,7 @@ class Base:
         if current == wanted:
             return
         try:
-            self.runtime.scheduler.configure(model.id, engine.name, mode, context_size=wanted)
+            self.runtime.configure(model.id, engine.name, mode, context_size=wanted)
         except SchedulerError as e:
             if e.status != 409:  # busy: this request runs with the loaded context
                 raise OllamaError(e.status, str(e)) from None
@@ -184,7 +162,7 @@ class Base:
         try:
             return any(r.get("model_id") == model.id and r.get("mode") == mode
                        and r.get("backend_name") == engine.name and not r.get("loading")
-                       for r in self.runtime.scheduler.ps())
+                       for r in self.runtime.runners())
         except SchedulerError:
             return False
 
@@ -192,27 +170,22 @@ class Base:
         """Empty prompt: load the model ("load"), or with keep_alive 0 unload it ("unload")."""
         if keep_seconds == 0:
             try:
-                self.runtime.scheduler.unload(models=[model.id])
+                self.runtime.unload(models=[model.id])
             except SchedulerError as e:
                 raise OllamaError(e.status, str(e)) from None
             return "unload", 0.0
         was_loaded = self.loaded(model, engine, mode)
-        gateway = self.runtime.gateway
         try:
-            lease = gateway.acquire(model, engine, mode, keep_alive)
+            load_seconds = self.runtime.preload(model.id, engine.name, mode, keep_alive)
         except GatewayError as e:
             raise OllamaError(e.status, str(e)) from None
-        try:
-            self.runtime.scheduler.release(lease)
-        except SchedulerError:
-            pass
-        return "load", 0.0 if was_loaded else (lease.load_seconds or 0.0)
+        return "load", 0.0 if was_loaded else load_seconds
 
     def open(self, req, name, model, engine, mode, path, payload, keep_alive):
         """Send the translated request; returns (answer, load seconds). Errors keep the status."""
         was_loaded = self.loaded(model, engine, mode)
         try:
-            answer = self.runtime.gateway.open(
+            answer = self.runtime.open(
                 name, path, json.dumps(payload).encode(), engine=engine.name, mode=mode,
                 keep_alive=keep_alive, dialect="ollama", request=req)
         except GatewayError as e:
@@ -254,7 +227,7 @@ class ChatLike(Base):
         turn = Turn()
         if body.get("stream") is False:
             try:
-                for obj in sse_events(answer):
+                for obj in runner_events(answer):
                     turn.feed(obj)
             except (GatewayError, StreamError) as e:
                 raise OllamaError(500, str(e)) from None
@@ -268,7 +241,7 @@ class ChatLike(Base):
 
     def lines(self, name, answer, turn, started, load):
         try:
-            for obj in sse_events(answer):
+            for obj in runner_events(answer):
                 text, thought = turn.feed(obj)
                 if text or thought:
                     yield _dump(self.line(name, text, thought))

@@ -6,15 +6,12 @@ import time
 
 import falcon
 
-from modelrunner import __version__
-from modelrunner import reference as refs
-from modelrunner.packaging import PackagingError
-from modelrunner.packaging.artifact import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01,
-                                            MEDIA_TYPE_GGUF, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ,
-                                            canonical_json, format_parameters, format_size,
-                                            make_layer, rfc3339 as utc_rfc3339)
-from modelrunner.scheduler import SchedulerError
-from modelrunner.store import StoreError
+from modelrunner import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_GGUF,
+                         MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ, InvalidReference, PackagingError,
+                         SchedulerError, StoreError, __version__, canonical_json,
+                         format_parameters, format_size, make_layer, normalize_reference,
+                         read_gguf)
+from modelrunner import rfc3339 as utc_rfc3339
 
 from .errors import OllamaError, not_found
 from .util import model_name, ollama_name, read_json, rfc3339
@@ -27,7 +24,7 @@ def find(runtime, name):
     """The stored model for an Ollama name; 404 ``model 'x' not found``, 400 for junk names."""
     try:
         return runtime.store.get(name)
-    except refs.InvalidReference as e:
+    except InvalidReference as e:
         raise OllamaError(400, str(e)) from None
     except StoreError:
         raise not_found(name) from None
@@ -227,7 +224,7 @@ class PsResource:
 
     def on_get(self, req, resp):
         try:
-            runners = self.runtime.scheduler.ps()
+            runners = self.runtime.runners()
         except SchedulerError as e:
             raise OllamaError(e.status, str(e)) from None
         models = []
@@ -236,7 +233,7 @@ class PsResource:
                 continue
             try:
                 model = self.runtime.store.get(runner["model_id"])
-            except (StoreError, refs.InvalidReference):
+            except (StoreError, InvalidReference):
                 continue
             name = ollama_name(runner.get("model_name") or model.id)
             expires = runner.get("expires_at")
@@ -262,7 +259,7 @@ class DeleteResource:
         model = find(self.runtime, name)
         if len(model.tags) <= 1:  # the model itself goes, not only one of its names
             try:
-                self.runtime.scheduler.unload(models=[model.id])
+                self.runtime.unload(models=[model.id])
             except SchedulerError:
                 pass
         try:
@@ -285,7 +282,7 @@ class CopyResource:
         model = find(self.runtime, source)
         try:
             self.runtime.store.tag(model.id, destination.strip())
-        except refs.InvalidReference as e:
+        except InvalidReference as e:
             raise OllamaError(400, str(e)) from None
         except StoreError as e:
             raise OllamaError(e.status, str(e)) from None
@@ -301,6 +298,8 @@ def _digest(text):
 
 
 class BlobResource:
+    max_body = None  # a model upload: no body limit
+
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -331,8 +330,8 @@ class CreateResource:
         body = read_json(req)
         name = model_name(body)
         try:
-            target = refs.normalize(name)
-        except refs.InvalidReference as e:
+            target = normalize_reference(name)
+        except InvalidReference as e:
             raise OllamaError(400, str(e)) from None
         if body.get("quantize"):
             raise OllamaError(400, "quantize is not supported: quantize the GGUF before creating")
@@ -414,7 +413,6 @@ class CreateResource:
             lower = filename.lower()
             if lower.endswith(".gguf"):
                 try:
-                    from modelrunner.packaging.gguf_metadata import read_gguf
                     meta = read_gguf(path)
                 except PackagingError as e:
                     raise OllamaError(400, f"{filename}: {e}") from None

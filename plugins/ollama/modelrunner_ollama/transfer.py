@@ -10,9 +10,8 @@ import json
 import queue
 import threading
 
-from modelrunner import reference as refs
-from modelrunner.sources import Progress, SourceError, find_source
-from modelrunner.store import StoreError
+from modelrunner import (InvalidReference, Progress, SourceError, StoreError, is_model_id,
+                         parse_reference)
 
 from .errors import OllamaError, error_line
 from .models import find
@@ -40,17 +39,17 @@ def transfer(runtime, req, resp, mode):
     body = read_json(req)
     name = model_name(body)
     try:
-        ref = refs.parse(name)
-    except refs.InvalidReference as e:
+        ref = parse_reference(name)
+    except InvalidReference as e:
         raise OllamaError(400, str(e)) from None
     try:
-        find_source(runtime.sources, ref)  # its status (412) before any streaming
+        runtime.find_source(ref)  # its status (412) before any streaming
     except SourceError as e:
         raise OllamaError(e.status, str(e)) from None
     token = body.get("bearer-token") or None
     if mode == "push":
         model = find(runtime, name)
-        if refs.is_model_id(name):
+        if is_model_id(name):
             raise OllamaError(400, "push needs a name, not a model ID")
         first_lines = [{"status": "retrieving manifest"}, {"status": "starting upload"}]
         last_lines = [{"status": "pushing manifest"}, {"status": "success"}]

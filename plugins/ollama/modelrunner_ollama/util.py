@@ -4,8 +4,7 @@ import datetime as dt
 import json
 import time
 
-from modelrunner import reference as refs
-from modelrunner.scheduler import parse_keep_alive
+from modelrunner import DEFAULT_REGISTRY, parse_keep_alive
 
 from .errors import OllamaError
 
@@ -36,7 +35,7 @@ def model_name(body, *keys):
 
 def ollama_name(tag):
     """A store tag as Ollama lists it: ``docker.io/ai/smollm2:latest`` -> ``ai/smollm2:latest``."""
-    prefix = refs.DEFAULT_REGISTRY + "/"
+    prefix = DEFAULT_REGISTRY + "/"
     return tag[len(prefix):] if tag.startswith(prefix) else tag
 
 

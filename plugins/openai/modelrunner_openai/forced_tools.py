@@ -16,7 +16,7 @@ it is, with finish_reason "length".
 import json
 import secrets
 
-from modelrunner.gateway import GatewayError
+from modelrunner import GatewayError
 
 
 class ToolChoiceError(ValueError):

@@ -4,7 +4,7 @@ import json
 
 import falcon
 
-from modelrunner.gateway import MODE_BY_PATH, GatewayError
+from modelrunner import MODE_BY_PATH, GatewayError
 
 from .errors import openai_error_body, sse_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
@@ -31,7 +31,7 @@ class InferenceResource:
         if not isinstance(data, dict):
             return _fail(resp, 400, "the body must be a JSON object")
         model = data.get("model")
-        gateway = self.runtime.gateway
+        runtime = self.runtime
         forced = None
         if self.runner_path == "/v1/chat/completions":
             try:
@@ -42,11 +42,11 @@ class InferenceResource:
                 body = json.dumps(constrained_request(data, forced)).encode()
         try:
             if (req.get_header("X-Preload-Only") or "").lower() == "true":
-                gateway.preload(model, engine,
+                runtime.preload(model, engine,
                                 self.mode or MODE_BY_PATH.get(self.runner_path, "completion"))
                 resp.media = {"status": "loaded", "model": model}
                 return
-            answer = gateway.open(model, self.runner_path, body, engine=engine, mode=self.mode,
+            answer = runtime.open(model, self.runner_path, body, engine=engine, mode=self.mode,
                                   request=req)
         except GatewayError as e:
             return _fail(resp, e.status, str(e))
@@ -98,6 +98,6 @@ class ModelResource:
 
     def on_get(self, req, resp, name, engine=None):
         try:
-            resp.media = model_entry(self.runtime.gateway.find_model(name))
+            resp.media = model_entry(self.runtime.find_model(name))
         except GatewayError as e:
             _fail(resp, e.status, str(e))

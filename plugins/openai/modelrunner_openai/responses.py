@@ -35,7 +35,7 @@ from pathlib import Path
 
 import falcon
 
-from modelrunner.gateway import GatewayError
+from modelrunner import GatewayError
 
 from .errors import openai_error, openai_error_body
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
@@ -661,17 +661,17 @@ class ResponsesResource:
             body, conversation, items = build_chat_request(data, previous)
         except RequestError as e:
             return _fail(resp, e.status, str(e), e.param)
-        gateway = self.runtime.gateway
+        runtime = self.runtime
         model = data["model"]
         try:
             if (req.get_header("X-Preload-Only") or "").lower() == "true":
-                gateway.preload(model, engine, "completion")
+                runtime.preload(model, engine, "completion")
                 resp.media = {"status": "loaded", "model": model}
                 return
             forced = forced_functions(body)
             if forced:
                 body = constrained_request(body, forced)
-            answer = gateway.open(model, "/v1/chat/completions", json.dumps(body).encode(),
+            answer = runtime.open(model, "/v1/chat/completions", json.dumps(body).encode(),
                                   engine=engine, request=req)
         except GatewayError as e:
             return _fail(resp, e.status, str(e))

@@ -20,7 +20,7 @@ import time
 import click
 import httpx
 
-from modelrunner.cli.client import Client, error_text, fail
+from modelrunner import Client, error_text, fail, pull_model
 
 HELP = """Available commands:
   /set system <text>   Set the system message
@@ -193,8 +193,7 @@ def ensure_model(client, model):
     if resp.status_code != 404:
         fail(error_text(resp))
     click.echo(f"Unable to find model '{model}' locally. Pulling from the server.", err=True)
-    from modelrunner.cli.commands import pull
-    pull.callback(model)
+    pull_model(model)
     resp = client.http.get(f"/models/{model}")
     if resp.status_code != 200:
         fail(error_text(resp))

