@@ -69,7 +69,7 @@ def stream_chat(url, model, tokens, results):
             "max_tokens": tokens, "temperature": 0, "stream": True, "ignore_eos": True,
             "stream_options": {"include_usage": True}}
     if url.startswith("unix:"):
-        from modelrunner.scheduler.runner import UnixHTTPConnection
+        from modelrunner.runners import UnixHTTPConnection
         conn, path = UnixHTTPConnection(url[5:], timeout=600), "/v1/chat/completions"
     else:
         parts = urlsplit(url)

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "oci"))
+sys.path.insert(0, str(HERE.parent / "plugins" / "oci" / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
 CHILD = r"""

@@ -8,8 +8,8 @@ import tarfile
 import httpx
 import pytest
 
-from tests.support.artifacts import snapshot, write_small_gguf
-from tests.support.server import Server
+from modelrunner.testing import snapshot, write_small_gguf
+from modelrunner.testing import Server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import textwrap
 import httpx
 import pytest
 
-from tests.support.server import Server
+from modelrunner.testing import Server
 
 PLUGIN = '''
 """A throwaway plugin: one route, one CLI command, and it counts on_request calls."""

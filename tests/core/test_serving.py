@@ -6,13 +6,16 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 import time
 
 import httpx
 import pytest
 
-from tests.support.artifacts import write_small_gguf
-from tests.support.server import ROOT, Server, free_port
+from modelrunner.testing import write_small_gguf
+from modelrunner.testing import Server, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NGINX_CONF = """
 daemon off;

@@ -6,7 +6,7 @@ import multiprocessing
 import pytest
 
 from modelrunner.store import Conflict, DigestMismatch, FilesystemStore, NotFound
-from tests.support.artifacts import add_to_store, snapshot, write_small_gguf
+from modelrunner.testing import add_to_store, snapshot, write_small_gguf
 
 
 @pytest.fixture

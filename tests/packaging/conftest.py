@@ -1,16 +1,10 @@
-"""Shared helpers for packaging tests: sys.path setup and tiny GGUF files written with GGUFWriter."""
+"""Shared helpers for packaging tests: tiny GGUF files written with GGUFWriter."""
 
-import sys
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
-
-_ROOT = Path(__file__).resolve().parents[2]
-for p in (_ROOT, _ROOT / "core"):  # tests.support and modelrunner without an installed package
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
 
 
 def write_gguf(

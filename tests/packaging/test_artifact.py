@@ -8,7 +8,7 @@ import pytest
 
 from modelrunner.packaging import PackagingError, build_dduf_artifact, build_gguf_artifact, build_safetensors_artifact
 from modelrunner.packaging import artifact as art
-from tests.support.models import smollm2_gguf
+from modelrunner.testing import smollm2_gguf
 
 FIXED = 1_700_000_000
 

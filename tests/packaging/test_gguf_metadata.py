@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from modelrunner.packaging import PackagingError, format_parameters, format_size, read_gguf
-from tests.support.models import smollm2_gguf
+from modelrunner.testing import smollm2_gguf
 
 
 def test_smollm2_metadata():

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 
 from modelrunner.packaging import PackagingError, build_gguf_artifact, read_model_tar, write_model_tar
-from tests.support.models import smollm2_gguf
+from modelrunner.testing import smollm2_gguf
 
 
 class _NoSeek(io.RawIOBase):

@@ -17,8 +17,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.server import Server
-from tests.support.tiny_gguf import write_tiny_llama_gguf
+from modelrunner.testing import Server
+from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
 
 CHAT = "/engines/v1/chat/completions"
 

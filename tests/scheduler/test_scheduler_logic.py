@@ -2,7 +2,7 @@
 
 A fake engine is allowed here only because what is under test is the scheduler's logic (loads,
 leases, keep-alive, eviction, crashes, configuration); the runner is a real process
-(tests/scheduler/fake_runner.py) on a real Unix socket. Real llama.cpp is in test_llamacpp_runners.py.
+(modelrunner.testing's fake_runner.py) on a real Unix socket. Real llama.cpp is in test_llamacpp_runners.py.
 """
 
 import json
@@ -21,11 +21,11 @@ import pytest
 from modelrunner.engines import Engine, EngineError, RunnerCommand
 from modelrunner.packaging import build_gguf_artifact
 from modelrunner.scheduler import Scheduler, SchedulerError
-from modelrunner.scheduler.runner import UnixHTTPConnection
+from modelrunner.runners import UnixHTTPConnection
 from modelrunner.settings import load_settings
 from modelrunner.store.filesystem import FilesystemStore
 
-FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
+from modelrunner.testing import FAKE_RUNNER  # noqa: E402
 GIB = 1024**3
 
 
@@ -37,7 +37,7 @@ class FakeEngine(Engine):
     name = "fake"
     formats = ("gguf",)
     modes = ("completion",)
-    runtime_flag_allowlist = frozenset({"--threads"})
+    runtime_flags = frozenset({"--threads"})
 
     def __init__(self):
         self.slow_start = 0.0
@@ -46,10 +46,8 @@ class FakeEngine(Engine):
         self.memory = {}          # model id -> bytes (default 0)
         self.commands = []        # argv of every runner started
 
-    def runner_command(self, bundle, config, socket_path):
-        if config.mode not in self.modes:
-            raise EngineError(f"{self.name} cannot run a model in {config.mode!r} mode")
-        argv = [sys.executable, str(FAKE_RUNNER), "--socket", socket_path]
+    def command(self, bundle, config, address):
+        argv = [sys.executable, str(FAKE_RUNNER), "--socket", address.removeprefix("unix://")]
         if self.fail:
             argv.append("--fail")
         if self.slow_start:

@@ -5,8 +5,8 @@ import threading
 
 import httpx
 
-from tests.support.server import Server
-from telemetry_helpers import MODEL, chat, client
+from modelrunner.testing import Server
+from tests.telemetry.telemetry_helpers import MODEL, chat, client
 
 
 def records(server, **params):

@@ -8,7 +8,7 @@ import time
 import httpx
 
 from modelrunner import logfiles
-from telemetry_helpers import chat
+from tests.telemetry.telemetry_helpers import chat
 
 
 def test_model_logs_shows_runner_load_line(server):

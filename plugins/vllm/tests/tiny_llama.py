@@ -6,7 +6,7 @@ tokenizer_config.json with a ChatML chat template. vLLM loads it on CPU in about
 meaningless text, which is all the serving path needs.
 
 Sizes matter for vLLM's CPU attention: head_dim 64 (hidden 128 / 2 heads) is accepted, 16 is not.
-Run as a script to build one: ``python -m tests.vllm.tiny_llama DIR``.
+Run as a script to build one: ``python -m plugins.vllm.tests.tiny_llama DIR``.
 """
 
 import json

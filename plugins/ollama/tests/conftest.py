@@ -7,7 +7,7 @@ unload runners or change the store use ``own`` instead: a server of their own, o
 import ollama
 import pytest
 
-from tests.support.server import Server
+from modelrunner.testing import Server
 
 from ollama_helpers import MODEL
 

@@ -88,9 +88,8 @@ def test_server_down_fails_with_one_line(server):
 
 def test_auto_pull_from_a_registry(server, tmp_path):
     """A model missing from the store is pulled before the chat (needs the test registry)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "oci"))
     try:
-        from oci_registry import start_registry, stop_registry
+        from plugins.oci.tests.oci_registry import start_registry, stop_registry
         registry = start_registry(tmp_path / "registry")
     except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001
         pytest.skip(f"no local OCI registry: {e}")

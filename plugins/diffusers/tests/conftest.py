@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 INSTALL = ("pip install torch==2.13.0 (the CPU wheel; never unpinned) -e plugins/diffusers")
 
@@ -28,7 +28,7 @@ def tiny_sd_files(tmp_path_factory):
     require_diffusers()
     root = tmp_path_factory.mktemp("tiny-sd")
     folder, dduf = root / "tiny-sd", root / "tiny-sd.dduf"
-    result = subprocess.run([sys.executable, "-m", "tests.diffusers.tiny_sd", str(folder),
+    result = subprocess.run([sys.executable, "-m", "plugins.diffusers.tests.tiny_sd", str(folder),
                              "--dduf", str(dduf)], cwd=ROOT, capture_output=True, text=True,
                             timeout=600)
     if result.returncode not in (0, 3):

@@ -1,6 +1,6 @@
 """A tiny random-weight Stable Diffusion pipeline, built from configs (nothing downloaded).
 
-    python -m tests.diffusers.tiny_sd OUT_DIR [--dduf FILE]
+    python -m plugins.diffusers.tests.tiny_sd OUT_DIR [--dduf FILE]
 
 UNet (32, 64) channels, one layer per block, cross-attention 32, latent 32x32; VAE (32, 64)
 channels, 4 latent channels (scale factor 2, so images default to 64x64); a 2-layer CLIP text

@@ -3,7 +3,7 @@
 A tiny random Llama is built, packaged with `model package --safetensors-dir`, and asked through
 the official openai client: chat and completions, streamed and not, under every name the user may
 type, 4 requests at once, through /engines/vllm/v1/..., then unloaded. Marked ``vllm``: run with
-``pytest -m vllm tests/vllm`` (a few minutes on 2 cores; loading takes ~25 s on an idle CPU).
+``pytest -m vllm plugins/vllm/tests`` (a few minutes on 2 cores; loading takes ~25 s on an idle CPU).
 """
 
 import concurrent.futures
@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.server import Server
-from tests.support.tiny_gguf import write_tiny_llama_gguf
+from modelrunner.testing import Server
+from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
 
 pytestmark = pytest.mark.vllm
 

@@ -9,10 +9,11 @@ import pytest
 
 from modelrunner.engines import EngineError, RunnerConfig, select_engine
 from modelrunner.settings import load_settings
-from tests.llamacpp.llamacpp_helpers import make_bundle
+from plugins.llamacpp.tests.llamacpp_helpers import make_bundle
 
-import modelrunner_llamacpp
-from modelrunner_llamacpp import LlamaCppEngine, build, read_gguf_metadata
+from modelrunner import read_gguf
+from modelrunner_llamacpp import build
+from modelrunner_llamacpp.engine import LlamaCppEngine
 
 
 def test_registered_through_the_entry_point():
@@ -21,10 +22,10 @@ def test_registered_through_the_entry_point():
     assert eps, "pip install -e plugins/llamacpp"
     module = eps[0].load()
     registered = []
-    module.register_engines(registered.append)
+    module.register_engines(register=registered.append, settings=None)
     [engine] = registered
     assert engine.name == "llama.cpp"
-    assert engine.distribution == "modelrunner-llamacpp"
+    assert engine.install_hint == "run: modelrunner-llamacpp-build"
     assert engine.formats == ("gguf",)
     assert set(engine.modes) == {"completion", "embedding", "reranking"}
     assert select_engine({"llama.cpp": engine}, "gguf") is engine
@@ -156,7 +157,7 @@ def test_runtime_flags_allowed(engine):
     engine.validate_runtime_flags(["--temp", "0.7", "--top-k", "40", "-ngl", "0", "--seed", "-1",
                                    "--cache-type-k", "q8_0", "--reasoning-budget=0", "-fa", "on",
                                    "--no-mmap", "--mlock", "--ubatch-size", "256"])
-    for flag in engine.runtime_flag_allowlist:
+    for flag in engine.runtime_flags:
         assert flag not in {"--model", "-m", "--host", "--port", "--mmproj",
                             "--chat-template-file", "--embeddings", "--reranking"}
 
@@ -169,7 +170,7 @@ def test_no_gguf_is_an_error(engine, tmp_path):
 
 
 def test_estimate_reads_metadata_from_config_or_file(engine, tiny_gguf, tmp_path):
-    meta = read_gguf_metadata(tiny_gguf)
+    meta = read_gguf(tiny_gguf)["gguf"]
     assert meta["llama.block_count"] == "2" and meta["llama.embedding_length"] == "64"
     from_file = make_bundle(tmp_path / "a", tiny_gguf, {"format": "gguf", "context_size": 256})
     from_config = make_bundle(tmp_path / "b", tiny_gguf,
@@ -188,4 +189,3 @@ def test_estimate_reads_metadata_from_config_or_file(engine, tiny_gguf, tmp_path
     assert a > weights + kv
     bigger = engine.estimate_memory(from_file, RunnerConfig(context_size=512))
     assert bigger - a == kv  # doubling the context doubles the KV cache
-    assert modelrunner_llamacpp.LlamaCppEngine.estimate_memory is not None

@@ -6,8 +6,8 @@ import threading
 
 import httpx
 
-from tests.support.server import Server
-from telemetry_helpers import (MODEL, chat, label_values, metric_file_pids, scrape, total,
+from modelrunner.testing import Server
+from tests.telemetry.telemetry_helpers import (MODEL, chat, label_values, metric_file_pids, scrape, total,
                                worker_pids)
 
 LABEL = "ai/smollm2"

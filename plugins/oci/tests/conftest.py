@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from oci_registry import PASSWORD, USER, TokenServer, start_registry, stop_registry
+from plugins.oci.tests.oci_registry import PASSWORD, USER, TokenServer, start_registry, stop_registry
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ import pytest
 
 from modelrunner.engines import RunnerConfig
 from modelrunner.settings import load_settings
-from tests.llamacpp.llamacpp_helpers import Runner, make_bundle, require_llama_server
-from tests.support.tiny_gguf import write_tiny_llama_gguf
+from plugins.llamacpp.tests.llamacpp_helpers import Runner, make_bundle, require_llama_server
+from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
 
-from modelrunner_llamacpp import LlamaCppEngine
+from modelrunner_llamacpp.engine import LlamaCppEngine
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,14 @@ import pytest
 from modelrunner import reference
 from modelrunner.sources import SourceError
 from modelrunner.store import FilesystemStore
-from modelrunner_oci import OciSource, push_artifact, register_sources
+from modelrunner_oci import register_sources
+from modelrunner_oci.push import push_artifact
+from modelrunner_oci.source import OciSource
 from modelrunner_oci.push import push_blobs_and_manifest
 from modelrunner_oci.registry import base_url, registry_host
 
-from oci_registry import PASSWORD, USER
-from oci_helpers import (CuttingRelay, Recorder, RedirectingFront, gguf_artifact, put_in_store,
+from plugins.oci.tests.oci_registry import PASSWORD, USER
+from plugins.oci.tests.oci_helpers import (CuttingRelay, Recorder, RedirectingFront, gguf_artifact, put_in_store,
                          random_artifact)
 
 SOURCE = OciSource()
@@ -36,7 +38,7 @@ def stores(tmp_path):
 
 def test_the_plugin_registers_a_fallback_source_for_everything_but_hugging_face():
     found = []
-    register_sources(found.append)
+    register_sources(register=found.append, settings=None)
     [source] = found
     assert source.fallback is True
     assert source.handles(ref("ai/smollm2"))
@@ -364,7 +366,7 @@ from gevent import monkey; monkey.patch_all()
 import sys, gevent
 from modelrunner import reference
 from modelrunner.store import FilesystemStore
-from modelrunner_oci import OciSource
+from modelrunner_oci.source import OciSource
 ticks = []
 def ticker():
     for _ in range(20):

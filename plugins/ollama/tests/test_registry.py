@@ -1,4 +1,4 @@
-"""ollama push / ollama pull against a real registry on 127.0.0.1 (tests/oci's fixture)."""
+"""ollama push / ollama pull against a real registry on 127.0.0.1 (plugins/oci/tests' fixture)."""
 
 import sys
 from pathlib import Path
@@ -7,10 +7,9 @@ import ollama
 import pytest
 
 from ollama_helpers import MODEL
-from tests.support.server import Server
+from modelrunner.testing import Server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oci"))
-from oci_registry import start_registry, stop_registry  # noqa: E402
+from plugins.oci.tests.oci_registry import start_registry, stop_registry
 
 
 @pytest.fixture(scope="module")

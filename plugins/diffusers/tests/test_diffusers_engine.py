@@ -12,7 +12,7 @@ import pytest
 from modelrunner.engines import Bundle, EngineError, RunnerConfig, select_engine
 from modelrunner.settings import load_settings
 
-from modelrunner_diffusers import PROCESS_ALLOWANCE, DiffusersEngine
+from modelrunner_diffusers.engine import PROCESS_ALLOWANCE, DiffusersEngine
 from modelrunner_diffusers.runner import Generator, RequestError
 
 

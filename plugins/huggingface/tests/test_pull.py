@@ -259,7 +259,7 @@ def test_source_is_registered_through_the_entry_point():
     from modelrunner_huggingface import HuggingFaceSource
 
     sources = []
-    make_plugin_manager().hook.register_sources(register=sources.append)
+    make_plugin_manager().hook.register_sources(register=sources.append, settings=None)
     hf = [s for s in sources if isinstance(s, HuggingFaceSource)]
     assert len(hf) == 1 and hf[0].fallback is False
     assert isinstance(find_source(sources, reference.parse("hf.co/org/repo:Q4_K_M")), HuggingFaceSource)

@@ -3,7 +3,7 @@
 import pytest
 
 from modelrunner.engines import RunnerConfig
-from tests.llamacpp.llamacpp_helpers import Runner, make_bundle
+from plugins.llamacpp.tests.llamacpp_helpers import Runner, make_bundle
 
 
 @pytest.mark.parametrize("context_size", [512, None], ids=["ctx512x4", "model-ctx"])

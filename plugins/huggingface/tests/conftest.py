@@ -33,11 +33,6 @@ import httpx
 import numpy as np
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2]
-for p in (_ROOT, _ROOT / "core"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
 HERE = Path(__file__).resolve().parent
 OLAH_VENV = Path(os.environ.get("OLAH_VENV") or
                  Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelrunner" / "olah-venv")

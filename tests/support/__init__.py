@@ -1,1 +1,0 @@
-"""Shared test helpers: model files, servers and clients used across test areas."""
