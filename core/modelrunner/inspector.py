@@ -27,7 +27,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .hookspecs import hookimpl
-from .streams import reassemble, sse_events
+from .streams import reassemble
 
 MEDIA_KEEP = 100
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]+")

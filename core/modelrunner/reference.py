@@ -53,9 +53,6 @@ class Reference:
     def is_huggingface(self):
         return self.registry == HF_REGISTRY
 
-    def with_tag(self, tag):
-        return Reference(self.registry, self.repository, tag, None, self.original_name)
-
 
 def is_model_id(text):
     """True for 12/64-hex IDs and sha256: digests: these name a model in the store."""

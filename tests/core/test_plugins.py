@@ -11,9 +11,32 @@ import pytest
 from modelrunner.testing import Server
 
 PLUGIN = '''
-"""A throwaway plugin: one route, one CLI command, and it counts on_request calls."""
+"""A throwaway plugin: one route, one CLI command, and it writes the events it sees to a file in
+the store's folder."""
+import os
+
 import falcon
 from modelrunner import hookimpl
+
+
+def _note(models_path, line):
+    with open(os.path.join(models_path, "hello-events"), "a") as f:
+        f.write(line + "\\n")
+
+
+@hookimpl
+def on_server_start(settings):
+    _note(settings.models_path, "server_start")
+
+
+@hookimpl
+def on_worker_exit(settings, pid):
+    _note(settings.models_path, f"worker_exit {pid}")
+
+
+@hookimpl
+def on_pull(event, progress):
+    _note(os.environ["MODELS_PATH"], f"pull {event}")
 
 
 class Hello:
@@ -66,7 +89,8 @@ def test_installed_plugin_is_found_and_its_hooks_are_called(plugin_site, tmp_pat
         plugins = json.loads(server.model("plugins", "--json").stdout)
         hello = next(p for p in plugins if p["name"] == "hello")
         assert hello["version"] == "1.2.3"
-        assert hello["hooks"] == ["register_commands", "register_routes"]
+        assert hello["hooks"] == ["on_pull", "on_server_start", "on_worker_exit",
+                                  "register_commands", "register_routes"]
         assert server.model("hello").stdout.strip() == "hello from a plugin command"
 
 
@@ -77,3 +101,14 @@ def test_modelrunner_plugins_limits_which_plugins_load(plugin_site, tmp_path):
         names = {p["name"] for p in json.loads(server.model("plugins", "--json").stdout)}
         assert "hello" not in names and "openai" in names
         assert "modelrunner.store.plugin" in names
+
+
+def test_a_plugin_sees_the_server_start_its_workers_exit_and_pulls(plugin_site, tmp_path):
+    models = tmp_path / "models"
+    with Server(models, env={"PYTHONPATH": str(plugin_site)}) as server:
+        assert (models / "hello-events").read_text().splitlines() == ["server_start"]
+        failed = server.model("pull", "127.0.0.1:1/nobody/nothing", check=False)
+        assert failed.returncode == 1
+    events = (models / "hello-events").read_text().splitlines()
+    assert "pull error" in events
+    assert any(e.startswith("worker_exit ") for e in events)

@@ -1,11 +1,11 @@
 """DMR's engine control routes: status, ps, df, unload, _configure."""
 
-import json
 import shlex
 
 import falcon
 
 from .. import reference as refs
+from ..bodies import read_json_body
 from ..engines import MODES, EngineError, install_hint
 from ..gateway import GatewayError
 from ..scheduler import SchedulerError, parse_keep_alive
@@ -15,13 +15,7 @@ from .errors import dmr_error
 
 
 def _body(req):
-    try:
-        body = json.loads(req.bounded_stream.read() or b"{}")
-    except ValueError as e:
-        raise dmr_error(400, f"invalid JSON body: {e}")
-    if not isinstance(body, dict):
-        raise dmr_error(400, "the body must be a JSON object")
-    return body
+    return read_json_body(req, required=False)
 
 
 class StatusResource:

@@ -15,6 +15,7 @@ from .. import reference as refs
 from ..packaging import PackagingError, read_model_tar
 from ..sources import Progress, SourceError, find_source, human_size
 from ..store import StoreError
+from ..bodies import read_json_body
 from .errors import dmr_error
 from .tar import stream_model_tar
 
@@ -180,16 +181,7 @@ class PurgeResource:
 
 
 def _json_body(req):
-    raw = req.bounded_stream.read()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as e:
-        raise dmr_error(400, f"invalid JSON body: {e}")
-    if not isinstance(body, dict):
-        raise dmr_error(400, "the body must be a JSON object")
-    return body
+    return read_json_body(req, required=False)
 
 
 def _source(runtime, ref):

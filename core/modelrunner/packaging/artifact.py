@@ -44,26 +44,19 @@ MEDIA_TYPE_LICENSE = "application/vnd.docker.ai.license"
 MEDIA_TYPE_MMPROJ = "application/vnd.docker.ai.mmproj"
 MEDIA_TYPE_CHAT_TEMPLATE = "application/vnd.docker.ai.chat.template.jinja"
 MEDIA_TYPE_MODEL_FILE = "application/vnd.docker.ai.model.file"
-MEDIA_TYPE_VLLM_CONFIG_TAR = "application/vnd.docker.ai.vllm.config.tar"
-MEDIA_TYPE_DIR_TAR = "application/vnd.docker.ai.dir.tar"
 
 # --- CNCF ModelPack (DMR pkg/distribution/modelpack/types.go, modelpack/model-spec) -------------
-MEDIA_TYPE_CNCF_PREFIX = "application/vnd.cncf.model."
 MEDIA_TYPE_CNCF_CONFIG_V1 = "application/vnd.cncf.model.config.v1+json"
 MEDIA_TYPE_CNCF_WEIGHT_GGUF = "application/vnd.cncf.model.weight.v1.gguf"
 MEDIA_TYPE_CNCF_WEIGHT_SAFETENSORS = "application/vnd.cncf.model.weight.v1.safetensors"
-MEDIA_TYPE_CNCF_WEIGHT_RAW = "application/vnd.cncf.model.weight.v1.raw"
-MEDIA_TYPE_CNCF_WEIGHT_CONFIG_RAW = "application/vnd.cncf.model.weight.config.v1.raw"
-MEDIA_TYPE_CNCF_DOC_RAW = "application/vnd.cncf.model.doc.v1.raw"
 
 # --- OCI ---------------------------------------------------------------------------------------
 MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 #: Config media types DMR accepts on pull (others -> 422, ``distribution/client.go:checkCompat``).
 SUPPORTED_CONFIG_MEDIA_TYPES = (MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_CNCF_CONFIG_V1)
-#: Layer media types holding GGUF / safetensors weights, Docker and ModelPack spellings.
+#: Layer media types holding GGUF weights, Docker and ModelPack spellings.
 GGUF_MEDIA_TYPES = (MEDIA_TYPE_GGUF, MEDIA_TYPE_CNCF_WEIGHT_GGUF)
-SAFETENSORS_MEDIA_TYPES = (MEDIA_TYPE_SAFETENSORS, MEDIA_TYPE_CNCF_WEIGHT_SAFETENSORS)
 
 # --- annotations ---------------------------------------------------------------------------------
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"

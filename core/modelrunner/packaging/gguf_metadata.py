@@ -85,11 +85,6 @@ class _HeaderParser:
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
-    def skip_string(self) -> None:
-        n = self.scalar("Q")
-        self.need(n)
-        self.pos += n
-
     def value_type(self) -> GGUFValueType:
         t = self.scalar("I")
         try:

@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import json
 import threading
-import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from modelrunner import BlobBody, Progress, SourceError, chunks_readinto, fetch_blob

@@ -26,9 +26,6 @@ OPTION_FIELDS = {
     "mirostat_tau": "mirostat_tau",
     "mirostat_eta": "mirostat_eta",
 }
-# Runner options that only the load decides; num_ctx is applied through _configure.
-LOAD_OPTIONS = {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread",
-                "low_vram", "f16_kv", "vocab_only", "use_mlock", "numa", "draft_num_predict"}
 
 
 def merge_options(defaults, options):

@@ -1,27 +1,14 @@
 """Small helpers: request bodies, names as Ollama shows them, times, durations."""
 
 import datetime as dt
-import json
 import time
 
-from modelrunner import DEFAULT_REGISTRY, parse_keep_alive
+from modelrunner import DEFAULT_REGISTRY, parse_keep_alive, read_json_body
 
 from .errors import OllamaError
 
 
-def read_json(req, required=True):
-    raw = req.bounded_stream.read()
-    if not raw:
-        if required:
-            raise OllamaError(400, "missing request body")
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as e:
-        raise OllamaError(400, f"invalid JSON body: {e}") from None
-    if not isinstance(body, dict):
-        raise OllamaError(400, "the body must be a JSON object")
-    return body
+read_json = read_json_body  # errors are shaped by this plugin's format_error
 
 
 def model_name(body, *keys):

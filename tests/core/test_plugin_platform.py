@@ -1,0 +1,183 @@
+"""The plugin platform holds: one public API, every hook documented and tested, a core that names
+no plugin, and hooks that work for a plugin registered in-process."""
+
+import ast
+import re
+from pathlib import Path
+
+import falcon
+import falcon.testing
+import pytest
+
+import modelrunner
+from modelrunner import hookimpl, hookspecs
+from modelrunner.app import create_app
+from modelrunner.runtime import Runtime
+from modelrunner.settings import load_settings
+from modelrunner.store import FilesystemStore
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOKS = sorted(name for name in dir(hookspecs)
+               if hasattr(getattr(hookspecs, name), "modelrunner_spec"))
+PLUGIN_SOURCES = [p for p in (ROOT / "plugins").glob("*/modelrunner_*/**/*.py")] + \
+    [p for p in (ROOT / "examples").glob("*/modelrunner_*/**/*.py")]
+
+
+def test_the_contract_has_the_hooks_we_document():
+    assert {"make_store", "register_engines", "register_sources", "register_routes",
+            "format_error", "register_commands", "on_request", "on_runner", "on_pull",
+            "on_server_start", "on_worker_exit"} <= set(HOOKS)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_in_the_plugin_guide(hook):
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    assert f"### `{hook}`" in guide, f"docs/plugins.md has no section for {hook}"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook):
+    """A test somewhere implements or calls the hook (this file's own list does not count)."""
+    sources = [p for p in ROOT.glob("tests/**/test_*.py") if p.name != Path(__file__).name]
+    sources += list(ROOT.glob("plugins/*/tests/test_*.py")) + list(ROOT.glob("examples/*/tests/test_*.py"))
+    pattern = re.compile(rf"\bdef {hook}\(|\.{hook}\(")
+    assert any(pattern.search(p.read_text()) for p in sources), f"no test exercises {hook}"
+
+
+def _core_imports(path):
+    """(line, module, names) of every import of modelrunner's core in a file."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "modelrunner" or alias.name.startswith("modelrunner."):
+                    yield node.lineno, alias.name, []
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module == "modelrunner" or node.module.startswith("modelrunner.")):
+            yield node.lineno, node.module, [a.name for a in node.names]
+
+
+def test_plugins_and_examples_import_only_the_public_api():
+    assert PLUGIN_SOURCES
+    wrong = []
+    for path in PLUGIN_SOURCES:
+        for line, module, names in _core_imports(path):
+            where = f"{path.relative_to(ROOT)}:{line}"
+            if module != "modelrunner":
+                wrong.append(f"{where} imports {module}")
+            wrong += [f"{where} imports {n}, not in modelrunner.__all__"
+                      for n in names if n not in modelrunner.__all__]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_public_name_resolves():
+    for name in modelrunner.__all__:
+        assert getattr(modelrunner, name) is not None, name
+
+
+def test_importing_modelrunner_loads_nothing_heavy():
+    import subprocess
+    import sys
+    code = ("import sys, modelrunner; "
+            "print(sorted(m for m in ('falcon', 'dynaconf', 'gevent', 'httpx', 'gguf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_core_names_no_plugin():
+    plugins = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+    names = [f"modelrunner_{p}" for p in plugins] + [f"modelrunner-{p}" for p in plugins]
+    found = []
+    for path in (ROOT / "core" / "modelrunner").rglob("*.py"):
+        if "testing" in path.parts:
+            continue
+        text = path.read_text()
+        found += [f"{path.relative_to(ROOT)} names {n}" for n in names if n in text]
+    assert not found, "\n".join(found)
+
+
+# -- hooks, with plugins registered in-process ----------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(models_path=str(tmp_path / "models"))
+
+
+class MarkedStore(FilesystemStore):
+    """The filesystem store under another name, as a plugin's store would be."""
+
+
+def test_a_plugin_store_replaces_the_default_store(plugin_manager, settings):
+    class StorePlugin:
+        @hookimpl
+        def make_store(self, settings):
+            return MarkedStore(settings.models_path)
+
+    plugin_manager.register(StorePlugin(), name="marked-store")
+    runtime = Runtime(settings, plugin_manager)
+    assert isinstance(runtime.store, MarkedStore)
+
+
+class Teapot:
+    max_body = 8
+
+    def on_post(self, req, resp):
+        raise modelrunner.ModelRunnerError("I am a teapot", status=418)
+
+
+class TeapotDialect:
+    @hookimpl
+    def register_routes(self, app, runtime):
+        app.add_route("/tea/pot", Teapot())
+
+    @hookimpl
+    def format_error(self, req, status, message, kind):
+        if req.path.startswith("/tea/"):
+            return "application/json", modelrunner.canonical_json(
+                {"tea_error": {"status": status, "message": message, "kind": kind}})
+        return None
+
+
+def test_a_dialect_shapes_the_errors_of_its_own_routes(plugin_manager, settings):
+    plugin_manager.register(TeapotDialect(), name="teapot")
+    client = falcon.testing.TestClient(create_app(runtime=Runtime(settings, plugin_manager)))
+
+    raised = client.simulate_post("/tea/pot", body=b"{}")
+    assert raised.status_code == 418
+    assert raised.json == {"tea_error": {"status": 418, "message": "I am a teapot",
+                                         "kind": "server_error"}}
+    too_big = client.simulate_post("/tea/pot", body=b"x" * 9)  # the resource's own body limit
+    assert too_big.status_code == 413 and "tea_error" in too_big.json
+    # a core route keeps DMR's plain text
+    missing = client.simulate_get("/models/ai/nothing-here")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/plain")
+
+
+def test_an_engine_gets_the_settings_and_the_core_enforces_its_modes_and_flags(
+        plugin_manager, settings, bundle):
+    class Echo(modelrunner.Engine):
+        name, formats, modes = "echo", ("gguf",), ("completion",)
+        runtime_flags = frozenset({"--seed"})
+
+        def command(self, bundle, config, address):
+            return modelrunner.RunnerCommand(["echo", address, *config.runtime_flags])
+
+    class EchoPlugin:
+        @hookimpl
+        def register_engines(self, register, settings):
+            register(Echo(settings))
+
+    plugin_manager.register(EchoPlugin(), name="echo")
+    runtime = Runtime(settings, plugin_manager)
+    engine = runtime.engines["echo"]
+    assert engine.settings is settings
+    config = modelrunner.RunnerConfig(runtime_flags=["--seed", "-1"])
+    assert engine.runner_command(bundle, config, "unix:///r.sock").argv == \
+        ["echo", "unix:///r.sock", "--seed", "-1"]
+    for bad in (modelrunner.RunnerConfig(mode="embedding"),
+                modelrunner.RunnerConfig(runtime_flags=["--model", "x"]),
+                modelrunner.RunnerConfig(runtime_flags=["--seed=/etc/passwd"])):
+        with pytest.raises(modelrunner.EngineError) as err:
+            engine.runner_command(bundle, bad, "unix:///r.sock")
+        assert err.value.status == 400
