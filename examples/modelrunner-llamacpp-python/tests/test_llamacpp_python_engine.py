@@ -13,7 +13,7 @@ from openai import OpenAI
 
 from modelrunner import Bundle, EngineError, RunnerConfig
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "modelrunner-llamacpp-python"
+EXAMPLE = Path(__file__).resolve().parents[1]
 PACKAGE = EXAMPLE / "modelrunner_llamacpp_python"
 CAPITAL = [{"role": "system", "content": "Answer in one word."},
            {"role": "user", "content": "What is the capital of France?"}]
