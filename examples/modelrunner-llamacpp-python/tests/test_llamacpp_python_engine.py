@@ -5,7 +5,6 @@ public API (``import modelrunner``), and once installed it serves SmolLM2 throug
 import ast
 import importlib.metadata
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,9 @@ needs_install = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def engine_module():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        import modelrunner_llamacpp_python  # noqa: F401 - the hookimpls import too
-        from modelrunner_llamacpp_python import engine
-        yield engine
-    finally:
-        sys.path.remove(str(EXAMPLE))
+    import modelrunner_llamacpp_python  # noqa: F401 - the hookimpls import too
+    from modelrunner_llamacpp_python import engine
+    return engine
 
 
 def test_example_imports_only_the_public_api():
@@ -61,6 +56,7 @@ def test_example_is_under_80_lines():
     assert sum(len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")) < 80
 
 
+@needs_install
 def test_command_runs_the_launcher_on_the_socket(engine_module, tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.gguf").write_bytes(b"GGUF")
