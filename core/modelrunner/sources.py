@@ -49,8 +49,8 @@ def find_source(sources, ref):
     for source in sources:
         if source.fallback and source.handles(ref):
             return source
-    raise SourceError(f"no installed source can pull {ref}: pip install modelrunner-oci "
-                      f"(registries) or modelrunner-huggingface (hf.co/...)", status=412)
+    raise SourceError(f"no installed source plugin can pull {ref} (`model plugins` lists "
+                      f"what is installed)", status=412)
 
 
 @dataclass

@@ -37,8 +37,9 @@ def test_every_hook_is_documented_in_the_plugin_guide(hook):
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_has_a_test(hook):
-    """A test somewhere implements or calls the hook (this file's own list does not count)."""
-    sources = [p for p in ROOT.glob("tests/**/test_*.py") if p.name != Path(__file__).name]
+    """A test somewhere implements or calls the hook (naming it, as the lists here do, does
+    not count)."""
+    sources = list(ROOT.glob("tests/**/test_*.py"))
     sources += list(ROOT.glob("plugins/*/tests/test_*.py")) + list(ROOT.glob("examples/*/tests/test_*.py"))
     pattern = re.compile(rf"\bdef {hook}\(|\.{hook}\(")
     assert any(pattern.search(p.read_text()) for p in sources), f"no test exercises {hook}"

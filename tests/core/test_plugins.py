@@ -39,6 +39,11 @@ def on_pull(event, progress):
     _note(os.environ["MODELS_PATH"], f"pull {event}")
 
 
+@hookimpl
+def on_request(event, record):
+    _note(os.environ["MODELS_PATH"], f"request {event} {record.dialect} {record.status}")
+
+
 class Hello:
     def on_get(self, req, resp):
         resp.media = {"hello": "from a plugin"}
@@ -89,7 +94,7 @@ def test_installed_plugin_is_found_and_its_hooks_are_called(plugin_site, tmp_pat
         plugins = json.loads(server.model("plugins", "--json").stdout)
         hello = next(p for p in plugins if p["name"] == "hello")
         assert hello["version"] == "1.2.3"
-        assert hello["hooks"] == ["on_pull", "on_server_start", "on_worker_exit",
+        assert hello["hooks"] == ["on_pull", "on_request", "on_server_start", "on_worker_exit",
                                   "register_commands", "register_routes"]
         assert server.model("hello").stdout.strip() == "hello from a plugin command"
 
@@ -103,12 +108,18 @@ def test_modelrunner_plugins_limits_which_plugins_load(plugin_site, tmp_path):
         assert "modelrunner.store.plugin" in names
 
 
-def test_a_plugin_sees_the_server_start_its_workers_exit_and_pulls(plugin_site, tmp_path):
+def test_a_plugin_sees_the_server_start_requests_pulls_and_its_workers_exit(
+        plugin_site, smollm2, tmp_path):
     models = tmp_path / "models"
     with Server(models, env={"PYTHONPATH": str(plugin_site)}) as server:
         assert (models / "hello-events").read_text().splitlines() == ["server_start"]
         failed = server.model("pull", "127.0.0.1:1/nobody/nothing", check=False)
         assert failed.returncode == 1
+        server.package(smollm2, "ai/smollm2")
+        answer = httpx.post(server.url + "/v1/chat/completions", timeout=300, json={
+            "model": "ai/smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200
     events = (models / "hello-events").read_text().splitlines()
     assert "pull error" in events
+    assert "request started openai None" in events and "request finished openai 200" in events
     assert any(e.startswith("worker_exit ") for e in events)
