@@ -1,0 +1,124 @@
+"""Falcon resources for POST .../v1/messages and .../v1/messages/count_tokens.
+
+Both send OpenAI requests to the model's runner through ``runtime.open`` (so telemetry and the
+request inspector see them under the dialect "anthropic"); translate.py does the translation.
+Errors are raised as ``ModelRunnerError``; ``format_error`` gives them Anthropic's shape.
+"""
+
+import json
+
+import falcon
+
+from modelrunner import ModelRunnerError, StreamError, read_json_body, sse_events
+
+from . import translate
+from .errors import sse_error
+
+DIALECT = "anthropic"
+
+
+def _runner_message(raw):
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace").strip() or "the runner failed"
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return error.get("message") or json.dumps(error)
+    return str(error or data)
+
+
+def _open(runtime, req, model, path, payload, engine=None):
+    """The runner's answer to ``payload``; a runner's error answer is raised with its status."""
+    answer = runtime.open(model, path, json.dumps(payload).encode(), engine=engine,
+                          mode="completion", dialect=DIALECT, request=req)
+    if answer.status >= 400:
+        try:
+            raw = answer.read()
+        finally:
+            answer.close()
+        raise ModelRunnerError(_runner_message(raw), status=answer.status)
+    return answer
+
+
+def _read_json(answer):
+    try:
+        raw = answer.read()
+    finally:
+        answer.close()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ModelRunnerError("the runner's answer is not JSON", status=502) from None
+
+
+class MessagesResource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp, engine=None):
+        body = read_json_body(req)
+        chat, forced = translate.chat_request(body)
+        model = body["model"]
+        answer = _open(self.runtime, req, model, "/v1/chat/completions", chat, engine)
+        stops = chat.get("stop")
+        if not chat.get("stream"):
+            resp.media = translate.message(_read_json(answer), model, forced, stops)
+            return
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.stream = _events(answer, translate.StreamTranslator(model, forced, stops))
+
+
+def _events(answer, translator):
+    """Anthropic SSE from the runner's chunks; a runner failure ends it with an error event."""
+    try:
+        for event in translator.start():
+            yield translate.sse(event)
+        for chunk in sse_events(answer):
+            for event in translator.feed(chunk):
+                yield translate.sse(event)
+        for event in translator.end():
+            yield translate.sse(event)
+    except StreamError as e:
+        yield sse_error(str(e))
+    finally:
+        answer.close()
+
+
+class CountTokensResource:
+    """The prompt's tokens as the runner counts them: its chat template applied to the messages
+    and tools, then its tokenizer (llama-server's /apply-template and /tokenize; vLLM's /tokenize
+    takes the messages itself)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp, engine=None):
+        body = read_json_body(req)
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise translate.invalid("model: Field required")
+        model = body["model"]
+        prompt = translate.prompt_request(body)
+        try:
+            templated = _read_json(_open(self.runtime, req, model, "/apply-template", prompt,
+                                         engine))
+        except ModelRunnerError as e:
+            if e.status != 404:
+                raise
+            counted = _read_json(_open(self.runtime, req, model, "/tokenize",
+                                       {"model": model, **prompt}, engine))
+            resp.media = {"input_tokens": int(counted.get("count", 0))}
+            return
+        tokens = _read_json(_open(self.runtime, req, model, "/tokenize",
+                                  {"content": templated.get("prompt", ""), "add_special": True,
+                                   "parse_special": True}, engine))
+        resp.media = {"input_tokens": len(tokens.get("tokens") or [])}
+
+
+def register(app, runtime):
+    messages, count = MessagesResource(runtime), CountTokensResource(runtime)
+    for prefix in ("/anthropic/v1", "/v1", "/engines/v1", "/engines/{engine}/v1"):
+        app.add_route(prefix + "/messages", messages)
+        app.add_route(prefix + "/messages/count_tokens", count)

@@ -1,0 +1,430 @@
+"""Anthropic Messages <-> the runner's OpenAI chat API, in one place.
+
+Every engine that chats (llama.cpp, vLLM) speaks OpenAI chat completions, so a Messages request
+is translated to one, and the answer (whole, or streamed chunk by chunk) back to Anthropic's
+message object or event sequence. Nothing here does I/O: routes.py sends and receives.
+
+A forced tool choice (``any``, or a tool by name) is held with a ``response_format`` JSON schema
+whose only valid answers are ``{"name": <a tool>, "input": <its input_schema>}``, and the answer
+is read back as a ``tool_use`` block, because llama-server does not enforce forced choices (the
+OpenAI dialect does the same; plugins do not share code, so the idea is repeated here).
+
+A stop sequence is reported when the runner says which one stopped it: llama-server's
+``__verbose.stopping_word`` (asked for with ``verbose`` only when stop_sequences are given) or
+vLLM's ``choices[].stop_reason``.
+"""
+
+import json
+import secrets
+
+from modelrunner import ModelRunnerError
+
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "end_turn"}
+
+
+def invalid(message):
+    return ModelRunnerError(message, status=400, kind="invalid_request_error")
+
+
+def message_id():
+    return "msg_" + secrets.token_hex(12)
+
+
+def tool_use_id():
+    return "toolu_" + secrets.token_hex(12)
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def _text(content):
+    """The text of a string, or of a list of text blocks."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") for b in content
+                         if isinstance(b, dict) and b.get("type") == "text")
+    raise invalid("content must be a string or a list of content blocks")
+
+
+def _image_part(block):
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    elif source.get("type") == "url":
+        url = source.get("url")
+    else:
+        raise invalid("image.source.type must be 'base64' or 'url'")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_result_content(content):
+    """A tool_result's content as the text a tool message carries (images are not carried)."""
+    if isinstance(content, list):
+        return _text([b for b in content if isinstance(b, dict)])
+    return "" if content is None else str(content)
+
+
+def _user_messages(content):
+    """One Anthropic user turn: tool messages for its tool_results, then the rest."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    if not isinstance(content, list):
+        raise invalid("messages[].content must be a string or a list of content blocks")
+    tools, parts = [], []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(_image_part(block))
+        elif kind == "tool_result":
+            text = _tool_result_content(block.get("content"))
+            if block.get("is_error"):
+                text = "Error: " + text
+            tools.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
+                          "content": text})
+        else:
+            raise invalid(f"unsupported content block type in a user message: {kind!r}")
+    out = list(tools)
+    if parts:
+        plain = all(p["type"] == "text" for p in parts)
+        out.append({"role": "user",
+                    "content": "\n".join(p["text"] for p in parts) if plain else parts})
+    return out
+
+
+def _assistant_message(content):
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise invalid("messages[].content must be a string or a list of content blocks")
+    message = {"role": "assistant", "content": ""}
+    texts, thoughts, calls = [], [], []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking", ""))
+        elif kind == "redacted_thinking":
+            continue
+        elif kind == "tool_use":
+            calls.append({"id": block.get("id") or tool_use_id(), "type": "function",
+                          "function": {"name": block.get("name"),
+                                       "arguments": json.dumps(block.get("input") or {})}})
+        else:
+            raise invalid(f"unsupported content block type in an assistant message: {kind!r}")
+    message["content"] = "".join(texts)
+    if thoughts:
+        message["reasoning_content"] = "".join(thoughts)
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def chat_messages(body):
+    """The OpenAI chat messages of a Messages request (system first)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise invalid("messages: Field required (a list)")
+    out = []
+    system = _text(body.get("system"))
+    if system:
+        out.append({"role": "system", "content": system})
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+            raise invalid("messages[].role must be 'user' or 'assistant'")
+        if m["role"] == "user":
+            out.extend(_user_messages(m.get("content")))
+        else:
+            out.append(_assistant_message(m.get("content")))
+    return out
+
+
+def chat_tools(tools):
+    out = []
+    for tool in tools or []:
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise invalid("tools[] need a name")
+        out.append({"type": "function", "function": {
+            "name": tool["name"], "description": tool.get("description", ""),
+            "parameters": tool.get("input_schema") or {"type": "object"}}})
+    return out
+
+
+def forced_tools(body):
+    """The tools (Anthropic's shape) a request forces one of, or None."""
+    choice = body.get("tool_choice")
+    if choice is None:
+        return None
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise invalid("tool_choice.type must be 'auto', 'any', 'tool' or 'none'")
+    tools = {t.get("name"): t for t in body.get("tools") or [] if isinstance(t, dict)}
+    if choice["type"] == "any":
+        if not tools:
+            raise invalid("tool_choice 'any' needs at least one tool in tools")
+        return list(tools.values())
+    if choice["type"] == "tool":
+        if choice.get("name") not in tools:
+            raise invalid(f"tool_choice names {choice.get('name')!r}, which is not in tools")
+        return [tools[choice["name"]]]
+    return None
+
+
+def call_schema(tools):
+    """The JSON schema of one call to any of ``tools``."""
+    calls = [{"type": "object",
+              "properties": {"name": {"const": t["name"]},
+                             "input": t.get("input_schema") or {"type": "object"}},
+              "required": ["name", "input"], "additionalProperties": False} for t in tools]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
+def _thinking(body, chat):
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        return
+    if thinking.get("type") == "enabled":
+        chat["chat_template_kwargs"] = {"enable_thinking": True}
+        if isinstance(thinking.get("budget_tokens"), int):
+            chat["thinking_budget_tokens"] = thinking["budget_tokens"]
+    elif thinking.get("type") == "disabled":
+        chat["chat_template_kwargs"] = {"enable_thinking": False}
+
+
+def prompt_request(body):
+    """The chat request that fixes the prompt (messages, tools, template kwargs), for counting."""
+    chat = {"messages": chat_messages(body)}
+    if body.get("tools"):
+        chat["tools"] = chat_tools(body["tools"])
+    _thinking(body, chat)
+    return chat
+
+
+def chat_request(body):
+    """``(chat request, forced tools or None)`` for a Messages request; 400 for a bad one."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise invalid("model: Field required")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise invalid("max_tokens: Field required")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise invalid("max_tokens: must be a positive integer")
+    chat = {"model": body["model"], **prompt_request(body), "max_tokens": max_tokens}
+    for key in ("temperature", "top_p", "top_k"):
+        if body.get(key) is not None:
+            chat[key] = body[key]
+    stops = body.get("stop_sequences")
+    if stops:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise invalid("stop_sequences must be a list of strings")
+        chat["stop"] = stops
+        chat["verbose"] = True  # llama-server then says which stop word ended the answer
+    user = (body.get("metadata") or {}).get("user_id")
+    if isinstance(user, str):
+        chat["user"] = user
+    forced = forced_tools(body)
+    choice = (body.get("tool_choice") or {}).get("type")
+    if forced:
+        chat["tools"] = chat_tools(forced)
+        chat["tool_choice"] = "auto"
+        chat["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "tool_use", "strict": True, "schema": call_schema(forced)}}
+    elif choice == "none":
+        chat["tool_choice"] = "none"
+    if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
+        chat["parallel_tool_calls"] = False
+    if body.get("stream"):
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    return chat, forced
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def parse_forced(text):
+    """The ``tool_use`` block in a constrained answer, or None if it is not a call."""
+    text = (text or "").strip()
+    if text.startswith("```"):  # llama.cpp's response-format parser allows a ```json fence
+        text = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        call = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return None
+    tool_input = call.get("input")
+    return {"type": "tool_use", "id": tool_use_id(), "name": call["name"],
+            "input": tool_input if isinstance(tool_input, dict) else {}}
+
+
+def _arguments(raw):
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def stopping_word(obj, choice, stops):
+    """The stop sequence that ended the answer, when the runner says (see module doc)."""
+    if not stops:
+        return None
+    word = (obj.get("__verbose") or {}).get("stopping_word") or choice.get("stop_reason")
+    return word if isinstance(word, str) and word in stops else None
+
+
+def stop_reason(finish, content, stop_word):
+    if any(b["type"] == "tool_use" for b in content):
+        return "tool_use"
+    if stop_word:
+        return "stop_sequence"
+    return STOP_REASONS.get(finish or "stop", "end_turn")
+
+
+def usage(u):
+    u = u or {}
+    return {"input_tokens": int(u.get("prompt_tokens") or 0),
+            "output_tokens": int(u.get("completion_tokens") or 0)}
+
+
+def message(completion, model, forced=None, stops=None):
+    """Anthropic's message object for a whole chat completion."""
+    choice = (completion.get("choices") or [{}])[0]
+    msg = choice.get("message") or {}
+    content = []
+    if msg.get("reasoning_content"):
+        content.append({"type": "thinking", "thinking": msg["reasoning_content"],
+                        "signature": ""})
+    call = parse_forced(msg.get("content")) if forced else None
+    if call:
+        content.append(call)
+    elif msg.get("content"):
+        content.append({"type": "text", "text": msg["content"]})
+    for tc in msg.get("tool_calls") or []:
+        fn = tc.get("function") or {}
+        content.append({"type": "tool_use", "id": tc.get("id") or tool_use_id(),
+                        "name": fn.get("name"), "input": _arguments(fn.get("arguments"))})
+    word = stopping_word(completion, choice, stops)
+    return {"id": message_id(), "type": "message", "role": "assistant", "model": model,
+            "content": content,
+            "stop_reason": stop_reason(choice.get("finish_reason"), content, word),
+            "stop_sequence": word, "usage": usage(completion.get("usage"))}
+
+
+class StreamTranslator:
+    """OpenAI chat chunks in, Anthropic stream events out (dicts; routes.py writes the SSE).
+
+    ``start()`` gives message_start and a ping; ``feed(chunk)`` the events a chunk adds; ``end()``
+    closes the open block and gives message_delta (stop reason, usage) and message_stop. A forced
+    tool choice holds the text back and sends the call as one tool_use block at the end.
+    """
+
+    def __init__(self, model, forced=None, stops=None):
+        self.model = model
+        self.forced = forced
+        self.stops = stops
+        self.index = -1
+        self.open = None          # type of the open content block, or ("tool", runner index)
+        self.kinds = []           # types of the blocks sent, for the stop reason
+        self.held = ""            # a forced answer's text
+        self.finish = None
+        self.stop_word = None
+        self.usage = {}
+
+    def start(self):
+        return [{"type": "message_start", "message": {
+                    "id": message_id(), "type": "message", "role": "assistant",
+                    "model": self.model, "content": [], "stop_reason": None,
+                    "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}},
+                {"type": "ping"}]
+
+    def _block(self, key, block):
+        """Events that make ``block`` the open one (closing the one before)."""
+        events = self._close()
+        self.index += 1
+        self.open = key
+        self.kinds.append(block["type"])
+        events.append({"type": "content_block_start", "index": self.index,
+                       "content_block": block})
+        return events
+
+    def _close(self):
+        if self.open is None:
+            return []
+        self.open = None
+        return [{"type": "content_block_stop", "index": self.index}]
+
+    def _delta(self, delta):
+        return {"type": "content_block_delta", "index": self.index, "delta": delta}
+
+    def feed(self, chunk):
+        events = []
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        verbose_word = stopping_word(chunk, {}, self.stops)
+        if verbose_word:
+            self.stop_word = verbose_word
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                if self.open != "thinking":
+                    events += self._block("thinking", {"type": "thinking", "thinking": "",
+                                                       "signature": ""})
+                events.append(self._delta({"type": "thinking_delta",
+                                           "thinking": delta["reasoning_content"]}))
+            if delta.get("content"):
+                if self.forced:
+                    self.held += delta["content"]
+                else:
+                    if self.open != "text":
+                        events += self._block("text", {"type": "text", "text": ""})
+                    events.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+            for tc in delta.get("tool_calls") or []:
+                key = ("tool", tc.get("index", 0))
+                fn = tc.get("function") or {}
+                if self.open != key:
+                    events += self._block(key, {"type": "tool_use",
+                                                "id": tc.get("id") or tool_use_id(),
+                                                "name": fn.get("name") or "", "input": {}})
+                if fn.get("arguments"):
+                    events.append(self._delta({"type": "input_json_delta",
+                                               "partial_json": fn["arguments"]}))
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+                word = stopping_word(chunk, choice, self.stops)
+                self.stop_word = word or self.stop_word
+        return events
+
+    def end(self):
+        events = []
+        if self.forced:
+            call = parse_forced(self.held)
+            if call:
+                tool_input = call.pop("input")
+                events += self._block("forced", {**call, "input": {}})
+                events.append(self._delta({"type": "input_json_delta",
+                                           "partial_json": json.dumps(tool_input)}))
+            elif self.held:
+                events += self._block("text", {"type": "text", "text": ""})
+                events.append(self._delta({"type": "text_delta", "text": self.held}))
+        events += self._close()
+        content = [{"type": k} for k in self.kinds]
+        events.append({"type": "message_delta",
+                       "delta": {"stop_reason": stop_reason(self.finish, content, self.stop_word),
+                                 "stop_sequence": self.stop_word},
+                       "usage": usage(self.usage)})
+        events.append({"type": "message_stop"})
+        return events
+
+
+def sse(event):
+    """One Anthropic SSE event: the ``event:`` line names its type."""
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()

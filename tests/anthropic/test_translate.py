@@ -1,0 +1,163 @@
+"""The translation between Anthropic Messages and the runner's OpenAI chat API, without a runner."""
+
+import json
+
+import pytest
+
+from modelrunner import ModelRunnerError, reassemble
+from modelrunner_anthropic import translate
+
+WEATHER = {"name": "get_weather", "description": "Weather in a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                            "required": ["city"]}}
+
+
+def test_missing_max_tokens_is_a_bad_request():
+    with pytest.raises(ModelRunnerError) as e:
+        translate.chat_request({"model": "m", "messages": []})
+    assert e.value.status == 400 and "max_tokens" in str(e.value)
+
+
+def test_system_blocks_images_and_tool_results_become_chat_messages():
+    chat, forced = translate.chat_request({
+        "model": "m", "max_tokens": 5,
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": "AAAA"}}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                 "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}]})
+    assert forced is None
+    system, user, assistant, tool = chat["messages"]
+    assert system == {"role": "system", "content": "Be brief."}
+    assert user["content"][1] == {"type": "image_url",
+                                  "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert assistant["tool_calls"][0]["id"] == "toolu_1"
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
+    assert tool == {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}
+
+
+def test_sampling_stop_sequences_and_thinking_budget_are_passed_on():
+    chat, _ = translate.chat_request({
+        "model": "m", "max_tokens": 7, "temperature": 0, "top_p": 0.5, "top_k": 3,
+        "stop_sequences": ["END"], "thinking": {"type": "enabled", "budget_tokens": 64},
+        "messages": [{"role": "user", "content": "hi"}]})
+    assert (chat["max_tokens"], chat["temperature"], chat["top_p"], chat["top_k"]) == (7, 0, 0.5, 3)
+    assert chat["stop"] == ["END"]
+    assert chat["thinking_budget_tokens"] == 64
+    assert chat["chat_template_kwargs"] == {"enable_thinking": True}
+
+
+def test_a_tool_named_in_tool_choice_is_forced_with_its_schema():
+    chat, forced = translate.chat_request({
+        "model": "m", "max_tokens": 50, "tools": [WEATHER],
+        "tool_choice": {"type": "tool", "name": "get_weather"},
+        "messages": [{"role": "user", "content": "Paris?"}]})
+    assert forced == [WEATHER]
+    schema = chat["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["name"] == {"const": "get_weather"}
+    assert schema["properties"]["input"] == WEATHER["input_schema"]
+
+
+def test_tool_choice_naming_an_unknown_tool_is_a_bad_request():
+    with pytest.raises(ModelRunnerError) as e:
+        translate.chat_request({"model": "m", "max_tokens": 5, "tools": [WEATHER],
+                                "tool_choice": {"type": "tool", "name": "nope"},
+                                "messages": [{"role": "user", "content": "x"}]})
+    assert e.value.status == 400
+
+
+def test_a_forced_answer_reads_back_as_tool_use():
+    completion = {"choices": [{"finish_reason": "stop", "message": {
+        "role": "assistant", "content": '{"name": "get_weather", "input": {"city": "Oslo"}}'}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 9}}
+    msg = translate.message(completion, "m", forced=[WEATHER])
+    assert msg["id"].startswith("msg_")
+    assert msg["stop_reason"] == "tool_use"
+    assert msg["content"][0]["input"] == {"city": "Oslo"}
+    assert msg["usage"] == {"input_tokens": 12, "output_tokens": 9}
+
+
+def test_finish_reasons_map_to_anthropic_stop_reasons():
+    def reason(finish, **extra):
+        choice = {"finish_reason": finish, "message": {"content": "x"}, **extra}
+        return translate.message({"choices": [choice]}, "m", stops=["END"])["stop_reason"]
+    assert reason("stop") == "end_turn"
+    assert reason("length") == "max_tokens"
+    assert reason("stop", stop_reason="END") == "stop_sequence"  # vLLM says which stop
+
+
+def chunk(delta=None, finish=None, **extra):
+    return {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
+
+
+def translated(chunks, **kwargs):
+    t = translate.StreamTranslator("m", **kwargs)
+    events = t.start()
+    for c in chunks:
+        events += t.feed(c)
+    return events + t.end()
+
+
+def test_a_stream_follows_anthropics_event_order_and_reassembles():
+    events = translated([
+        chunk({"role": "assistant", "reasoning_content": "hmm"}),
+        chunk({"content": "Hel"}), chunk({"content": "lo"}),
+        chunk(finish="stop"),
+        {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}}])
+    assert [e["type"] for e in events] == [
+        "message_start", "ping",
+        "content_block_start", "content_block_delta", "content_block_stop",
+        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+        "message_delta", "message_stop"]
+    message = reassemble(events)
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert message["content"][1]["text"] == "Hello"
+    assert message["stop_reason"] == "end_turn"
+    assert message["usage"] == {"input_tokens": 4, "output_tokens": 3}
+
+
+def test_streamed_tool_calls_become_input_json_deltas():
+    events = translated([
+        chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "get_weather",
+                                                                    "arguments": '{"ci'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Rome"}'}}]}),
+        chunk(finish="tool_calls")])
+    message = reassemble(events)
+    assert message["content"] == [{"type": "tool_use", "id": "c1", "name": "get_weather",
+                                   "input": {"city": "Rome"}}]
+    assert message["stop_reason"] == "tool_use"
+
+
+def test_a_forced_stream_holds_text_and_sends_one_tool_use():
+    events = translated([chunk({"content": '{"name": "get_weather", '}),
+                         chunk({"content": '"input": {"city": "Lima"}}'}), chunk(finish="stop")],
+                        forced=[WEATHER])
+    assert not any(e.get("delta", {}).get("type") == "text_delta" for e in events)
+    message = reassemble(events)
+    assert message["content"][0]["input"] == {"city": "Lima"}
+    assert message["stop_reason"] == "tool_use"
+
+
+def test_llama_servers_stopping_word_marks_a_stop_sequence_in_streams():
+    events = translated([chunk({"content": "1, 2"}),
+                         chunk(finish="stop", __verbose={"stopping_word": "3"})], stops=["3"])
+    delta = [e for e in events if e["type"] == "message_delta"][0]["delta"]
+    assert delta == {"stop_reason": "stop_sequence", "stop_sequence": "3"}
+
+
+def test_errors_have_anthropics_shape_on_anthropic_routes_only():
+    import modelrunner_anthropic as plugin
+
+    class Req:
+        path = "/v1/messages"
+    content_type, body = plugin.format_error(Req(), 404, "no such model", "not_found_error")
+    assert json.loads(body) == {"type": "error", "error": {"type": "not_found_error",
+                                                           "message": "no such model"}}
+    Req.path = "/v1/chat/completions"
+    assert plugin.format_error(Req(), 404, "x", "not_found_error") is None
