@@ -10,18 +10,13 @@ status; a stream that already started ends with an ``error`` event.
 
 from modelrunner import hookimpl
 
-from .errors import error_body
+from .errors import error_body, owns
 from .routes import register
 
 
 @hookimpl
 def register_routes(app, runtime):
     register(app, runtime)
-
-
-def owns(path):
-    return path.startswith("/anthropic/") or path.endswith(("/v1/messages",
-                                                            "/v1/messages/count_tokens"))
 
 
 @hookimpl(tryfirst=True)

@@ -37,3 +37,9 @@ def error_body(status, message, kind=None):
 def sse_error(message):
     """The last event of a stream whose runner failed after the answer started."""
     return b"event: error\ndata: " + json.dumps(error_object(500, message)).encode() + b"\n\n"
+
+
+def owns(path):
+    """Whether an error on ``path`` is this dialect's to shape."""
+    return path.startswith("/anthropic/") or path.endswith(("/v1/messages",
+                                                            "/v1/messages/count_tokens"))
