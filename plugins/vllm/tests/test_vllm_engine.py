@@ -11,7 +11,8 @@ import pytest
 from modelrunner.engines import Bundle, EngineError, RunnerConfig, select_engine
 from modelrunner.settings import load_settings
 
-from modelrunner_vllm.engine import DEFAULT_TEMPLATE, VLLMEngine, served_model_names
+from modelrunner_vllm.args import served_model_names
+from modelrunner_vllm.engine import DEFAULT_TEMPLATE, VLLMEngine
 
 MODEL_ID = "sha256:" + "ab12" * 16
 TAG = "docker.io/ai/tiny-llama:latest"

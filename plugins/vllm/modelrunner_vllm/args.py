@@ -1,0 +1,141 @@
+"""vLLM's command line: the flag allow-list and the pure pieces of argument building (names a
+request may use, flag splitting, where the runner listens), tested without vLLM (test_args.py).
+"""
+
+import re
+
+from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY,
+                         InvalidReference, parse_reference)
+
+RUNTIME_FLAG_ALLOWLIST = frozenset({
+    # parallelism
+    "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
+    "--data-parallel-size", "-dp", "--distributed-executor-backend",
+    # model, context and scheduling
+    "--max-model-len", "--max-num-batched-tokens", "--max-num-seqs", "--block-size",
+    "--swap-space", "--seed", "--long-prefill-token-threshold", "--scheduling-policy",
+    "--async-scheduling", "--no-async-scheduling", "--cpu-offload-gb",
+    # data types and quantization
+    "--dtype", "--quantization", "-q", "--kv-cache-dtype",
+    # performance
+    "--enforce-eager", "--no-enforce-eager", "--enable-prefix-caching",
+    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill",
+    "--disable-custom-all-reduce", "--use-v2-block-manager", "--disable-cascade-attn",
+    "--compilation-config", "-cc", "--kv-cache-memory-bytes",
+    # tokenizer, sampling and output
+    "--tokenizer-mode", "--max-logprobs", "--logprobs-mode", "--override-generation-config",
+    "--generation-config", "--reasoning-parser", "--enable-auto-tool-choice",
+    "--tool-call-parser", "--chat-template-content-format", "--response-role",
+    "--enable-prompt-tokens-details", "--enable-force-include-usage", "--return-tokens-as-token-ids",
+    "--max-log-len",
+    # misc (DMR's)
+    "--revision", "--load-format", "--disable-log-stats", "--served-model-name",
+    "--enable-log-requests", "--disable-log-requests", "--enable-log-outputs",
+    "--limit-mm-per-prompt", "--mm-processor-kwargs", "--hf-overrides",
+    # memory
+    "--gpu-memory-utilization",
+})
+
+# Flags whose value is a file, directory or executable; refused even if someone adds them above.
+_PATH_FLAGS = frozenset({"--model", "--tokenizer", "--chat-template", "--uds", "--download-dir",
+                         "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs", "--middleware",
+                         "--trust-remote-code", "--allowed-local-media-path", "--config",
+                         "--lora-modules", "--speculative-config", "--root-path"})
+
+_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+def served_model_names(bundle):
+    """Every name a request for this model may carry in its ``"model"`` field.
+
+    The gateway forwards the body as the client wrote it, and vLLM answers 404 unless
+    ``"model"`` is one of ``--served-model-name``. A stored model is reached by its tags in any
+    form the store normalises (``docker.io/ai/x:latest``, ``ai/x:latest``, ``ai/x``, ``x:latest``,
+    ``x``, ``index.docker.io/ai/x``, ``hf.co/org/repo`` for ``huggingface.co/org/repo``) and by its
+    ID (``sha256:<hex>``, ``<hex>``, the 12-hex short ID), so all of them are served. The first
+    name, which vLLM puts in its answers' ``"model"`` and in ``/v1/models``, is the first tag as
+    stored, as modelrunner's own ``/v1/models`` shows it.
+
+    Not covered (name part in other letter case, e.g. ``AI/X``): such a request gets vLLM's 404.
+    """
+    names = []
+
+    def add(name):
+        if name and name not in names:
+            names.append(name)
+
+    for tag in bundle.tags or []:
+        add(tag)
+        try:
+            ref = parse_reference(tag)
+        except InvalidReference:
+            continue
+        if ref.digest:
+            bases, suffixes = [ref.name], [f"@{ref.digest}"]
+        else:
+            suffixes = [f":{ref.tag}"] + ([""] if ref.tag == DEFAULT_TAG else [])
+            bases = [ref.name]
+        if ref.registry == DEFAULT_REGISTRY:
+            bases.append(ref.repository)
+            bases.append(f"index.docker.io/{ref.repository}")
+            bases.append(f"registry-1.docker.io/{ref.repository}")
+            if ref.repository.startswith(DEFAULT_NAMESPACE + "/") and \
+                    "/" not in ref.repository[len(DEFAULT_NAMESPACE) + 1:]:
+                bases.append(ref.repository[len(DEFAULT_NAMESPACE) + 1:])
+        elif ref.registry == HF_REGISTRY:
+            bases.append(f"hf.co/{ref.repository}")
+        for base in bases:
+            for suffix in suffixes:
+                add(base + suffix)
+    model_id = str(bundle.model_id or "")
+    if model_id:
+        add(model_id)
+        hex_id = model_id.split(":", 1)[-1]
+        add(hex_id)
+        add(f"sha256:{hex_id}")
+        if len(hex_id) >= 12:
+            add(hex_id[:12])
+    return names
+
+
+def split_flags(flags):
+    """``--flag=value`` -> ``--flag value`` (vLLM accepts both; splitting eases merging)."""
+    out = []
+    for flag in flags:
+        if flag.startswith("--") and "=" in flag:
+            out += flag.split("=", 1)
+        else:
+            out.append(flag)
+    return out
+
+def take_flags(flags, names, nargs=1):
+    """Remove ``names`` and their values from ``flags``; returns (values, rest).
+
+    ``nargs="+"`` takes every following non-flag word (``--served-model-name a b``).
+    """
+    values, rest, i = [], [], 0
+    while i < len(flags):
+        if flags[i] in names:
+            i += 1
+            if nargs == "+":
+                while i < len(flags) and not (flags[i].startswith("-")
+                                              and not _NUMBER.match(flags[i])):
+                    values.append(flags[i])
+                    i += 1
+            elif i < len(flags):
+                values.append(flags[i])
+                i += 1
+            continue
+        rest.append(flags[i])
+        i += 1
+    return values, rest
+
+
+def listen_args(address):
+    """``--uds <socket>`` for a unix:// address (or a bare path), ``--host``/``--port`` for
+    http://."""
+    if address.startswith("unix://"):
+        return ["--uds", address[len("unix://"):]]
+    if "://" not in address:
+        return ["--uds", address]
+    host, _, port = address.split("://", 1)[1].rstrip("/").rpartition(":")
+    return ["--host", host.strip("[]"), "--port", port]
