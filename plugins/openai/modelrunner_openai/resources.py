@@ -4,16 +4,10 @@ import json
 
 import falcon
 
-from modelrunner import MODE_BY_PATH, GatewayError
+from modelrunner import MODE_BY_PATH, GatewayError, ModelRunnerError
 
-from .errors import openai_error_body, sse_error
+from .errors import sse_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
-
-
-def _fail(resp, status, message):
-    resp.status = falcon.code_to_http_status(status)
-    resp.content_type = "application/json"
-    resp.data = openai_error_body(status, message)
 
 
 class InferenceResource:
@@ -27,9 +21,9 @@ class InferenceResource:
         try:
             data = json.loads(body or b"")
         except ValueError as e:
-            return _fail(resp, 400, f"invalid JSON body: {e}")
+            raise ModelRunnerError(f"invalid JSON body: {e}", status=400) from None
         if not isinstance(data, dict):
-            return _fail(resp, 400, "the body must be a JSON object")
+            raise ModelRunnerError("the body must be a JSON object", status=400)
         model = data.get("model")
         runtime = self.runtime
         forced = None
@@ -37,19 +31,16 @@ class InferenceResource:
             try:
                 forced = forced_functions(data)
             except ToolChoiceError as e:
-                return _fail(resp, 400, str(e))
+                raise ModelRunnerError(str(e), status=400) from None
             if forced:
                 body = json.dumps(constrained_request(data, forced)).encode()
-        try:
-            if (req.get_header("X-Preload-Only") or "").lower() == "true":
-                runtime.preload(model, engine,
-                                self.mode or MODE_BY_PATH.get(self.runner_path, "completion"))
-                resp.media = {"status": "loaded", "model": model}
-                return
-            answer = runtime.open(model, self.runner_path, body, engine=engine, mode=self.mode,
-                                  request=req)
-        except GatewayError as e:
-            return _fail(resp, e.status, str(e))
+        if (req.get_header("X-Preload-Only") or "").lower() == "true":
+            runtime.preload(model, engine,
+                            self.mode or MODE_BY_PATH.get(self.runner_path, "completion"))
+            resp.media = {"status": "loaded", "model": model}
+            return
+        answer = runtime.open(model, self.runner_path, body, engine=engine, mode=self.mode,
+                              request=req)
         if forced:
             answer = ForcedCallAnswer(answer)
         resp.status = falcon.code_to_http_status(answer.status)
@@ -59,10 +50,7 @@ class InferenceResource:
             resp.set_header("X-Accel-Buffering", "no")
             resp.stream = _guarded(answer)
         else:
-            try:
-                resp.data = answer.read()
-            except GatewayError as e:
-                return _fail(resp, e.status, str(e))
+            resp.data = answer.read()
 
 
 def _guarded(answer):
@@ -97,7 +85,4 @@ class ModelResource:
         self.runtime = runtime
 
     def on_get(self, req, resp, name, engine=None):
-        try:
-            resp.media = model_entry(self.runtime.find_model(name))
-        except GatewayError as e:
-            _fail(resp, e.status, str(e))
+        resp.media = model_entry(self.runtime.find_model(name))
