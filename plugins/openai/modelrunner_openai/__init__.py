@@ -15,24 +15,12 @@ llama-server does not enforce it, see ``modelrunner_openai.forced_tools``.
 from modelrunner import hookimpl
 
 from .errors import openai_error_body
-from .resources import InferenceResource, ModelResource, ModelsResource
+from .resources import register as register_resources
 from .responses import register as register_responses
-
-PREFIXES = ("/engines/{engine}/v1", "/engines/v1", "/v1")
-INFERENCE = ("/chat/completions", "/completions", "/embeddings", "/images/generations")
-
 
 @hookimpl
 def register_routes(app, runtime):
-    for prefix in PREFIXES:
-        for path in INFERENCE:
-            app.add_route(prefix + path, InferenceResource(runtime, "/v1" + path))
-        app.add_route(prefix + "/models", ModelsResource(runtime))
-        app.add_route(prefix + "/models/{name:path}", ModelResource(runtime))
-    for path in ("/rerank", "/score"):
-        app.add_route("/engines" + path, InferenceResource(runtime, path, mode="reranking"))
-        app.add_route("/engines/{engine}" + path, InferenceResource(runtime, path, mode="reranking"))
-        app.add_route(path, InferenceResource(runtime, path, mode="reranking"))
+    register_resources(app, runtime)
     register_responses(app, runtime)
 
 

@@ -86,3 +86,20 @@ class ModelResource:
 
     def on_get(self, req, resp, name, engine=None):
         resp.media = model_entry(self.runtime.find_model(name))
+
+
+PREFIXES = ("/engines/{engine}/v1", "/engines/v1", "/v1")
+INFERENCE = ("/chat/completions", "/completions", "/embeddings", "/images/generations")
+
+
+def register(app, runtime):
+    """DMR's OpenAI routes under each prefix, and rerank/score."""
+    for prefix in PREFIXES:
+        for path in INFERENCE:
+            app.add_route(prefix + path, InferenceResource(runtime, "/v1" + path))
+        app.add_route(prefix + "/models", ModelsResource(runtime))
+        app.add_route(prefix + "/models/{name:path}", ModelResource(runtime))
+    for path in ("/rerank", "/score"):
+        app.add_route("/engines" + path, InferenceResource(runtime, path, mode="reranking"))
+        app.add_route("/engines/{engine}" + path, InferenceResource(runtime, path, mode="reranking"))
+        app.add_route(path, InferenceResource(runtime, path, mode="reranking"))
