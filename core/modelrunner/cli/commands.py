@@ -8,16 +8,10 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .. import reference as refs
-from ..sources import human_size
 from .client import Client, fail
-from .progress import show_progress
-
-# Piped output keeps whole rows: a table is for reading, not for 80-column wrapping.
-console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 200)))
+from .tables import console, table as _table
 
 
 def _ago(ts):
@@ -30,13 +24,6 @@ def _ago(ts):
             n = int(delta // seconds)
             return f"{n} {unit}{'s' if n > 1 else ''} ago"
     return "Less than a minute ago"
-
-
-def _table(*columns):
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
 
 
 @click.command(name="list")
@@ -66,7 +53,7 @@ def list_models(model, as_json, quiet):
                           c.get("quantization", ""), c.get("architecture", ""),
                           m["id"].split(":")[1][:12], _ago(m.get("created")),
                           str(c.get("context_size") or ""), c.get("size", ""))
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -113,7 +100,7 @@ def pull_model(model):
         body["bearer-token"] = os.environ["HF_TOKEN"]
     with Client().stream("POST", "/models/create", json=body,
                          headers={"Accept": "application/json"}) as resp:
-        show_progress(resp.iter_lines())
+        _show_progress(resp.iter_lines())
 
 
 @click.command()
@@ -125,7 +112,7 @@ def push(model):
         body["bearer-token"] = os.environ["HF_TOKEN"]
     with Client().stream("POST", f"/models/{model}/push", json=body,
                          headers={"Accept": "application/json"}) as resp:
-        show_progress(resp.iter_lines())
+        _show_progress(resp.iter_lines())
 
 
 @click.command()
@@ -176,14 +163,20 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
         push.callback(name)
 
 
+def _show_progress(lines):
+    from .progress import show_progress  # rich: only pull and push draw bars
+    show_progress(lines)
+
+
 @click.command()
 def df():
     """Disk used by models."""
+    from ..packaging.units import format_size as human_size
     data = Client().json("GET", "/engines/df")
     table = _table("TYPE", "SIZE")
     table.add_row("Models", human_size(data["models_disk_usage"]))
     table.add_row("Inference engine", human_size(data["default_backend_disk_usage"]))
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -200,7 +193,7 @@ def status(as_json):
     for name, text in data.items():
         state, _, details = text.partition(": ")
         table.add_row(name, state, details)
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -224,7 +217,7 @@ def plugins(as_json):
         name = p["name"] + (" (default)" if p["default"] else "")
         hooks = ", ".join(p["hooks"]) if not p.get("error") else f"failed to load: {p['error']}"
         table.add_row(name, p["version"] or "", hooks)
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -242,7 +235,7 @@ def ps():
             left = max(0, r["last_used"] + r["keep_alive"] - time.time())
             until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
         table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
