@@ -10,7 +10,7 @@ holds that line. A plugin cannot replace a core command.
 
 import click
 
-from .plugin import core_commands
+from .commands import core_commands
 
 
 class ModelGroup(click.Group):

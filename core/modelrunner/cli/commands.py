@@ -12,6 +12,7 @@ import click
 from .. import reference as refs
 from .client import Client, fail
 from .tables import console, table as _table
+from .telemetry import logs, requests
 
 
 def _ago(ts):
@@ -317,3 +318,12 @@ def serve(host, port, workers, detach):
 
 COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, status, version, plugins, ps,
             unload, configure, serve]
+
+
+def core_commands():
+    """{name: command} for every core command (`ls` is `list` under a second name)."""
+    commands = {command.name: command for command in COMMANDS}
+    commands["ls"] = list_models
+    commands["logs"] = logs
+    commands["requests"] = requests
+    return commands

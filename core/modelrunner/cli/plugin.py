@@ -1,17 +1,8 @@
-"""The core's CLI commands, also registered through the hook plugins use."""
+"""Registers the core's CLI commands through the same hook plugins use (the group already has
+them: see ModelGroup; this keeps the core a plugin like any other)."""
 
 from ..hookspecs import hookimpl
-from .commands import COMMANDS, list_models
-from .telemetry import logs, requests
-
-
-def core_commands():
-    """{name: command} for every core command (`ls` is `list` under a second name)."""
-    commands = {command.name: command for command in COMMANDS}
-    commands["ls"] = list_models
-    commands["logs"] = logs
-    commands["requests"] = requests
-    return commands
+from .commands import core_commands
 
 
 @hookimpl
