@@ -3,9 +3,7 @@
 import json
 import os
 import sys
-import threading
 import time
-from pathlib import Path
 
 import click
 
@@ -153,6 +151,7 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
             except BrokenPipeError:
                 pass
 
+    import threading
     threading.Thread(target=produce, daemon=True).start()
     with os.fdopen(read_fd, "rb") as tar:
         data = Client().json("POST", "/models/load", params={"tag": name},
@@ -285,6 +284,8 @@ def configure(model, flags, context_size, keep_alive, mode, backend):
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers")
 def serve(host, port, workers, detach):
     """Serve the API with gunicorn and gevent workers."""
+    from pathlib import Path
+
     from ..settings import load_settings
     settings = load_settings()
     bind = f"{host or settings.host}:{port or settings.port}"
