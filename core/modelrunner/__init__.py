@@ -16,7 +16,8 @@ Streams        sse_events, reassemble
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
                media types (MEDIA_TYPE_*)
 Durations      parse_keep_alive, format_keep_alive
-CLI            Client (the CLI's HTTP client), fail, error_text, pull_model
+CLI            Client (the CLI's HTTP client), its errors ConnectError < HTTPError, fail,
+               error_text, pull_model
 """
 
 import importlib
@@ -106,6 +107,8 @@ _EXPORTS = {
     "Client": ".cli.client",
     "fail": ".cli.client",
     "error_text": ".cli.client",
+    "ConnectError": ".cli.http",
+    "HTTPError": ".cli.http",
     "pull_model": ".cli.commands",
 }
 

@@ -37,3 +37,20 @@ def test_dmr_variable_names_are_honoured(monkeypatch, tmp_path):
     assert settings.models_path == str(tmp_path / "m") and settings.port == 13000
     monkeypatch.setenv("MODEL_RUNNER_HOST", "http://10.1.2.3:4567")
     assert server_url() == "http://10.1.2.3:4567"
+
+
+@pytest.mark.parametrize("env", [
+    {}, {"MODELRUNNER_PORT": "9999"}, {"MODEL_RUNNER_PORT": "13000"},
+    {"MODEL_RUNNER_PORT": "13000", "MODELRUNNER_PORT": "9999"},
+    {"MODELRUNNER_HOST": "0.0.0.0", "MODELRUNNER_PORT": "1"},
+    {"MODELRUNNER_SETTINGS_FILE": "extra.toml"},
+    {"MODELRUNNER_SETTINGS_FILE": "extra.toml", "MODEL_RUNNER_PORT": "5"},
+])
+def test_server_url_reads_what_load_settings_reads(monkeypatch, tmp_path, env):
+    """server_url() reads host and port without dynaconf; the answer must not change."""
+    (tmp_path / "extra.toml").write_text('host = "10.0.0.9"\nport = 4242\n')
+    monkeypatch.delenv("MODELRUNNER_SETTINGS_FILE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(tmp_path / value) if value.endswith(".toml") else value)
+    settings = load_settings()
+    assert server_url() == f"http://{settings.host}:{settings.port}"

@@ -1,24 +1,31 @@
-"""The CLI's HTTP client: the `model` command only ever talks to the server."""
+"""The CLI's HTTP client: the `model` command only ever talks to the server.
+
+``Client.http`` is the raw transport (:mod:`.http`, over the standard library's http.client):
+``get``/``post``/``stream`` that return any status; ``Client``'s own methods exit with the
+server's error instead.
+"""
 
 import json
 import sys
 
 import click
-import httpx
 
 from ..settings import server_url
+from .http import HTTP, ConnectError, HTTPError  # noqa: F401  (exported to plugins)
 
 
 class Client:
     def __init__(self, base_url=None):
         self.base_url = (base_url or server_url()).rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(None, connect=5))
+        self.http = HTTP(self.base_url)
 
     def request(self, method, path, **kwargs):
         try:
             resp = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
+        except ConnectError:
             fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+        except HTTPError as e:
+            fail(f"the connection to the server failed: {e}")
         if resp.status_code >= 400:
             fail(error_text(resp))
         return resp
@@ -31,8 +38,10 @@ class Client:
         try:
             ctx = self.http.stream(method, path, **kwargs)
             resp = ctx.__enter__()
-        except httpx.ConnectError:
+        except ConnectError:
             fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+        except HTTPError as e:
+            fail(f"the connection to the server failed: {e}")
         if resp.status_code >= 400:
             resp.read()
             ctx.__exit__(None, None, None)

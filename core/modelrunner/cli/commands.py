@@ -3,21 +3,14 @@
 import json
 import os
 import sys
-import threading
 import time
-from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .. import reference as refs
-from ..sources import human_size
 from .client import Client, fail
-from .progress import show_progress
-
-# Piped output keeps whole rows: a table is for reading, not for 80-column wrapping.
-console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 200)))
+from .tables import console, table as _table
+from .telemetry import logs, requests
 
 
 def _ago(ts):
@@ -30,13 +23,6 @@ def _ago(ts):
             n = int(delta // seconds)
             return f"{n} {unit}{'s' if n > 1 else ''} ago"
     return "Less than a minute ago"
-
-
-def _table(*columns):
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
 
 
 @click.command(name="list")
@@ -66,7 +52,7 @@ def list_models(model, as_json, quiet):
                           c.get("quantization", ""), c.get("architecture", ""),
                           m["id"].split(":")[1][:12], _ago(m.get("created")),
                           str(c.get("context_size") or ""), c.get("size", ""))
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -113,7 +99,7 @@ def pull_model(model):
         body["bearer-token"] = os.environ["HF_TOKEN"]
     with Client().stream("POST", "/models/create", json=body,
                          headers={"Accept": "application/json"}) as resp:
-        show_progress(resp.iter_lines())
+        _show_progress(resp.iter_lines())
 
 
 @click.command()
@@ -125,7 +111,7 @@ def push(model):
         body["bearer-token"] = os.environ["HF_TOKEN"]
     with Client().stream("POST", f"/models/{model}/push", json=body,
                          headers={"Accept": "application/json"}) as resp:
-        show_progress(resp.iter_lines())
+        _show_progress(resp.iter_lines())
 
 
 @click.command()
@@ -165,6 +151,7 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
             except BrokenPipeError:
                 pass
 
+    import threading
     threading.Thread(target=produce, daemon=True).start()
     with os.fdopen(read_fd, "rb") as tar:
         data = Client().json("POST", "/models/load", params={"tag": name},
@@ -176,14 +163,20 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
         push.callback(name)
 
 
+def _show_progress(lines):
+    from .progress import show_progress  # rich: only pull and push draw bars
+    show_progress(lines)
+
+
 @click.command()
 def df():
     """Disk used by models."""
+    from ..packaging.units import format_size as human_size
     data = Client().json("GET", "/engines/df")
     table = _table("TYPE", "SIZE")
     table.add_row("Models", human_size(data["models_disk_usage"]))
     table.add_row("Inference engine", human_size(data["default_backend_disk_usage"]))
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -200,7 +193,7 @@ def status(as_json):
     for name, text in data.items():
         state, _, details = text.partition(": ")
         table.add_row(name, state, details)
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -224,7 +217,7 @@ def plugins(as_json):
         name = p["name"] + (" (default)" if p["default"] else "")
         hooks = ", ".join(p["hooks"]) if not p.get("error") else f"failed to load: {p['error']}"
         table.add_row(name, p["version"] or "", hooks)
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -242,7 +235,7 @@ def ps():
             left = max(0, r["last_used"] + r["keep_alive"] - time.time())
             until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
         table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
-    console.print(table)
+    console().print(table)
 
 
 @click.command()
@@ -291,6 +284,8 @@ def configure(model, flags, context_size, keep_alive, mode, backend):
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers")
 def serve(host, port, workers, detach):
     """Serve the API with gunicorn and gevent workers."""
+    from pathlib import Path
+
     from ..settings import load_settings
     settings = load_settings()
     bind = f"{host or settings.host}:{port or settings.port}"
@@ -324,3 +319,12 @@ def serve(host, port, workers, detach):
 
 COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, status, version, plugins, ps,
             unload, configure, serve]
+
+
+def core_commands():
+    """{name: command} for every core command (`ls` is `list` under a second name)."""
+    commands = {command.name: command for command in COMMANDS}
+    commands["ls"] = list_models
+    commands["logs"] = logs
+    commands["requests"] = requests
+    return commands

@@ -1,14 +1,12 @@
-"""Registers the core's CLI commands through the same hook plugins use."""
+"""Registers the core's CLI commands through the same hook plugins use (the group already has
+them: see ModelGroup; this keeps the core a plugin like any other)."""
 
 from ..hookspecs import hookimpl
-from .commands import COMMANDS, list_models
-from .telemetry import logs, requests
+from .commands import core_commands
 
 
 @hookimpl
 def register_commands(cli):
-    for command in COMMANDS:
-        cli.add_command(command)
-    cli.add_command(list_models, name="ls")
-    cli.add_command(logs)
-    cli.add_command(requests)
+    for name, command in core_commands().items():
+        if cli.commands.get(name) is not command:
+            cli.add_command(command, name=name)

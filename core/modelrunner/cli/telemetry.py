@@ -5,10 +5,15 @@ import sys
 import time
 
 import click
-from rich.markup import escape
 
 from .client import Client
-from .commands import console
+from .tables import console
+
+
+def escape(text):
+    """rich's markup escape, imported when a record is printed (rich is for drawing only)."""
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
 
 
 @click.command()
@@ -90,23 +95,23 @@ def print_record(r, event=None):
            f"[{color}]{status}[/{color}] {escape(r.get('method', ''))} {escape(r.get('url', ''))}"
     if event:
         head = f"[dim]{event}[/dim] " + head
-    console.print(head)
+    console().print(head)
     if r.get("user_agent"):
-        console.print(f"  [dim]client:[/dim] {escape(r['user_agent'])}")
-    console.print(f"  [cyan]prompt:[/cyan] {escape(_prompt(r.get('request')))}")
+        console().print(f"  [dim]client:[/dim] {escape(r['user_agent'])}")
+    console().print(f"  [cyan]prompt:[/cyan] {escape(_prompt(r.get('request')))}")
     if r.get("error"):
-        console.print(f"  [red]error:[/red] {escape(r['error'])}")
+        console().print(f"  [red]error:[/red] {escape(r['error'])}")
     else:
-        console.print(f"  [magenta]response:[/magenta] {escape(_answer(r.get('response')))}")
+        console().print(f"  [magenta]response:[/magenta] {escape(_answer(r.get('response')))}")
     usage = r.get("usage") or {}
     timings = r.get("timings") or {}
-    console.print(f"  [dim]tokens:[/dim] prompt {usage.get('prompt_tokens', '-')}, "
+    console().print(f"  [dim]tokens:[/dim] prompt {usage.get('prompt_tokens', '-')}, "
                   f"completion {usage.get('completion_tokens', '-')}"
                   f"  [dim]finish:[/dim] {r.get('finish_reason') or '-'}"
                   f"  [dim]ttft:[/dim] {_seconds(timings.get('ttft'))}"
                   f"  [dim]total:[/dim] {_seconds(timings.get('duration'))}"
                   f"{'  [dim]streamed[/dim]' if r.get('streamed') else ''}")
-    console.print()
+    console().print()
 
 
 @click.command()
@@ -128,7 +133,7 @@ def requests(follow, include_existing, model, as_json):
         if not groups:
             click.echo("No requests recorded yet.")
         for group in groups:
-            console.print(f"[bold underline]{escape(group['model'])}[/bold underline] "
+            console().print(f"[bold underline]{escape(group['model'])}[/bold underline] "
                           f"({group['count']} request(s))")
             for r in group["records"]:
                 print_record(r)

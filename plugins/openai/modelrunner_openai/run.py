@@ -18,9 +18,8 @@ import sys
 import time
 
 import click
-import httpx
 
-from modelrunner import Client, error_text, fail, pull_model
+from modelrunner import Client, ConnectError, HTTPError, error_text, fail, pull_model
 
 HELP = """Available commands:
   /set system <text>   Set the system message
@@ -102,10 +101,10 @@ class Chat:
                         if delta:
                             text.append(delta)
                             printer.add(delta)
-        except httpx.ConnectError:
+        except ConnectError:
             raise ChatError(f"modelrunner is not running at {self.client.base_url} "
                             "(start it with: model serve)") from None
-        except httpx.HTTPError as e:
+        except HTTPError as e:
             raise ChatError(f"the connection to the server failed: {e}") from None
         finally:
             printer.close()
@@ -186,7 +185,7 @@ def ensure_model(client, model):
     """Pull the model when the store lacks it (DMR's client-side auto-pull)."""
     try:
         resp = client.http.get(f"/models/{model}")
-    except httpx.ConnectError:
+    except ConnectError:
         fail(f"modelrunner is not running at {client.base_url} (start it with: model serve)")
     if resp.status_code == 200:
         return
@@ -203,7 +202,7 @@ def preload(client, model, chat_url):
     try:
         resp = client.http.post(chat_url, json={"model": model, "messages": []},
                                 headers={"X-Preload-Only": "true"})
-    except httpx.HTTPError as e:
+    except HTTPError as e:
         fail(f"the connection to the server failed: {e}")
     if resp.status_code >= 400:
         fail(one_line(error_text(resp)))

@@ -1,0 +1,46 @@
+"""The `model` CLI imports only what the command asked for needs (issue 14).
+
+Each check runs in a fresh interpreter: it imports modelrunner.cli, resolves a command the way
+click does for `model <name>`, and lists what got imported. Asserted on modules, never on time.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("falcon", "dynaconf", "flask", "gevent", "httpx", "httpcore", "rich", "pluggy", "gguf")
+
+PROBE = """
+import json, sys
+from modelrunner.cli import cli
+ctx = cli.make_context("model", [sys.argv[1]] + sys.argv[2:], resilient_parsing=True)
+name, command, args = cli.resolve_command(ctx, [sys.argv[1]])
+print(json.dumps({"command": command.name, "modules": sorted(sys.modules)}))
+"""
+
+
+def resolve(*argv):
+    out = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)
+
+
+def heavy(modules):
+    return sorted(m for m in modules
+                  if m.split(".")[0] in HEAVY or m.startswith("modelrunner_"))
+
+
+@pytest.mark.parametrize("argv", [("ls",), ("ps",), ("version",), ("list", "-q"), ("rm", "x")])
+def test_core_commands_import_nothing_heavy(argv):
+    result = resolve(*argv)
+    assert result["command"] == ("list" if argv[0] == "ls" else argv[0])
+    assert heavy(result["modules"]) == []
+
+
+def test_a_plugin_command_loads_the_plugins():
+    pytest.importorskip("modelrunner_openai")
+    result = resolve("run", "m")
+    assert result["command"] == "run"
+    assert "modelrunner_openai" in result["modules"]
