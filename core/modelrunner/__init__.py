@@ -12,7 +12,8 @@ Store          Store (the protocol), Model, BlobWriter
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
 Request bodies read_json_body
-Streams        sse_events, reassemble
+Streams        sse_events, reassemble, StreamError
+Forced calls   call_format, forced_call_schema, parse_forced_call (a JSON schema holds a forced tool call)
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
                media types (MEDIA_TYPE_*)
 Durations      parse_keep_alive, format_keep_alive
@@ -77,6 +78,10 @@ _EXPORTS = {
     "read_json_body": ".bodies",
     "sse_events": ".streams",
     "StreamError": ".streams",
+    # forced tool calls
+    "call_format": ".forced_calls",
+    "forced_call_schema": ".forced_calls",
+    "parse_forced_call": ".forced_calls",
     "reassemble": ".streams",
     # model files
     "read_gguf": ".packaging.gguf_metadata",

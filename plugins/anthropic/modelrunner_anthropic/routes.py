@@ -7,8 +7,6 @@ Errors are raised as ``ModelRunnerError``; ``format_error`` gives them Anthropic
 
 import json
 
-import falcon
-
 from modelrunner import ModelRunnerError, StreamError, read_json_body, sse_events
 
 from . import translate

@@ -17,7 +17,7 @@ vLLM's ``choices[].stop_reason``.
 import json
 import secrets
 
-from modelrunner import ModelRunnerError
+from modelrunner import ModelRunnerError, call_format, parse_forced_call
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "end_turn"}
@@ -175,15 +175,6 @@ def forced_tools(body):
     return None
 
 
-def call_schema(tools):
-    """The JSON schema of one call to any of ``tools``."""
-    calls = [{"type": "object",
-              "properties": {"name": {"const": t["name"]},
-                             "input": t.get("input_schema") or {"type": "object"}},
-              "required": ["name", "input"], "additionalProperties": False} for t in tools]
-    return calls[0] if len(calls) == 1 else {"anyOf": calls}
-
-
 def _thinking(body, chat):
     thinking = body.get("thinking")
     if not isinstance(thinking, dict):
@@ -232,8 +223,8 @@ def chat_request(body):
     if forced:
         chat["tools"] = chat_tools(forced)
         chat["tool_choice"] = "auto"
-        chat["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": "tool_use", "strict": True, "schema": call_schema(forced)}}
+        chat["response_format"] = call_format(
+            [(t["name"], t.get("input_schema")) for t in forced], "input", name="tool_use")
     elif choice == "none":
         chat["tool_choice"] = "none"
     if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
@@ -249,18 +240,9 @@ def chat_request(body):
 
 def parse_forced(text):
     """The ``tool_use`` block in a constrained answer, or None if it is not a call."""
-    text = (text or "").strip()
-    if text.startswith("```"):  # llama.cpp's response-format parser allows a ```json fence
-        text = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-    try:
-        call = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return None
-    tool_input = call.get("input")
-    return {"type": "tool_use", "id": tool_use_id(), "name": call["name"],
-            "input": tool_input if isinstance(tool_input, dict) else {}}
+    call = parse_forced_call(text, "input")
+    return {"type": "tool_use", "id": tool_use_id(), "name": call[0], "input": call[1]} \
+        if call else None
 
 
 def _arguments(raw):

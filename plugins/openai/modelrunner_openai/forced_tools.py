@@ -1,13 +1,10 @@
 """Forced tool calls: ``tool_choice: "required"`` or a named function, made to hold.
 
-OpenAI's contract is that a forced choice makes the answer a tool call. llama-server (0c1e570,
-the one in llama-cpp-python 0.3.36) keeps it only loosely: it reads ``tool_choice`` only as a
-string, so a named function silently becomes "auto", and its "required" grammar still lets the
-model write prose up to the tool-call marker, so a small model may talk until max_tokens and never
-call. So a forced choice is sent to the runner as a ``response_format`` JSON schema whose only
-valid answers are ``{"name": <an allowed tool>, "arguments": <that tool's parameters>}`` (the
-tools stay in the request, for templates that describe them to the model), and the answer is
-turned back into an assistant message with ``tool_calls`` (finish_reason "tool_calls").
+OpenAI's contract is that a forced choice makes the answer a tool call; llama-server keeps it only
+loosely, so a forced choice is held with the core's JSON-schema mechanism
+(``modelrunner.forced_calls``: the tools stay in the request, for templates that describe them to
+the model), and the answer is turned back into an assistant message with ``tool_calls``
+(finish_reason "tool_calls").
 
 Exactly one call is made. An answer cut off by max_tokens is not valid JSON and is passed on as
 it is, with finish_reason "length".
@@ -16,7 +13,7 @@ it is, with finish_reason "length".
 import json
 import secrets
 
-from modelrunner import GatewayError
+from modelrunner import GatewayError, call_format, forced_call_schema, parse_forced_call
 
 
 class ToolChoiceError(ValueError):
@@ -53,12 +50,7 @@ def forced_functions(data):
 
 def call_schema(functions):
     """The JSON schema of one call to any of ``functions``."""
-    calls = [{"type": "object",
-              "properties": {"name": {"const": f["name"]},
-                             "arguments": f.get("parameters") or {"type": "object"}},
-              "required": ["name", "arguments"], "additionalProperties": False}
-             for f in functions]
-    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+    return forced_call_schema([(f["name"], f.get("parameters")) for f in functions])
 
 
 def constrained_request(data, functions):
@@ -66,24 +58,14 @@ def constrained_request(data, functions):
     body = dict(data)
     body["tool_choice"] = "auto"
     body["tools"] = [{"type": "function", "function": f} for f in functions]
-    body["response_format"] = {"type": "json_schema",
-                               "json_schema": {"name": "tool_call", "strict": True,
-                                               "schema": call_schema(functions)}}
+    body["response_format"] = call_format([(f["name"], f.get("parameters")) for f in functions])
     return body
 
 
 def parse_call(text):
     """``(name, arguments JSON)`` from the constrained answer, or None if it is not a call."""
-    text = (text or "").strip()
-    if text.startswith("```"):  # llama.cpp's response-format parser allows a ```json fence
-        text = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-    try:
-        call = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return None
-    return call["name"], json.dumps(call.get("arguments") or {})
+    call = parse_forced_call(text)
+    return (call[0], json.dumps(call[1])) if call else None
 
 
 def tool_call(name, arguments, index=None):
