@@ -7,16 +7,14 @@ import sys
 
 from modelrunner import Engine, EngineError, RunnerCommand
 
-# `_configure` runtime flags: llama_cpp.server's ModelSettings fields (it validates the values)
-FLAGS = frozenset({"--n_gpu_layers", "--n_threads", "--n_batch", "--seed"})
-
 
 class LlamaCppPythonEngine(Engine):
     name = "llama-cpp-python"
     formats = ("gguf",)
     modes = ("completion", "embedding")
     install_hint = "pip install modelrunner-llamacpp-python"
-    runtime_flags = FLAGS
+    # `_configure` flags: llama_cpp.server's ModelSettings fields (they validate the values)
+    runtime_flags = frozenset({"--n_gpu_layers", "--n_threads", "--n_batch", "--seed"})
 
     def installed(self):
         if importlib.util.find_spec("llama_cpp") is None:

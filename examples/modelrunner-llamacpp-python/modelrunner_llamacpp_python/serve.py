@@ -14,8 +14,9 @@ from llama_cpp.server.settings import ModelSettings, ServerSettings
 
 
 def main(address, model_settings):
-    app = create_app(server_settings=ServerSettings.model_validate({"interrupt_requests": False}),
-                     model_settings=[ModelSettings.model_validate(json.loads(model_settings))])
+    env = "MODELRUNNER_LLAMACPP_PYTHON_"  # settings read only these variables, not MODEL, API_KEY
+    app = create_app(server_settings=ServerSettings(_env_prefix=env, interrupt_requests=False),
+                     model_settings=[ModelSettings(_env_prefix=env, **json.loads(model_settings))])
     where = urlsplit(address)
     if where.scheme == "unix":
         uvicorn.run(app, uds=where.path)
