@@ -10,6 +10,7 @@ Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES
 Sources        Source, Progress, fetch_blob and BlobBody, chunks_readinto, format_size
 Store          Store (the protocol), Model, BlobWriter
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection
+Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
 Request bodies read_json_body
 Streams        sse_events, reassemble, StreamError
@@ -64,6 +65,8 @@ _EXPORTS = {
     "RunnerResponse": ".gateway",
     "MODE_BY_PATH": ".gateway",
     "runner_connection": ".runners",
+    "UnixHTTPServer": ".unix_http",
+    "JSONRequestHandler": ".unix_http",
     # references
     "Reference": ".reference",
     "parse_reference": ".reference",

@@ -12,6 +12,10 @@ from pathlib import Path
 from .errors import ModelRunnerError
 
 MODES = ("completion", "embedding", "reranking", "image-generation")
+# what each mode means to a user, for the error a request in a mode an engine lacks gets
+MODE_REQUESTS = {"completion": "chat and completions", "embedding": "embeddings (POST /v1/embeddings)",
+                 "reranking": "reranking (POST /rerank)",
+                 "image-generation": "image generation (POST /v1/images/generations)"}
 
 
 class EngineError(ModelRunnerError):
@@ -152,8 +156,9 @@ class Engine:
     def runner_command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
         """What the scheduler calls: the mode and flags checked, then the engine's command."""
         if config.mode not in self.modes:
-            raise EngineError(f"{self.name} cannot run a model in {config.mode!r} mode; it serves "
-                              f"{', '.join(self.modes)}")
+            serves = ", ".join(MODE_REQUESTS.get(m, m) for m in self.modes)
+            raise EngineError(f"the {self.name} engine serves {serves}, not "
+                              f"{MODE_REQUESTS.get(config.mode, config.mode)}")
         self.validate_runtime_flags(config.runtime_flags or [])
         return self.command(bundle, config, address)
 

@@ -13,21 +13,19 @@ that created the app) is gone.
 
 import argparse
 import fcntl
-import json
 import logging
 import os
 import signal
-import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from ..engines import EngineError
 from ..runners import unix_url
 from ..plugins import get_plugin_manager
 from ..settings import load_settings
 from ..store import StoreError
+from ..unix_http import JSONRequestHandler, UnixHTTPServer
 from .scheduler import Scheduler, SchedulerError
 
 log = logging.getLogger("modelrunner.scheduler")
@@ -40,24 +38,17 @@ def collect_engines(pm, settings):
     return engines
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JSONRequestHandler):
     scheduler: Scheduler = None
-    protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
         log.debug(fmt, *args)
 
     def _reply(self, status, payload):
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(status, payload)
 
     def _body(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
+        return self.read_json()
 
     def do_GET(self):
         if self.path == "/health":
@@ -115,14 +106,6 @@ class Handler(BaseHTTPRequestHandler):
         return config.to_dict()
 
 
-class UnixThreadingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def get_request(self):
-        request, _ = super().get_request()
-        return request, ("local", 0)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--socket", required=True)
@@ -142,7 +125,7 @@ def main(argv=None):
     Handler.scheduler = scheduler
     if os.path.exists(args.socket):
         os.unlink(args.socket)
-    server = UnixThreadingServer(args.socket, Handler)
+    server = UnixHTTPServer(args.socket, Handler)
     stopping = threading.Event()
 
     def stop(*_):

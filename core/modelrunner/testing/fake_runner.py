@@ -13,26 +13,17 @@ import argparse
 import json
 import os
 import signal
-import socketserver
 import sys
 import time
-from http.server import BaseHTTPRequestHandler
+
+from modelrunner.unix_http import JSONRequestHandler, UnixHTTPServer
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(JSONRequestHandler):
     ctx_size = None
 
-    def log_message(self, fmt, *args):
-        pass
-
     def _json(self, status, payload):
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(status, payload)
 
     def do_GET(self):
         if self.path == "/health":
@@ -40,8 +31,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": "not found"})
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        request = json.loads(self.rfile.read(length) or b"{}")
+        request = self.read_json()
         if self.path != "/v1/chat/completions":
             return self._json(404, {"error": "not found"})
         echo = {"pid": os.getpid(), "ctx_size": self.ctx_size, "request": request}
@@ -70,14 +60,6 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def get_request(self):
-        request, _ = super().get_request()
-        return request, ("local", 0)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket", required=True)
@@ -100,7 +82,7 @@ def main():
     Handler.ctx_size = args.ctx_size
     if os.path.exists(args.socket):
         os.unlink(args.socket)
-    server = Server(args.socket, Handler)
+    server = UnixHTTPServer(args.socket, Handler)
     print("fake runner ready", flush=True)
     server.serve_forever()
     return 0

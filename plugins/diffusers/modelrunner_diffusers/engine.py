@@ -221,7 +221,9 @@ def _dduf_weight_bytes(path, target):
 
 
 def socket_path_of(address):
-    """The runner serves HTTP on a Unix socket only: ``unix:///path`` -> ``/path``."""
+    """The runner serves HTTP on a Unix socket only: ``unix:///path`` (or a bare path) -> path."""
+    if "://" not in address:
+        return address
     if not address.startswith("unix://"):
         raise EngineError(f"the diffusers runner listens on a Unix socket, not {address}", status=500)
     return address[len("unix://"):]

@@ -33,12 +33,12 @@ import json
 import os
 import re
 import signal
-import socketserver
 import sys
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler
+
+from modelrunner import JSONRequestHandler, UnixHTTPServer
 
 MAX_BODY = 10 * 2**20
 MAX_IMAGES = 10
@@ -365,8 +365,7 @@ def _version(dist):
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class RunnerServer(UnixHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, path, handler, generator):
@@ -376,8 +375,7 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         super().__init__(path, handler)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(JSONRequestHandler):
     server_version = "modelrunner-diffusers"
 
     def address_string(self):
@@ -389,12 +387,7 @@ class Handler(BaseHTTPRequestHandler):
         log(f"{self.command} {self.path} -> " + (fmt % args).split('" ', 1)[-1])
 
     def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, payload)
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]
@@ -459,7 +452,7 @@ def serve(args):
                           max_scale=args.max_scale, threads=args.threads)
     if os.path.exists(args.socket):
         os.unlink(args.socket)
-    server = UnixHTTPServer(args.socket, Handler, generator)
+    server = RunnerServer(args.socket, Handler, generator)
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="http")
     thread.start()
 

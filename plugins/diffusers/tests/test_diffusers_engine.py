@@ -88,7 +88,7 @@ def test_runner_command_for_dduf(tmp_path, tiny_sd_files):
 
 def test_refuses_other_modes_and_flags(tmp_path, tiny_sd_dir):
     b = bundle_of(tmp_path, tiny_sd_dir, "diffusers")
-    with pytest.raises(EngineError, match="only serves image generation"):
+    with pytest.raises(EngineError, match="serves image generation"):
         engine().runner_command(b, RunnerConfig(mode="completion"), "/s")
     with pytest.raises(EngineError, match="no runtime flags"):
         engine().runner_command(b, RunnerConfig(mode="image-generation",
