@@ -11,9 +11,8 @@ import os
 import threading
 from pathlib import Path
 
-from filelock import FileLock
-
 from .gateway import Gateway
+from .locks import file_lock
 from .plugins import get_plugin_manager
 from .scheduler import SchedulerClient
 from .settings import load_settings
@@ -93,7 +92,7 @@ class Runtime:
         across processes (file lock), so a second concurrent pull finds the model cached."""
         source = self.find_source(ref)
         lock = Path(self.settings.models_path) / f".pull-{str(ref).replace('/', '_')}.lock"
-        with self._pull_slots, FileLock(str(lock)):
+        with self._pull_slots, file_lock(lock):
             return source.pull(ref, self.store, progress, token)
 
     def push(self, ref, model, progress, token=None):

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from filelock import FileLock
+from ..locks import file_lock
 
 from ..logfiles import rotate_if_large
 from ..runners import UnixHTTPConnection
@@ -102,7 +102,7 @@ class SchedulerClient:
         """Start the daemon unless one answers; returns when it is ready."""
         if self._ping():
             return
-        with FileLock(self.socket + ".start"):
+        with file_lock(self.socket + ".start", timeout=timeout + 15):
             if self._ping():
                 return
             cmd = [sys.executable, "-m", "modelrunner.scheduler.daemon", "--socket", self.socket,

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock
+from ..locks import file_lock
 
 from .. import reference as refs
 from ..engines import Bundle
@@ -213,7 +213,7 @@ class FilesystemStore:
         self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("blobs/sha256", "manifests/sha256", "bundles/sha256"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.root / ".lock"))
+        self._lock = file_lock(self.root / ".lock")
         if not (self.root / "layout.json").exists():
             _atomic_write(self.root / "layout.json", b'{"version":"1.0.0"}')
         if not (self.root / "models.json").exists():

@@ -11,7 +11,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from modelrunner import Engine, EngineError, RunnerCommand, read_gguf
+import modelrunner
+from modelrunner import Engine, EngineError, RunnerCommand
 
 from .args import RUNTIME_FLAGS, _as_int, _per_layer, build_argv, plan
 from .build import find_llama_server
@@ -83,7 +84,8 @@ def _gguf_metadata(bundle):
     if meta and meta.get("general.architecture"):
         return dict(meta)
     files = bundle.gguf_files
-    return read_gguf(files[0])["gguf"] if files else {}
+    # read here, not at import: API workers load this module and never import gguf
+    return modelrunner.read_gguf(files[0])["gguf"] if files else {}
 
 
 class LlamaCppEngine(Engine):

@@ -6,11 +6,11 @@ import time
 
 import falcon
 
+import modelrunner
 from modelrunner import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_GGUF,
                          MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ, InvalidReference, PackagingError,
                          SchedulerError, StoreError, __version__, canonical_json,
-                         format_parameters, format_size, make_layer, normalize_reference,
-                         read_gguf)
+                         format_parameters, format_size, make_layer, normalize_reference)
 from modelrunner import rfc3339 as utc_rfc3339
 
 from .errors import OllamaError, not_found
@@ -413,7 +413,7 @@ class CreateResource:
             lower = filename.lower()
             if lower.endswith(".gguf"):
                 try:
-                    meta = read_gguf(path)
+                    meta = modelrunner.read_gguf(path)  # gguf loads only for a create
                 except PackagingError as e:
                     raise OllamaError(400, f"{filename}: {e}") from None
                 (projectors if meta["architecture"] == "clip" else weights).append(
