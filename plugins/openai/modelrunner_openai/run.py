@@ -19,7 +19,8 @@ import time
 
 import click
 
-from modelrunner import Client, ConnectError, HTTPError, error_text, fail, pull_model
+from modelrunner import (Client, ConnectError, HTTPError, StreamError, error_text, fail, pull_model,
+                         sse_events)
 
 HELP = """Available commands:
   /set system <text>   Set the system message
@@ -79,28 +80,14 @@ class Chat:
                 if resp.status_code >= 400:
                     resp.read()
                     raise ChatError(error_text(resp))
-                for line in resp.iter_lines():
-                    if self.debug:
-                        click.echo(f"< {line}", err=True)
-                    if line.startswith("error:"):
-                        raise ChatError(line[6:].strip())
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        data = json.loads(payload)
-                    except ValueError:
-                        continue
-                    if data.get("error"):
-                        err = data["error"]
-                        raise ChatError(err.get("message") if isinstance(err, dict) else str(err))
+                for data in sse_events(self._lines(resp)):
                     for choice in data.get("choices") or []:
                         delta = (choice.get("delta") or {}).get("content")
                         if delta:
                             text.append(delta)
                             printer.add(delta)
+        except StreamError as e:
+            raise ChatError(str(e)) from None
         except ConnectError:
             raise ChatError(f"modelrunner is not running at {self.client.base_url} "
                             "(start it with: model serve)") from None
@@ -109,6 +96,13 @@ class Chat:
         finally:
             printer.close()
         return "".join(text)
+
+    def _lines(self, resp):
+        """The answer's lines as bytes for ``sse_events``, echoed with --debug."""
+        for line in resp.iter_lines():
+            if self.debug:
+                click.echo(f"< {line}", err=True)
+            yield line.encode() + b"\n"
 
 
 class RawPrinter:
