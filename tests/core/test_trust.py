@@ -179,17 +179,6 @@ def test_a_plugin_route_is_admin_unless_its_resource_says_inference():
     assert route_scope("GET", "/new/open", Sneaky()) == "admin"
 
 
-def test_keys_are_never_recorded(app_with_a_model):
-    from modelrunner.inspector import SECRET_KEYS  # noqa: F401  (bodies: the inspector's own test)
-    wsgi, models = app_with_a_model(api_keys=["sk-inference-secret"])
-    client = falcon.testing.TestClient(wsgi, headers=LOCAL)
-    client.simulate_post("/v1/chat/completions", json={"model": "ai/small", "messages": []},
-                         headers={"Authorization": "Bearer sk-inference-secret"})
-    for path in models.rglob("*"):
-        if path.is_file():
-            assert b"sk-inference-secret" not in path.read_bytes(), path
-
-
 # -- proxies --------------------------------------------------------------------------------------
 
 
@@ -202,3 +191,96 @@ def test_a_forwarded_prefix_counts_only_from_a_trusted_proxy(app_with_a_model):
                                remote_addr="10.0.0.1").status_code == 200
     assert client.simulate_get("/models/models", headers=prefix,
                                remote_addr="10.0.0.9").status_code == 404
+
+
+# -- real server, real clients ----------------------------------------------------------------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 # Chromium's own local-network guard would stop the page before the server sees
+                 # it; the server must hold without it (other browsers, a user who said yes)
+                 "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,"
+                 "PrivateNetworkAccessSendPreflights,PrivateNetworkAccessRespectPreflightResults"]
+
+ATTACK_PAGE = """<script>
+async function attack(server) {
+  const tries = {
+    tag: () => fetch(server + "/models/ai/tiny/tag?repo=ai/pwned&tag=latest",
+                     {method: "POST", mode: "no-cors"}),
+    configure: () => fetch(server + "/engines/_configure", {method: "POST", mode: "no-cors",
+                     body: JSON.stringify({model: "ai/tiny", "context-size": 7})}),
+    remove: () => fetch(server + "/models/ai/tiny?force=true", {method: "DELETE"}),
+    read: () => fetch(server + "/models").then(r => r.json()),
+  };
+  const out = {};
+  for (const [name, go] of Object.entries(tries)) {
+    try { const r = await go(); out[name] = r.type || "read"; } catch (e) { out[name] = "failed"; }
+  }
+  return out;
+}
+</script>"""
+
+
+def test_page_on_another_origin_cannot_drive_the_server(tmp_path):
+    """A real Chromium on a page from another origin (127.0.0.2: loopback, but not a localhost
+    origin) tries what a page can: no-cors POSTs, a CORS DELETE, reading the model list."""
+    import http.server
+    import shutil
+    import threading
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from modelrunner.testing import Server, free_port
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "index.html").write_text(ATTACK_PAGE)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=tmp_path / "page")
+    page_server = http.server.ThreadingHTTPServer(("127.0.0.2", free_port()), handler)
+    threading.Thread(target=page_server.serve_forever, daemon=True).start()
+    with Server(tmp_path / "models") as server:
+        server.package(write_small_gguf(tmp_path / "tiny.gguf"), "ai/tiny")
+        configured = httpx.get(server.url + "/engines/_configure").text
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.2:{page_server.server_port}/index.html")
+            outcome = page.evaluate("server => attack(server)", server.url)
+            browser.close()
+        page_server.shutdown()
+        # no-cors answers are opaque whatever happened: what counts is what changed
+        assert outcome["remove"] == "failed" and outcome["read"] == "failed", outcome
+        tags = [t for m in httpx.get(server.url + "/models").json() for t in m["tags"]]
+        assert tags == ["docker.io/ai/tiny:latest"], (tags, outcome)
+        assert httpx.get(server.url + "/engines/_configure").text == configured
+        log = server.log_path.read_text()
+        # the requests did reach the server (Chromium did not stop them): refused there
+        assert re.search(r'"POST /models/ai/tiny/tag\S* HTTP/1.1" 403', log), outcome
+        assert re.search(r'"POST /engines/_configure HTTP/1.1" 403', log), outcome
+
+
+def test_openai_client_over_tls_with_a_ca_file_and_keys(tmp_path):
+    import httpx
+    import openai
+
+    from modelrunner.testing import Server
+    from modelrunner.tls import self_signed
+
+    cert, key = self_signed(tmp_path / "tls")
+    env = {"MODELRUNNER_API_KEYS": "sk-inference", "MODEL_RUNNER_API_KEY": "sk-admin"}
+    with Server(tmp_path / "models", tls=(cert, key), env=env) as server:
+        assert server.url.startswith("https://")
+        server.package(write_small_gguf(tmp_path / "tiny.gguf"), "ai/tiny")  # the CLI: admin key
+        client = openai.OpenAI(base_url=server.url + "/engines/v1", api_key="sk-inference",
+                               http_client=httpx.Client(verify=str(cert)))
+        assert [m.id for m in client.models.list()] == ["docker.io/ai/tiny:latest"]
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=server.url + "/engines/v1", api_key="sk-wrong",
+                          http_client=httpx.Client(verify=str(cert))).models.list()
+        pull = httpx.post(server.url + "/models/create", json={"from": "ai/x"}, verify=str(cert),
+                          headers={"Authorization": "Bearer sk-inference"})
+        assert pull.status_code == 403  # pulls need an admin key
+        with pytest.raises(httpx.ConnectError):  # the system's CAs do not know the certificate
+            httpx.get(server.url + "/")
+        assert "tiny" in server.model("ls").stdout  # the CLI: CA file, admin key
