@@ -23,6 +23,13 @@ worker_connections = 1000
 timeout = 0                 # streams and model loads can take long; gevent workers heartbeat anyway
 keepalive = 5
 forwarded_allow_ips = str(_settings.get("forwarded_allow_ips", "127.0.0.1"))
+# https when a certificate is configured (tls_cert/tls_key, DMR's MODEL_RUNNER_TLS_CERT/_KEY);
+# `model serve --tls` passes --certfile/--keyfile itself, self-signed when none is configured.
+if _settings.get("tls_cert") and _settings.get("tls_key"):
+    certfile = str(_settings.tls_cert)
+    keyfile = str(_settings.tls_key)
+# The access log's format (gunicorn's default) holds no request header but Referer and
+# User-Agent: an Authorization header (an API key) is never logged.
 accesslog = "-"
 errorlog = "-"
 wsgi_app = "modelrunner.app:create_app()"
@@ -33,6 +40,8 @@ def on_starting(server):
     # Runner processes belong to one scheduler per store; it watches this master process and
     # stops every runner when the server goes away.
     os.environ["MODELRUNNER_WATCH_PID"] = str(os.getpid())
+    # The addresses actually bound (after any --bind) are Host names the trust boundary answers.
+    os.environ["MODELRUNNER_BOUND_HOSTS"] = ",".join(_bound_hosts(server.cfg.bind))
     # The server's own log also goes to <store>/logs/server.log (rotated); workers inherit it.
     from modelrunner.logfiles import setup_server_logging
     setup_server_logging(_settings.models_path)
@@ -44,3 +53,24 @@ def on_starting(server):
 def child_exit(server, worker):
     from modelrunner.plugins import get_plugin_manager
     get_plugin_manager().hook.on_worker_exit(settings=_settings, pid=worker.pid)
+
+
+def _bound_hosts(binds):
+    """Host parts of gunicorn's bind addresses ("127.0.0.1:8080", "[::1]:80", "unix:/x")."""
+    hosts = []
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        if bind.startswith("["):
+            host = bind[1:bind.find("]")]
+        elif bind.count(":") == 1:
+            host = bind.split(":")[0]
+        else:
+            host = bind  # a bare host, or an IPv6 address without a port
+        hosts.append(host)
+    if any(h in ("0.0.0.0", "::", "") for h in hosts) and not _settings.get("allowed_hosts"):
+        import logging
+        logging.getLogger("gunicorn.error").warning(
+            "bound beyond loopback with no allowed_hosts: requests that name this machine by "
+            "another name or address get 403 (set MODELRUNNER_ALLOWED_HOSTS)")
+    return hosts

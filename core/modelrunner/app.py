@@ -10,6 +10,7 @@ import falcon
 from .api.errors import DMRError, handle_dmr_error
 from .errors import KIND_BY_STATUS, ModelRunnerError
 from .runtime import Runtime
+from .trust import Trust
 
 
 class BodyLimit:
@@ -28,14 +29,23 @@ class BodyLimit:
 
 class ForwardedPrefix:
     """WSGI middleware: behind a reverse proxy that keeps a path prefix (X-Forwarded-Prefix, or
-    the ``root_path`` setting), route as if the prefix were not there."""
+    the ``root_path`` setting), route as if the prefix were not there.
 
-    def __init__(self, app, root_path=""):
+    X-Forwarded-Prefix counts only from the proxies in ``forwarded_allow_ips`` (as gunicorn does
+    for X-Forwarded-Proto): from anyone else it would let a client rewrite the paths it is shown.
+    """
+
+    def __init__(self, app, root_path="", trusted="127.0.0.1"):
         self.app = app
         self.root_path = root_path.rstrip("/")
+        names = trusted.split(",") if isinstance(trusted, str) else trusted
+        self.trusted = {str(ip).strip() for ip in names if str(ip).strip()}
 
     def __call__(self, environ, start_response):
-        prefix = environ.get("HTTP_X_FORWARDED_PREFIX", "").rstrip("/") or self.root_path
+        prefix = ""
+        if "*" in self.trusted or environ.get("REMOTE_ADDR") in self.trusted:
+            prefix = environ.get("HTTP_X_FORWARDED_PREFIX", "").rstrip("/")
+        prefix = prefix or self.root_path
         path = environ.get("PATH_INFO", "")
         if prefix and (path == prefix or path.startswith(prefix + "/")):
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
@@ -45,7 +55,9 @@ class ForwardedPrefix:
 
 def create_app(settings=None, runtime=None):
     runtime = runtime or Runtime(settings)
-    app = falcon.App(middleware=[BodyLimit(int(runtime.settings.get("max_body", 10 << 20)))])
+    # Trust first: a request it refuses reaches nothing else (see trust.py).
+    app = falcon.App(middleware=[Trust(runtime.settings),
+                                 BodyLimit(int(runtime.settings.get("max_body", 10 << 20)))])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
 
@@ -74,7 +86,8 @@ def create_app(settings=None, runtime=None):
     app.add_error_handler(ModelRunnerError, handle_modelrunner_error)
     app.add_error_handler(DMRError, handle_dmr_error)
     runtime.hook.register_routes(app=app, runtime=runtime)
-    wsgi = ForwardedPrefix(app, str(runtime.settings.get("root_path", "") or ""))
+    wsgi = ForwardedPrefix(app, str(runtime.settings.get("root_path", "") or ""),
+                           runtime.settings.get("forwarded_allow_ips", "127.0.0.1"))
     wsgi.runtime = runtime
     wsgi.falcon_app = app
     return wsgi

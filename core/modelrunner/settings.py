@@ -1,7 +1,10 @@
 """Settings: conf/settings.toml, then MODELRUNNER_* environment variables, then DMR's own names.
 
 DMR's variables are honoured so existing setups work unchanged: MODELS_PATH, MODEL_RUNNER_HOST
-(a URL for the CLI, or a host for the server) and MODEL_RUNNER_PORT.
+(a URL for the CLI, or a host for the server) and MODEL_RUNNER_PORT; for the trust boundary
+(trust.py) DMR_ORIGINS and OLLAMA_ORIGINS add allowed origins, MODEL_RUNNER_API_KEY adds an
+admin key (the CLI sends the same variable), MODEL_RUNNER_TLS_CERT / MODEL_RUNNER_TLS_KEY name
+the certificate and key to serve https with.
 """
 
 import os
@@ -35,10 +38,31 @@ def load_settings(**overrides):
         settings.set("host", parsed.hostname or settings.host)
         if parsed.port:
             settings.set("port", parsed.port)
+    _trust_names(settings)
     for key, value in overrides.items():
         settings.set(key, value)
     settings.set("models_path", str(Path(os.path.expanduser(str(settings.models_path))).resolve()))
     return settings
+
+
+def _trust_names(settings):
+    """DMR's and Ollama's names for origins, keys and TLS, added to (or, for TLS, under) ours."""
+    origins = [o.strip() for name in ("DMR_ORIGINS", "OLLAMA_ORIGINS")
+               for o in os.environ.get(name, "").split(",") if o.strip()]
+    if origins:
+        settings.set("origins", _as_list(settings.get("origins")) + origins)
+    key = os.environ.get("MODEL_RUNNER_API_KEY", "").strip()
+    if key:
+        settings.set("admin_api_keys", _as_list(settings.get("admin_api_keys")) + [key])
+    for ours, dmr in (("tls_cert", "MODEL_RUNNER_TLS_CERT"), ("tls_key", "MODEL_RUNNER_TLS_KEY")):
+        if os.environ.get(dmr) and not os.environ.get(f"MODELRUNNER_{ours.upper()}"):
+            settings.set(ours, os.environ[dmr])
+
+
+def _as_list(value):
+    if not value:
+        return []
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
 
 
 def server_url():

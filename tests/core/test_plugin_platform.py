@@ -142,7 +142,10 @@ class TeapotDialect:
 
 def test_a_dialect_shapes_the_errors_of_its_own_routes(plugin_manager, settings):
     plugin_manager.register(TeapotDialect(), name="teapot")
-    client = falcon.testing.TestClient(create_app(runtime=Runtime(settings, plugin_manager)))
+    # a local client, as the trust boundary wants: loopback Host, JSON bodies
+    client = falcon.testing.TestClient(create_app(runtime=Runtime(settings, plugin_manager)),
+                                       headers={"Host": "127.0.0.1",
+                                                "Content-Type": "application/json"})
 
     raised = client.simulate_post("/tea/pot", body=b"{}")
     assert raised.status_code == 418

@@ -3,9 +3,15 @@
 ``Client.http`` is the raw transport (:mod:`.http`, over the standard library's http.client):
 ``get``/``post``/``stream`` that return any status; ``Client``'s own methods exit with the
 server's error instead.
+
+A server with API keys wants ``MODEL_RUNNER_API_KEY`` (sent as a Bearer token); one serving https
+with a self-signed certificate wants ``MODEL_RUNNER_TLS_CA`` (its certificate, or the CA's).
+The key goes only to the modelrunner server (MODEL_RUNNER_HOST, or the settings' address), never
+to another base URL (`model run --openaiurl`) unless given explicitly.
 """
 
 import json
+import os
 import sys
 
 import click
@@ -15,9 +21,12 @@ from .http import HTTP, ConnectError, HTTPError  # noqa: F401  (exported to plug
 
 
 class Client:
-    def __init__(self, base_url=None):
+    def __init__(self, base_url=None, api_key=None):
+        if base_url is None:
+            api_key = api_key or os.environ.get("MODEL_RUNNER_API_KEY") or None
         self.base_url = (base_url or server_url()).rstrip("/")
-        self.http = HTTP(self.base_url)
+        self.http = HTTP(self.base_url, api_key=api_key,
+                         ca_file=os.environ.get("MODEL_RUNNER_TLS_CA") or None)
 
     def request(self, method, path, **kwargs):
         try:

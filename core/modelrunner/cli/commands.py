@@ -282,17 +282,27 @@ def configure(model, flags, context_size, keep_alive, mode, backend):
 @click.option("--port", type=int, help="Port (default: settings port, 12434)")
 @click.option("-w", "--workers", type=int, help="gunicorn worker processes")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers")
-def serve(host, port, workers, detach):
+@click.option("--tls", is_flag=True,
+              help="Serve https: with tls_cert/tls_key (MODEL_RUNNER_TLS_CERT/_KEY), else a "
+                   "self-signed certificate made in <models_path>/tls/")
+def serve(host, port, workers, detach, tls):
     """Serve the API with gunicorn and gevent workers."""
     from pathlib import Path
 
     from ..settings import load_settings
     settings = load_settings()
-    bind = f"{host or settings.host}:{port or settings.port}"
+    host = host or settings.host
+    bind = f"{host}:{port or settings.port}"
     conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
     argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", bind]
     if workers:
         argv += ["--workers", str(workers)]
+    cert = str(settings.get("tls_cert") or "")
+    if tls and not cert:
+        from ..tls import self_signed
+        hosts = [host, *(settings.get("allowed_hosts") or [])]
+        cert, key = map(str, self_signed(Path(settings.models_path) / "tls", hosts))
+        argv += ["--certfile", cert, "--keyfile", key]
     argv.append("modelrunner.app:create_app()")
     if not detach:
         os.execv(sys.executable, argv)
@@ -302,14 +312,18 @@ def serve(host, port, workers, detach):
     with open(log_dir / "serve.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    client = Client(f"http://{bind}")
+    from .http import HTTP
+    scheme = "https" if cert else "http"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"{scheme}://{local if ':' not in local else f'[{local}]'}:{port or settings.port}"
+    probe = HTTP(url, ca_file=os.environ.get("MODEL_RUNNER_TLS_CA") or cert or None)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             fail(f"the server exited; see {log_dir / 'serve.log'}")
         try:
-            client.http.get("/version", timeout=1)
-            click.echo(f"modelrunner is serving at http://{bind} (pid {proc.pid}, "
+            probe.get("/", timeout=1)
+            click.echo(f"modelrunner is serving at {url} (pid {proc.pid}, "
                        f"logs in {log_dir / 'serve.log'})")
             return
         except Exception:

@@ -8,7 +8,9 @@ This module keeps the part of httpx's interface the CLI and its plugins use: ``g
 sent chunked), ``headers`` and ``timeout``; responses with ``status_code``, ``headers``,
 ``read()``, ``content``, ``text``, ``json()``, ``iter_bytes()`` and ``iter_lines()``; and two
 errors, :class:`ConnectError` (nothing answers) under :class:`HTTPError` (any transport
-failure). https (``model run --openaiurl https://...``) imports ssl when used.
+failure). https (``model run --openaiurl https://...``) imports ssl when used; ``ca_file``
+names a CA bundle to trust besides the system's (a self-signed server: MODEL_RUNNER_TLS_CA), and
+``api_key`` is sent as ``Authorization: Bearer`` on every request (MODEL_RUNNER_API_KEY).
 
 One connection per request (``Connection: close``): the server is local and a command makes a
 handful of requests. As with httpx, only the connect has a timeout by default (5 s): answers may
@@ -165,7 +167,7 @@ class Response:
 class HTTP:
     """Requests relative to ``base_url`` (its path is a prefix, as in httpx)."""
 
-    def __init__(self, base_url, connect_timeout=CONNECT_TIMEOUT):
+    def __init__(self, base_url, connect_timeout=CONNECT_TIMEOUT, api_key=None, ca_file=None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -178,6 +180,8 @@ class HTTP:
         self._host_header = host if default else f"{host}:{self._port}"
         self._prefix = parts.path.rstrip("/")
         self._connect_timeout = connect_timeout
+        self._api_key = api_key
+        self._ca_file = ca_file
 
     def _connect(self, timeout):
         # An ASCII host goes to getaddrinfo as bytes: a str one imports the idna codec (10 ms).
@@ -190,7 +194,10 @@ class HTTP:
                 (host, self._port), self._connect_timeout if timeout is None else timeout)
             if self._https:
                 import ssl
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+                context = ssl.create_default_context()
+                if self._ca_file:
+                    context.load_verify_locations(cafile=self._ca_file)
+                sock = context.wrap_socket(sock, server_hostname=self._host)
         except OSError as e:  # refused, unreachable, socket.gaierror, timeout, ssl errors
             raise ConnectError(str(e) or type(e).__name__) from e
         sock.settimeout(timeout)
@@ -204,6 +211,8 @@ class HTTP:
             target += ("&" if "?" in target else "?") + urlencode(params)
         sent = {"Host": self._host_header, "Accept": "*/*", "User-Agent": USER_AGENT,
                 "Connection": "close"}
+        if self._api_key:
+            sent["Authorization"] = f"Bearer {self._api_key}"
         body = content
         if json is not None:
             body = jsonlib.dumps(json).encode()

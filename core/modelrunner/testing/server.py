@@ -21,16 +21,23 @@ def free_port():
 
 
 class Server:
-    """``Server(models_path).start()``; ``.url``, ``.env`` (for CLI calls), ``.stop()``."""
+    """``Server(models_path).start()``; ``.url``, ``.env`` (for CLI calls), ``.stop()``.
 
-    def __init__(self, models_path, port=None, workers=1, env=None):
+    ``tls=(cert, key)`` serves https with that pair; ``.verify`` is then the certificate, for
+    httpx's ``verify=`` (and MODEL_RUNNER_TLS_CA in ``.env`` for the CLI).
+    """
+
+    def __init__(self, models_path, port=None, workers=1, env=None, tls=None):
         self.models_path = Path(models_path)
         self.port = port or free_port()
         self.workers = workers
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify = str(tls[0]) if tls else True
+        extra = ({"MODEL_RUNNER_TLS_CERT": str(tls[0]), "MODEL_RUNNER_TLS_KEY": str(tls[1]),
+                  "MODEL_RUNNER_TLS_CA": str(tls[0])} if tls else {})
         self.env = dict(os.environ, MODELS_PATH=str(self.models_path),
                         MODEL_RUNNER_HOST=self.url, MODELRUNNER_PORT=str(self.port),
-                        **(env or {}))
+                        **extra, **(env or {}))
         self.process = None
         self.log_path = self.models_path / "server-test.log"
 
@@ -46,7 +53,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/version", timeout=1).status_code == 200:
+                # GET / needs no API key, whatever the server's keys
+                if httpx.get(self.url + "/", timeout=1, verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)

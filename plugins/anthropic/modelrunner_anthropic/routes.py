@@ -51,6 +51,8 @@ def _read_json(answer):
 
 
 class MessagesResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -89,6 +91,7 @@ class CountTokensResource:
     """The prompt's tokens as the runner counts them: its chat template applied to the messages
     and tools, then its tokenizer (llama-server's /apply-template and /tokenize; vLLM's /tokenize
     takes the messages itself)."""
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, runtime):
         self.runtime = runtime

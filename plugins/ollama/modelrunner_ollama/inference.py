@@ -121,6 +121,7 @@ def runner_events(answer):
 
 
 class Base:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
     mode = "completion"
 
     def __init__(self, runtime):

@@ -164,6 +164,8 @@ def modelfile(name, settings, template, params):
 
 
 class VersionResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def on_get(self, req, resp):
         resp.media = {"version": __version__}
 
@@ -172,6 +174,8 @@ class VersionResource:
 
 
 class TagsResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -187,6 +191,8 @@ class TagsResource:
 
 
 class ShowResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -219,6 +225,8 @@ class ShowResource:
 
 
 class PsResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime):
         self.runtime = runtime
 

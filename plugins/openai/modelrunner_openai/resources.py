@@ -11,6 +11,8 @@ from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request
 
 
 class InferenceResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime, runner_path, mode=None):
         self.runtime = runtime
         self.runner_path = runner_path
@@ -72,6 +74,8 @@ def model_entry(model):
 
 
 class ModelsResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -81,6 +85,8 @@ class ModelsResource:
 
 
 class ModelResource:
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+
     def __init__(self, runtime):
         self.runtime = runtime
 

@@ -638,6 +638,7 @@ def _fail(resp, status, message, param=None, code=None):
 
 class ResponsesResource:
     """POST .../responses."""
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, runtime, store):
         self.runtime = runtime
@@ -726,6 +727,7 @@ def _runner_error(text):
 
 class ResponseResource:
     """GET / DELETE .../responses/{id}."""
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, store):
         self.store = store
@@ -744,6 +746,7 @@ class ResponseResource:
 
 class InputItemsResource:
     """GET .../responses/{id}/input_items."""
+    scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, store):
         self.store = store

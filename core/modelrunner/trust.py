@@ -1,0 +1,213 @@
+"""The trust boundary: only the user's own clients drive the server.
+
+One Falcon middleware, installed first, so nothing else runs for a request it refuses. It holds
+what DMR, Ollama and llama.cpp's server each hold, all by default:
+
+* **Host guard** (Ollama's). A web page can point a name it owns at 127.0.0.1 (DNS rebinding)
+  and then talk to the server as "its own origin": the browser sends ``Host: evil.example``. Only
+  the bound address, localhost, 127.0.0.1, [::1] and the ``allowed_hosts`` setting are answered;
+  any other Host gets 403. Binding beyond loopback, or serving behind a proxy that passes the
+  public Host on, names those hosts in ``allowed_hosts``.
+
+* **Origins** (DMR's CORS allow-list: ``DMR_ORIGINS``, also ``OLLAMA_ORIGINS``). A browser tags
+  every request a page makes with ``Origin`` (every non-GET/HEAD request, always, in every current
+  browser; GETs too when the page asks for CORS). A request whose Origin is not localhost, the
+  server's own origin or an allowed one gets 403; preflights are answered for allowed origins only,
+  and allowed origins get ``Access-Control-Allow-Origin`` on their answers. Requests without an
+  Origin come from programs (the CLI, curl, the openai/ollama/anthropic clients) and pass.
+
+* **State changes need a JSON or upload body type.** Why, when the Origin check already refuses a
+  foreign page: as an attacker, a page can send without CORS (``fetch(url, {method: "POST",
+  mode: "no-cors", body})``) only "simple" requests: no custom header, and a body typed
+  ``text/plain``, ``application/x-www-form-urlencoded`` or ``multipart/form-data`` (or untyped,
+  from a Blob or ArrayBuffer). The server used to parse JSON whatever the type, so such a body
+  unloaded models or started pulls. A state-changing request (POST, PUT, PATCH, DELETE) with a
+  body must now say it is JSON (``application/json``, ``*+json``, ``application/x-ndjson``) or an
+  upload (``application/octet-stream``, ``application/x-tar``: ``model package``'s tar to
+  /models/load, Ollama's blobs); the three simple types are refused even on a bodiless request.
+  A page can still send a bodiless, untyped POST (``curl -X POST`` sends the same), but a browser
+  always puts Origin on it, and a browser old enough to leave Origin off still sends
+  ``Sec-Fetch-Site: cross-site``, which is refused on state changes too. So a bodiless POST from
+  curl works and one from a page does not. (Ollama's docs' ``curl -d '{...}'`` sends
+  ``application/x-www-form-urlencoded``: add ``-H 'Content-Type: application/json'``.)
+
+* **API keys** (llama.cpp server's), optional: ``api_keys`` (inference) and ``admin_api_keys``
+  (everything). With any key set, every route but ``GET /`` needs ``Authorization: Bearer <key>``
+  (or Anthropic's ``x-api-key``). A route's scope comes from :data:`SCOPES`, keyed by (method,
+  route template), or from its resource's ``scope`` attribute (plugins); anything else is admin,
+  so a new route cannot slip through as inference. Keys are compared in constant time and never
+  logged nor recorded.
+
+Errors are ``ModelRunnerError``s raised here: the app's error handler shapes them in the route's
+dialect (the dialects decide by path, which is known before routing).
+"""
+
+import fnmatch
+import hmac
+import logging
+import os
+from urllib.parse import urlsplit
+
+import falcon
+
+from .errors import ModelRunnerError
+
+log = logging.getLogger("modelrunner.trust")
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a page may send without a CORS preflight: never a state change here.
+SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+BODY_TYPES = frozenset({"application/json", "application/x-ndjson", "application/octet-stream",
+                        "application/x-tar"})
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://localhost:*",
+                 "https://localhost:*", "http://127.0.0.1", "https://127.0.0.1",
+                 "http://127.0.0.1:*", "https://127.0.0.1:*", "http://[::1]", "https://[::1]",
+                 "http://[::1]:*", "https://[::1]:*")
+
+PUBLIC, INFERENCE, ADMIN = "public", "inference", "admin"
+
+# The core's routes that are not admin. Plugins mark theirs with a resource attribute
+# ``scope = "inference"`` (or a {method: scope} dict). Everything else is admin.
+SCOPES = {
+    ("GET", "/"): PUBLIC,
+    ("GET", "/version"): INFERENCE,
+    ("GET", "/models"): INFERENCE,
+    ("GET", "/models/{ref:path}"): INFERENCE,
+    ("GET", "/engines/status"): INFERENCE,
+    ("GET", "/engines/ps"): INFERENCE,
+}
+
+
+def route_scope(method, template, resource):
+    """``public``, ``inference`` or ``admin`` for a routed request; admin unless said otherwise."""
+    method = "GET" if method == "HEAD" else method
+    scope = SCOPES.get((method, template))
+    if scope is None and resource is not None:
+        declared = getattr(resource, "scope", None)
+        if isinstance(declared, dict):
+            declared = declared.get(method)
+        if declared == INFERENCE:  # a plugin can lower a route to inference, never to public
+            scope = INFERENCE
+    return scope or ADMIN
+
+
+def _words(value):
+    """A setting or variable as a list: a TOML list, or a comma-separated string."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+class Trust:
+    """The middleware; ``Trust(settings)``. See the module's docstring for why each check."""
+
+    def __init__(self, settings):
+        get = settings.get
+        bound = _words(os.environ.get("MODELRUNNER_BOUND_HOSTS")) + [str(get("host", ""))]
+        self.hosts = {h.lower().strip("[]") for h in
+                      [*LOOPBACK_HOSTS, *bound, *_words(get("allowed_hosts"))]} - {"", "0.0.0.0", "::"}
+        self.any_host = "*" in self.hosts
+        self.origins = [*LOCAL_ORIGINS, *(o.rstrip("/").lower() for o in _words(get("origins")))]
+        self.inference_keys = [k.encode() for k in _words(get("api_keys"))]
+        self.admin_keys = [k.encode() for k in _words(get("admin_api_keys"))]
+
+    # -- checks before routing ------------------------------------------------------------------
+
+    def process_request(self, req, resp):
+        host = self._hostname(req.get_header("Host") or "")
+        if host is not None and not self.any_host and host not in self.hosts:
+            self._refuse(req, f"host {host!r} is not allowed (add it to the allowed_hosts setting, "
+                              "MODELRUNNER_ALLOWED_HOSTS)")
+        origin = req.get_header("Origin")
+        if origin is not None and not self.origin_allowed(origin, req):
+            self._refuse(req, f"origin {origin!r} is not allowed (add it to DMR_ORIGINS)")
+        changing = req.method in STATE_CHANGING
+        if (changing and origin is None
+                and (req.get_header("Sec-Fetch-Site") or "").lower() == "cross-site"):
+            self._refuse(req, "cross-site request without an Origin")
+        if req.method == "OPTIONS" and origin and req.get_header("Access-Control-Request-Method"):
+            resp.status = falcon.HTTP_204
+            resp.set_header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE")
+            resp.set_header("Access-Control-Allow-Headers",
+                            req.get_header("Access-Control-Request-Headers") or "Content-Type")
+            resp.set_header("Access-Control-Max-Age", "600")
+            resp.complete = True
+            return
+        if changing:
+            kind = (req.content_type or "").split(";")[0].strip().lower()
+            has_body = bool(req.content_length) or req.get_header("Transfer-Encoding") is not None
+            if kind in SIMPLE_TYPES or (has_body and not (kind in BODY_TYPES or kind.endswith("+json"))):
+                self._refuse(req, f"a {req.method} needs Content-Type: application/json "
+                                  f"(or an upload type), not {kind or 'none'!r}")
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        origin = req.get_header("Origin")
+        if origin and self.origin_allowed(origin, req):
+            resp.set_header("Access-Control-Allow-Origin", origin)
+            resp.append_header("Vary", "Origin")
+
+    # -- keys, once the route is known ----------------------------------------------------------
+
+    def process_resource(self, req, resp, resource, params):
+        if not (self.inference_keys or self.admin_keys):
+            return
+        scope = route_scope(req.method, req.uri_template, resource)
+        if scope == PUBLIC:
+            return
+        given = self._key(req)
+        admin = self._matches(given, self.admin_keys)
+        inference = self._matches(given, self.inference_keys)
+        if not (admin or inference):
+            raise falcon.HTTPUnauthorized(
+                title="401 Unauthorized", challenges=["Bearer"],
+                description="an API key is needed: Authorization: Bearer <key>")
+        if scope == ADMIN and not admin:
+            raise ModelRunnerError("this API key may not use this route (it needs an admin key)",
+                                   status=403)
+
+    @staticmethod
+    def _key(req):
+        auth = req.get_header("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip().encode()
+        return (req.get_header("X-Api-Key") or "").strip().encode() or None
+
+    @staticmethod
+    def _matches(given, keys):
+        """Constant time in the key's content; every key is compared, none short-circuits."""
+        found = False
+        for key in keys:
+            found |= given is not None and hmac.compare_digest(given, key)
+        return found
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _hostname(value):
+        """The host part of a Host header, lower-case, without brackets or port; None if absent."""
+        if not value:
+            return None
+        try:
+            return (urlsplit("//" + value).hostname or "").lower()
+        except ValueError:
+            return value.lower()
+
+    def origin_allowed(self, origin, req):
+        origin = origin.rstrip("/").lower()
+        if origin == "null":  # sandboxed frames, file:// pages: never
+            return False
+        if any(fnmatch.fnmatchcase(origin, pattern) for pattern in self.origins):
+            return True
+        # The server's own origin (a page it serves, under an allowed Host) is not foreign.
+        parts = urlsplit(origin)
+        host = (req.get_header("Host") or "").lower()
+        return bool(parts.netloc) and parts.netloc == host
+
+    @staticmethod
+    def _refuse(req, message):
+        log.warning("refused %s %s: %s", req.method, req.path, message)
+        raise ModelRunnerError(message, status=403)
