@@ -25,6 +25,8 @@ what DMR, Ollama and llama.cpp's server each hold, all by default:
   body must now say it is JSON (``application/json``, ``*+json``, ``application/x-ndjson``) or an
   upload (``application/octet-stream``, ``application/x-tar``: ``model package``'s tar to
   /models/load, Ollama's blobs); the three simple types are refused even on a bodiless request.
+  An untyped body passes: programs send one (``curl --data-binary``, ``httpx.post(content=...)``),
+  and a page can only send one with its Origin on it, which the origin check has already judged.
   A page can still send a bodiless, untyped POST (``curl -X POST`` sends the same), but a browser
   always puts Origin on it, and a browser old enough to leave Origin off still sends
   ``Sec-Fetch-Site: cross-site``, which is refused on state changes too. So a bodiless POST from
@@ -139,7 +141,8 @@ class Trust:
         if changing:
             kind = (req.content_type or "").split(";")[0].strip().lower()
             has_body = bool(req.content_length) or req.get_header("Transfer-Encoding") is not None
-            if kind in SIMPLE_TYPES or (has_body and not (kind in BODY_TYPES or kind.endswith("+json"))):
+            typed_otherwise = kind and not (kind in BODY_TYPES or kind.endswith("+json"))
+            if kind in SIMPLE_TYPES or (has_body and typed_otherwise):
                 self._refuse(req, f"a {req.method} needs Content-Type: application/json "
                                   f"(or an upload type), not {kind or 'none'!r}")
 
