@@ -11,10 +11,10 @@ summaries). Nothing is stored; the client starts a new response with the window 
 
 How it is made here: the conversation (the previous response's, then ``input``) is written out as
 a transcript and the model is asked, at temperature 0 and in about half as many tokens, to
-summarise it so that it could be continued from the summary alone. The summary travels in the
-compaction item's ``encrypted_content`` (``responses_items.compaction_token``: opaque, not encrypted), and when the
-item comes back as input it becomes a system message with the summary, where the item stands.
-``usage`` is the summarising call's.
+summarise it. The summary travels in the compaction item's ``encrypted_content``
+(``responses_items.compaction_token``: opaque, not encrypted); when the item comes back as input
+it becomes a system message with the summary, where the item stands. ``usage`` is the
+summarising call's.
 """
 
 import json
