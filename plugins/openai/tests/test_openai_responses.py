@@ -1,27 +1,81 @@
-"""The Responses API (translated to chat completions) through the official client, and its
-translation and storage as units."""
+"""The Responses API (translated to chat completions) through the official client, held to the
+Open Responses specification; and its translation, streaming and storage as units.
+
+Every answer the server gives in these tests, plain or streamed (each event), is validated with
+jsonschema against the specification's schemas after the test (``every_answer_conforms``)."""
 
 import json
 import os
 import time
 
 import httpx
+import httpx2
 import jsonschema
 import openai
 import pytest
 
+from openai import OpenAI
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from modelrunner_openai.responses import (EventStream, RequestError, ResponseStore,
-                                          base_response, build_chat_request, chat_to_response,
-                                          validate)
+from conformance import Recorder, conforms, event_conforms, stream_conforms
+from modelrunner_openai.responses import EventStream, build_chat_request
+from modelrunner_openai.responses_objects import base_response, chat_to_response
+from modelrunner_openai.responses_store import ResponseStore
+from modelrunner_openai.responses_validation import RequestError, validate
 from openai_helpers import MODEL
 
 ONE_WORD = "Answer in one word."
+STORY = "Write a long story about a dragon who learns to fly."
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city",
+           "parameters": {"type": "object",
+                          "properties": {"city": {"type": "string", "maxLength": 20}},
+                          "required": ["city"], "additionalProperties": False}}
+# A 1x1 PNG.
+PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
+       "DwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
-def test_create_stateless(client):
+@pytest.fixture(scope="module")
+def recorder():
+    return Recorder()
+
+
+@pytest.fixture(autouse=True)
+def every_answer_conforms(recorder):
+    """After each test, every Responses API answer it received validates against the
+    specification's schemas."""
+    recorder.check()
+    yield
+    recorder.check()
+
+
+@pytest.fixture(scope="module")
+def client(server, recorder):
+    http = httpx2.Client(timeout=600, event_hooks={"response": [recorder]})
+    return OpenAI(base_url=server.url + "/engines/v1", api_key="unused", max_retries=0,
+                  http_client=http)
+
+
+@pytest.fixture(scope="module")
+def http(server, recorder):
+    with httpx.Client(base_url=server.url, timeout=600,
+                      event_hooks={"response": [recorder]}) as c:
+        yield c
+
+
+def error_of(info):
+    return info.value.response.json()["error"]
+
+
+def user(text):
+    return {"type": "message", "role": "user", "content": text}
+
+
+# -- round trips with the official client -------------------------------------------------------
+
+
+def test_create_stateless(client, recorder):
     r = client.responses.create(model=MODEL, instructions=ONE_WORD,
                                 input="What is the capital of France?", temperature=0,
                                 max_output_tokens=16)
@@ -33,6 +87,168 @@ def test_create_stateless(client):
     assert r.instructions == ONE_WORD
     got = client.responses.retrieve(r.id)
     assert got.id == r.id and got.output_text == r.output_text
+    assert recorder.check() == 2   # both answers were validated against the specification
+
+
+def test_every_required_field_says_the_value_in_force(client):
+    plain = client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=16,
+                                    tools=[WEATHER]).to_dict()
+    assert (plain["temperature"], plain["top_p"]) == (1.0, 1.0)   # what the runner was given
+    assert (plain["presence_penalty"], plain["frequency_penalty"]) == (0.0, 0.0)
+    assert plain["top_logprobs"] == 0 and plain["service_tier"] == "default"
+    assert plain["safety_identifier"] is None and plain["prompt_cache_key"] is None
+    assert plain["tools"] == [{**WEATHER, "strict": None}]
+
+    events = list(client.responses.create(
+        model=MODEL, input="Say hi.", max_output_tokens=16, stream=True, temperature=0.2,
+        top_p=0.5, top_logprobs=3, service_tier="flex", safety_identifier="user-1",
+        prompt_cache_key="greetings", metadata={"team": "docs"},
+        extra_body={"presence_penalty": 0.1, "frequency_penalty": 0.3}))
+    created, final = events[0].response.to_dict(), events[-1].response.to_dict()
+    assert events[0].type == "response.created" and created["completed_at"] is None
+    for response in (created, final):
+        assert (response["temperature"], response["top_p"]) == (0.2, 0.5)
+        assert (response["presence_penalty"], response["frequency_penalty"]) == (0.1, 0.3)
+        assert response["top_logprobs"] == 3 and response["service_tier"] == "default"
+        assert response["safety_identifier"] == "user-1"
+        assert response["prompt_cache_key"] == "greetings"
+        assert response["metadata"] == {"team": "docs"}
+    assert (final["completed_at"] is not None) == (final["status"] == "completed")
+
+
+def test_cut_off_message_is_incomplete_in_plain_and_streamed_answers(client):
+    plain = client.responses.create(model=MODEL, input=STORY, temperature=0,
+                                    max_output_tokens=16)
+    assert plain.status == "incomplete"
+    assert plain.incomplete_details.reason == "max_output_tokens"
+    assert plain.output[-1].type == "message" and plain.output[-1].status == "incomplete"
+    assert plain.completed_at is None
+
+    events = list(client.responses.create(model=MODEL, input=STORY, temperature=0,
+                                          max_output_tokens=16, stream=True))
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert done[-1].item.type == "message" and done[-1].item.status == "incomplete"
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.output[-1].status == "incomplete"
+    stored = client.responses.retrieve(events[-1].response.id)
+    assert stored.status == "incomplete" and stored.output[-1].status == "incomplete"
+
+
+def test_input_items_are_paged_with_limit_and_after(client, http):
+    r = client.responses.create(
+        model=MODEL, max_output_tokens=16,
+        input=[user("One."), {"type": "message", "role": "assistant", "content": "Two."},
+               user("Three.")])
+    first = client.responses.input_items.list(r.id, limit=1)
+    assert [i.content[0].text for i in first.data] == ["Three."] and first.has_more
+    # the client pages on with after=<last id> while has_more
+    assert [i.content[0].text for i in client.responses.input_items.list(r.id, limit=1)] == \
+        ["Three.", "Two.", "One."]
+    asc = client.responses.input_items.list(r.id, order="asc", limit=2)
+    assert [i.content[0].text for i in asc.data] == ["One.", "Two."] and asc.has_more
+    rest = client.responses.input_items.list(r.id, order="asc", after=asc.last_id)
+    assert [i.content[0].text for i in rest.data] == ["Three."] and not rest.has_more
+    for query, param in (("limit=0", "limit"), ("limit=101", "limit"), ("order=up", "order"),
+                         ("after=msg_unknown", "after")):
+        answer = http.get(f"/v1/responses/{r.id}/input_items?{query}")
+        assert answer.status_code == 400, query
+        assert answer.json()["error"]["param"] == param
+
+
+INVALID = {
+    "temperature above 2": ({"temperature": 5}, "temperature"),
+    "top_p above 1": ({"top_p": 3}, "top_p"),
+    "max_output_tokens below 16": ({"max_output_tokens": 15}, "max_output_tokens"),
+    "tool_choice required without tools": ({"tool_choice": "required"}, "tool_choice"),
+    "json_schema format without a schema": (
+        {"text": {"format": {"type": "json_schema", "name": "city"}}}, "text.format.schema"),
+    "function_call_output answering no call": (
+        {"input": [user("What is the weather?"),
+                   {"type": "function_call_output", "call_id": "call_nope", "output": "21C"}]},
+        "input"),
+    "top_logprobs above 20": ({"top_logprobs": 21}, "top_logprobs"),
+    "safety_identifier over 64 characters": ({"safety_identifier": "u" * 65},
+                                             "safety_identifier"),
+    "unknown service_tier": ({"service_tier": "turbo"}, "service_tier"),
+    "more than 16 metadata pairs": ({"metadata": {f"k{i}": "v" for i in range(17)}},
+                                    "metadata"),
+}
+
+
+@pytest.mark.parametrize("fields,param", INVALID.values(), ids=INVALID.keys())
+def test_requests_the_specification_makes_invalid_are_refused(client, fields, param):
+    body = {"model": MODEL, "input": "What is the weather in Paris?", **fields}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(**body)
+    error = error_of(info)
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+@pytest.mark.parametrize("field,value", [("background", True), ("truncation", "auto"),
+                                         ("conversation", "conv_1")])
+def test_what_a_local_runner_cannot_do_is_refused_by_name(client, field, value):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=MODEL, input="hi", extra_body={field: value})
+    assert field in error_of(info)["param"]
+
+
+def test_images_to_a_model_without_a_projector_are_the_callers_error(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=MODEL, input=[{"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "What is in this picture?"},
+            {"type": "input_image", "image_url": PNG, "detail": "auto"}]}])
+    error = error_of(info)
+    assert error["type"] == "invalid_request_error" and error["param"] == "input"
+    assert "takes no images" in error["message"]
+
+
+def test_a_compacted_conversation_continues_from_its_compaction_item(client):
+    said = ["My name is Alice and I live in Lyon.", "Please remember that."]
+    compacted = client.responses.compact(model=MODEL, input=[
+        user(said[0]), {"type": "message", "role": "assistant", "content": "Hello Alice!"},
+        user(said[1])])
+    assert compacted.object == "response.compaction" and compacted.usage.output_tokens > 0
+    assert [o.type for o in compacted.output] == ["message", "message", "compaction"]
+    assert [o.content[0].text for o in compacted.output[:2]] == said   # user turns kept
+
+    # (warnings off: the client types the kept user messages as output messages, which
+    # hold output_text, and warns on their input_text; the specification keeps them as they were)
+    window = [o.to_dict(warnings=False) for o in compacted.output]
+    question = user("What is my name?")
+    follow = client.responses.create(model=MODEL, input=window + [question], temperature=0,
+                                     max_output_tokens=16)
+    without = client.responses.create(model=MODEL, input=window[:2] + [question],
+                                      temperature=0, max_output_tokens=16)
+    # the compaction item brought the summary of the conversation back to the model
+    assert follow.usage.input_tokens > without.usage.input_tokens + 12
+
+    again = client.responses.compact(model=MODEL, previous_response_id=follow.id)
+    assert [o.content[0].text for o in again.output if o.type == "message"] == \
+        said + ["What is my name?"]
+
+
+def test_compaction_refuses_a_missing_model_and_items_it_did_not_make(client, http):
+    answer = http.post("/v1/responses/compact", json={"input": "Compact this."})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "model"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=MODEL, max_output_tokens=16, input=[
+            {"type": "compaction", "encrypted_content": "gAAAA-not-ours"}, user("Hi")])
+    assert "compaction" in error_of(info)["message"]
+
+
+def test_logprobs_come_with_the_text_when_asked(client):
+    asked = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    r = client.responses.create(model=MODEL, input="Say hi.", temperature=0,
+                                max_output_tokens=16, **asked)
+    part = r.output[0].content[0]
+    assert part.logprobs and "".join(lp.token for lp in part.logprobs) == part.text
+    assert all(len(lp.top_logprobs) == 2 for lp in part.logprobs)
+    events = list(client.responses.create(model=MODEL, input="Say hi.", temperature=0,
+                                          max_output_tokens=16, stream=True, **asked))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert all(e.logprobs for e in deltas)
+    assert not client.responses.create(model=MODEL, input="Say hi.", temperature=0,
+                                       max_output_tokens=16).output[0].content[0].logprobs
 
 
 def test_previous_response_id_continues_the_conversation(client):
@@ -53,15 +269,12 @@ def test_previous_response_id_continues_the_conversation(client):
 def test_unknown_previous_response_is_not_found(client):
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model=MODEL, input="hi", previous_response_id="resp_nope",
-                                max_output_tokens=4)
+                                max_output_tokens=16)
 
 
 def test_input_items_with_function_call_and_output(client):
     r = client.responses.create(
-        model=MODEL, temperature=0, max_output_tokens=24,
-        tools=[{"type": "function", "name": "get_weather", "description": "Weather in a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                               "required": ["city"]}}],
+        model=MODEL, temperature=0, max_output_tokens=24, tools=[WEATHER],
         input=[{"type": "message", "role": "user",
                 "content": [{"type": "input_text", "text": "What is the weather in Paris?"}]},
                {"type": "function_call", "call_id": "call_1", "name": "get_weather",
@@ -69,10 +282,12 @@ def test_input_items_with_function_call_and_output(client):
                {"type": "function_call_output", "call_id": "call_1",
                 "output": json.dumps({"temperature_c": 21, "sky": "sunny"})}])
     assert r.output_text.strip()
+    listed = client.responses.input_items.list(r.id, order="asc")
+    assert [i.type for i in listed.data] == ["message", "function_call", "function_call_output"]
 
 
 def test_delete(client):
-    r = client.responses.create(model=MODEL, input="Hi", max_output_tokens=4)
+    r = client.responses.create(model=MODEL, input="Hi", max_output_tokens=16)
     client.responses.delete(r.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(r.id)
@@ -81,15 +296,11 @@ def test_delete(client):
 def test_forced_function_call(client):
     r = client.responses.create(
         model=MODEL, temperature=0, max_output_tokens=64, tool_choice="required",
-        tools=[{"type": "function", "name": "get_weather", "description": "Weather in a city",
-                "parameters": {"type": "object",
-                               "properties": {"city": {"type": "string", "maxLength": 20}},
-                               "required": ["city"], "additionalProperties": False},
-                "strict": True}],
-        input="What is the weather in Paris?")
+        tools=[{**WEATHER, "strict": True}], input="What is the weather in Paris?")
     calls = [o for o in r.output if o.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].call_id
     assert json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert r.tools[0].strict is True
 
 
 def test_text_format_json_schema(client):
@@ -103,6 +314,7 @@ def test_text_format_json_schema(client):
         text={"format": {"type": "json_schema", "name": "city", "schema": schema,
                          "strict": True}})
     jsonschema.validate(json.loads(r.output_text), schema)
+    assert r.text.format.type == "json_schema" and r.text.format.name == "city"
 
 
 def test_streamed_events_parse(client):
@@ -138,14 +350,9 @@ def test_stream_helper_gets_the_final_response(client):
 
 
 def test_stream_helper_and_function_call_events(client):
-    tools = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
-              "parameters": {"type": "object",
-                             "properties": {"city": {"type": "string", "maxLength": 20}},
-                             "required": ["city"], "additionalProperties": False},
-              "strict": True}]
     with client.responses.stream(model=MODEL, input="What is the weather in Paris?",
-                                 tools=tools, tool_choice="required", temperature=0,
-                                 max_output_tokens=64) as stream:
+                                 tools=[{**WEATHER, "strict": True}], tool_choice="required",
+                                 temperature=0, max_output_tokens=64) as stream:
         types = [e.type for e in stream]
         final = stream.get_final_response()
     assert "response.function_call_arguments.delta" in types
@@ -154,21 +361,11 @@ def test_stream_helper_and_function_call_events(client):
     assert call.name == "get_weather" and json.loads(call.arguments)["city"]
 
 
-@pytest.mark.parametrize("field,value", [("background", True), ("truncation", "auto"),
-                                         ("service_tier", "flex"), ("top_logprobs", 2),
-                                         ("include", ["message.output_text.logprobs"]),
-                                         ("safety_identifier", "u1")])
-def test_rejected_fields(client, field, value):
-    with pytest.raises(openai.BadRequestError) as info:
-        client.responses.create(model=MODEL, input="hi", **{field: value})
-    assert field in info.value.message
-
-
-def test_missing_model_and_aliases(server):
-    resp = httpx.post(server.url + "/v1/responses", json={"input": "hi"})
+def test_missing_model_and_aliases(http):
+    resp = http.post("/v1/responses", json={"input": "hi"})
     assert resp.status_code == 400 and resp.json()["error"]["message"] == "model is required"
     for path in ("/responses", "/engines/responses", "/engines/llama.cpp/v1/responses"):
-        resp = httpx.get(server.url + path + "/resp_unknown")
+        resp = http.get(path + "/resp_unknown")
         assert resp.status_code == 404, path
         assert resp.json()["error"]["type"] == "not_found_error"
 
@@ -177,7 +374,7 @@ def test_missing_model_and_aliases(server):
 
 
 def test_translation():
-    data = {"model": "m", "instructions": "Be brief.", "max_output_tokens": 9, "temperature": 0,
+    data = {"model": "m", "instructions": "Be brief.", "max_output_tokens": 16, "temperature": 0,
             "top_p": 0.5, "tool_choice": {"type": "function", "name": "f"},
             "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
             "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"},
@@ -199,34 +396,72 @@ def test_translation():
             {"id": "k", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "k", "content": "42"}]
     assert conversation == body["messages"][1:]
-    assert body["max_tokens"] == 9 and body["temperature"] == 0 and body["top_p"] == 0.5
+    assert body["max_tokens"] == 16 and body["temperature"] == 0 and body["top_p"] == 0.5
+    assert body["presence_penalty"] == 0 and body["frequency_penalty"] == 0
     assert body["tools"] == [{"type": "function",
                               "function": {"name": "f", "parameters": {"type": "object"}}}]
     assert body["tool_choice"] == {"type": "function", "function": {"name": "f"}}
     assert body["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "object"}, "strict": True}}
     with pytest.raises(RequestError):
-        build_chat_request({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, None)
+        validate({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})
+
+
+def test_allowed_tools_offer_the_model_only_the_allowed_functions():
+    data = {"model": "m", "input": "x",
+            "tools": [{"type": "function", "name": "f"}, {"type": "function", "name": "g"}],
+            "tool_choice": {"type": "allowed_tools", "mode": "required",
+                            "tools": [{"type": "function", "name": "g"}]}}
+    validate(data)
+    body, _, _ = build_chat_request(data, None)
+    assert [t["function"]["name"] for t in body["tools"]] == ["g"]
+    assert body["tool_choice"] == "required"
+    echoed = base_response("resp_1", data, 1)["tool_choice"]
+    assert echoed == {"type": "allowed_tools", "mode": "required",
+                      "tools": [{"type": "function", "name": "g"}]}
+    with pytest.raises(RequestError) as info:
+        validate({**data, "tool_choice": {"type": "allowed_tools",
+                                          "tools": [{"type": "function", "name": "h"}]}})
+    assert info.value.param == "tool_choice.tools"
 
 
 def test_chat_answer_to_response():
-    data = {"model": "m", "input": "x"}
+    data = {"model": "m", "input": "x", "max_tool_calls": 1}
     response = base_response("resp_1", data, 1)
+    call = lambda i: {"id": f"c{i}", "type": "function",  # noqa: E731
+                      "function": {"name": "f", "arguments": "{\"a\":1}"}}
     chat = {"choices": [{"finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": None,
-        "tool_calls": [{"id": "c1", "type": "function",
-                        "function": {"name": "f", "arguments": "{\"a\":1}"}}]}}],
+        "role": "assistant", "content": None, "tool_calls": [call(1), call(2)]}}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
     chat_to_response(response, chat)
-    TypeAdapter(Response).validate_python(response)  # strict: every required field is there
-    assert response["status"] == "completed"
-    assert [o["type"] for o in response["output"]] == ["function_call"]
-    assert response["output"][0]["call_id"] == "c1"
+    conforms("ResponseResource", response)
+    TypeAdapter(Response).validate_python(response)  # and the official client's own types
+    assert response["status"] == "completed" and response["completed_at"]
+    assert [o["call_id"] for o in response["output"]] == ["c1"]   # max_tool_calls: 1
     assert response["usage"]["input_tokens"] == 3 and response["usage"]["total_tokens"] == 7
     length = chat_to_response(base_response("resp_2", data, 1), {"choices": [
         {"finish_reason": "length", "message": {"content": "abc"}}]})
-    assert length["status"] == "incomplete"
+    conforms("ResponseResource", length)
+    assert length["status"] == "incomplete" and length["completed_at"] is None
     assert length["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert length["output"][-1]["status"] == "incomplete"
+
+
+def test_conformance_check_catches_the_fields_the_issue_found_missing():
+    response = base_response("resp_1", {"model": "m", "input": "x", "tools": [
+        {"type": "function", "name": "f"}]}, 1)
+    conforms("ResponseResource", response)
+    for field in ("presence_penalty", "frequency_penalty", "top_logprobs", "service_tier",
+                  "safety_identifier", "prompt_cache_key", "completed_at"):
+        broken = {k: v for k, v in response.items() if k != field}
+        with pytest.raises(AssertionError):
+            conforms("ResponseResource", broken)
+    with pytest.raises(AssertionError):
+        conforms("ResponseResource", {**response, "temperature": None})
+    with pytest.raises(AssertionError):
+        conforms("ResponseResource", {**response, "tools": [{"type": "function", "name": "f",
+                                                             "description": None,
+                                                             "parameters": None}]})
 
 
 def test_store_is_shared_by_workers_through_files_and_expires(tmp_path):
@@ -245,8 +480,8 @@ def test_store_is_shared_by_workers_through_files_and_expires(tmp_path):
 class FakeAnswer:
     """A runner's SSE answer, as RunnerResponse yields it (chunks split anywhere)."""
 
-    def __init__(self, events):
-        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    def __init__(self, events, end="data: [DONE]\n\n"):
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + end
         raw = text.encode()
         self.chunks = [raw[i:i + 7] for i in range(0, len(raw), 7)]
         self.closed = False
@@ -258,18 +493,18 @@ class FakeAnswer:
         self.closed = True
 
 
-def _sse_events(raw):
-    out = []
-    for block in raw.decode().split("\n\n"):
-        for line in block.splitlines():
-            if line.startswith("data: "):
-                out.append(json.loads(line[6:]))
-    return out
+def chunk(delta, finish=None):
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def stream(answer, data=None):
+    stored = []
+    response = base_response("resp_x", data or {"model": "m", "input": "x"}, 1)
+    raw = b"".join(EventStream(response, answer, stored.append))
+    return stream_conforms(raw), stored
 
 
 def test_event_stream_with_text_then_tool_calls_validates_against_the_sdk_types():
-    chunk = lambda delta, finish=None: {"choices": [{"index": 0, "delta": delta,  # noqa: E731
-                                                     "finish_reason": finish}]}
     answer = FakeAnswer([
         chunk({"role": "assistant", "content": "Let me "}), chunk({"content": "check."}),
         chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
@@ -278,10 +513,7 @@ def test_event_stream_with_text_then_tool_calls_validates_against_the_sdk_types(
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": " \"Paris\"}"}}]}),
         chunk({}, "tool_calls"),
         {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}}])
-    stored = []
-    response = base_response("resp_x", {"model": "m", "input": "x"}, 1)
-    raw = b"".join(EventStream(response, answer, stored.append))
-    events = _sse_events(raw)
+    events, stored = stream(answer)
     adapter = TypeAdapter(ResponseStreamEvent)
     parsed = [adapter.validate_python(e) for e in events]
     types = [e.type for e in parsed]
@@ -301,3 +533,25 @@ def test_event_stream_with_text_then_tool_calls_validates_against_the_sdk_types(
     assert json.loads(call.arguments) == {"city": "Paris"}
     assert final.usage.total_tokens == 11
     assert stored and stored[0]["id"] == "resp_x" and answer.closed
+
+
+def test_streamed_cut_off_marks_only_the_last_item_incomplete():
+    answer = FakeAnswer([chunk({"reasoning_content": "Hmm."}), chunk({"content": "Once upon"}),
+                         chunk({}, "length")])
+    events, stored = stream(answer)
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(i["type"], i["status"]) for i in done] == [("reasoning", "completed"),
+                                                        ("message", "incomplete")]
+    assert events[-1]["type"] == "response.incomplete"
+    assert stored[0]["output"][-1]["status"] == "incomplete"
+
+
+def test_a_runner_failing_mid_stream_ends_with_an_error_event_and_response_failed():
+    answer = FakeAnswer([chunk({"content": "Once"})],
+                        end='data: {"error": {"message": "out of memory"}}\n\n')
+    events, stored = stream(answer)
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-2]["error"]["message"] == "out of memory"
+    assert events[-1]["response"]["error"] == {"code": "server_error", "message": "out of memory"}
+    assert not stored and answer.closed
+    event_conforms(events[-2])

@@ -1,0 +1,101 @@
+"""Stored responses, for ``previous_response_id``, GET .../responses/{id} and its input_items.
+
+In memory in the API worker, and also written to ``<models_path>/responses/<id>.json`` so that a
+request reaching another gunicorn worker still finds it. A worker that misses its memory reads the
+file; expiry (1 h TTL) is by the file's mtime.
+"""
+
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+TTL = 3600
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class ResponseStore:
+    """Stored responses: memory first, then ``<dir>/<id>.json`` (shared by workers), 1 h TTL."""
+
+    def __init__(self, directory=None, ttl=TTL):
+        self.dir = Path(directory) if directory else None
+        self.ttl = ttl
+        self.memory = {}
+        self.lock = threading.Lock()
+        self._last_sweep = 0.0
+
+    def _path(self, response_id):
+        return self.dir / f"{response_id}.json" if self.dir else None
+
+    def put(self, record):
+        response_id = record["response"]["id"]
+        with self.lock:
+            self.memory[response_id] = (time.time() + self.ttl, record)
+        path = self._path(response_id)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(record))
+                os.replace(tmp, path)
+            except OSError:
+                pass  # memory still has it; only other workers miss out
+        self._sweep()
+
+    def get(self, response_id):
+        if not response_id or not ID_RE.match(response_id):
+            return None
+        now = time.time()
+        with self.lock:
+            entry = self.memory.get(response_id)
+            if entry and entry[0] > now:
+                return entry[1]
+            if entry:
+                del self.memory[response_id]
+        path = self._path(response_id)
+        if path is None:
+            return None
+        try:
+            if path.stat().st_mtime + self.ttl < now:
+                path.unlink(missing_ok=True)
+                return None
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        with self.lock:
+            self.memory[response_id] = (path.stat().st_mtime + self.ttl, record)
+        return record
+
+    def delete(self, response_id):
+        if not response_id or not ID_RE.match(response_id):
+            return False
+        found = False
+        with self.lock:
+            found = self.memory.pop(response_id, None) is not None
+        path = self._path(response_id)
+        if path is not None:
+            try:
+                path.unlink()
+                found = True
+            except OSError:
+                pass
+        return found
+
+    def _sweep(self):
+        """Drop expired entries, at most once a minute."""
+        now = time.time()
+        if now - self._last_sweep < 60:
+            return
+        self._last_sweep = now
+        with self.lock:
+            for key in [k for k, (expires, _) in self.memory.items() if expires <= now]:
+                del self.memory[key]
+        if self.dir and self.dir.is_dir():
+            for path in self.dir.glob("*.json"):
+                try:
+                    if path.stat().st_mtime + self.ttl < now:
+                        path.unlink()
+                except OSError:
+                    pass
