@@ -9,6 +9,8 @@ import click
 
 from .. import reference as refs
 from .client import Client, fail
+from .compose import compose
+from .docker import install_docker_plugin
 from .tables import console, table as _table
 from .telemetry import logs, requests
 
@@ -179,15 +181,39 @@ def df():
     console().print(table)
 
 
+# What DMR's `status --json` calls a runner reached at an address (MODEL_RUNNER_HOST), as
+# modelrunner always is: docker/model-runner types.ModelRunnerEngineKindMobyManual.
+ENGINE_KIND = "Docker Engine (Manual Install)"
+
+
+def openai_endpoint(base_url):
+    """The OpenAI-compatible base URL DMR's `status --json` reports for a runner at an address
+    (``<base>/v1/``); Compose injects it into services as <MODEL>_URL."""
+    return base_url.rstrip("/") + "/v1/"
+
+
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="DMR's JSON: running, backends, kind, endpoint, endpointHost")
 def status(as_json):
     """Whether the server runs, and each engine's state."""
+    from .http import HTTPError
     client = Client()
-    data = client.json("GET", "/engines/status")
+    try:
+        resp = client.http.get("/engines/status")
+        data = resp.json() if resp.status_code < 400 else {}
+        running = resp.status_code < 400
+    except (HTTPError, ValueError):
+        data, running = {}, False
     if as_json:
-        click.echo(json.dumps({"running": True, "engines": data}, indent=2))
+        endpoint = openai_endpoint(client.base_url)
+        click.echo(json.dumps({"running": running, "backends": data, "kind": ENGINE_KIND,
+                               "endpoint": endpoint, "endpointHost": endpoint}))
+        if not running:
+            sys.exit(1)
         return
+    if not running:
+        fail(f"modelrunner is not running at {client.base_url} (start it with: model serve)")
     click.echo(f"modelrunner is running at {client.base_url}")
     table = _table("BACKEND", "STATUS", "DETAILS")
     for name, text in data.items():
@@ -341,4 +367,6 @@ def core_commands():
     commands["ls"] = list_models
     commands["logs"] = logs
     commands["requests"] = requests
+    commands["install-docker-plugin"] = install_docker_plugin
+    commands["compose"] = compose
     return commands
