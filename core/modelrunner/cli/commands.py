@@ -11,6 +11,7 @@ from .. import reference as refs
 from .client import Client, fail
 from .compose import compose
 from .docker import install_docker_plugin
+from .show import purge, show
 from .tables import console, table as _table
 from .telemetry import logs, requests
 
@@ -31,8 +32,17 @@ def _ago(ts):
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON")
 @click.option("-q", "--quiet", is_flag=True, help="Only model IDs")
-def list_models(model, as_json, quiet):
+@click.option("--openai", is_flag=True, help="The OpenAI model list (GET /engines/v1/models)")
+def list_models(model, as_json, quiet, openai):
     """List models in the local store."""
+    if openai:
+        data = Client().json("GET", "/engines/v1/models")
+        if model:
+            wanted = refs.display(refs.normalize(model)).split(":")[0]
+            data["data"] = [m for m in data["data"]
+                            if refs.display(refs.normalize(m["id"])).split(":")[0] == wanted]
+        click.echo(json.dumps(data, indent=2))
+        return
     models = Client().json("GET", "/models")
     if model:
         wanted = refs.display(refs.normalize(model)).split(":")[0]
@@ -59,9 +69,15 @@ def list_models(model, as_json, quiet):
 
 @click.command()
 @click.argument("model")
-def inspect(model):
+@click.option("--openai", is_flag=True, help="The OpenAI model object (/engines/v1/models/MODEL)")
+@click.option("-r", "--remote", is_flag=True, help="Inspect the model in its registry")
+def inspect(model, openai, remote):
     """Show a model's details as JSON."""
-    click.echo(json.dumps(Client().json("GET", f"/models/{model}"), indent=2))
+    if openai:
+        path, params = f"/engines/v1/models/{model}", None
+    else:
+        path, params = f"/models/{model}", ({"remote": "true"} if remote else None)
+    click.echo(json.dumps(Client().json("GET", path, params=params), indent=2))
 
 
 @click.command()
@@ -369,4 +385,8 @@ def core_commands():
     commands["requests"] = requests
     commands["install-docker-plugin"] = install_docker_plugin
     commands["compose"] = compose
+    commands["show"] = show
+    commands["purge"] = purge
+    commands["stop"] = unload         # DMR: `unload`/`stop`
+    commands["config"] = configure    # DMR: `configure`/`config`
     return commands

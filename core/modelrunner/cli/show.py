@@ -1,0 +1,54 @@
+"""`model show`: one model's details for people (DMR's show.go layout), where `inspect` prints
+the server's JSON for programs."""
+
+import time
+
+import click
+
+from .client import Client
+
+CONFIG_LINES = [("format", "Format"), ("architecture", "Architecture"),
+                ("parameters", "Parameters"), ("size", "Size"),
+                ("quantization", "Quantization"), ("context_size", "Context Size")]
+METADATA_BLOCKS = [("gguf", "GGUF Metadata"), ("safetensors", "Safetensors Metadata"),
+                   ("diffusers", "Diffusers Metadata")]
+
+
+def format_model(model):
+    lines = [f"Model:       {model['id']}"]
+    if model.get("tags"):
+        lines.append(f"Tags:        {', '.join(model['tags'])}")
+    if model.get("created"):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(model["created"]))
+        lines.append(f"Created:     {stamp}")
+    config = model.get("config") or {}
+    if config:
+        lines.append("")
+        for key, label in CONFIG_LINES:
+            if config.get(key) not in (None, ""):
+                lines.append(f"{label + ':':<13} {config[key]}")
+        for key, label in METADATA_BLOCKS:
+            if config.get(key):
+                lines += ["", f"{label}:"]
+                lines += [f"  {k}: {v}" for k, v in sorted(config[key].items())]
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("model")
+@click.option("-r", "--remote", is_flag=True, help="Show a model in its registry, not the store")
+def show(model, remote):
+    """Show a model's details in a human-readable form."""
+    params = {"remote": "true"} if remote else None
+    click.echo(format_model(Client().json("GET", f"/models/{model}", params=params)), nl=False)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
+def purge(force):
+    """Remove every model from the store."""
+    if not force:
+        click.confirm("WARNING: This will remove all models from the store. Continue?",
+                      abort=True)
+    data = Client().json("DELETE", "/models/purge")
+    click.echo(data.get("message", "Purged the model store"))
