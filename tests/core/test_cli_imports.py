@@ -32,7 +32,9 @@ def heavy(modules):
                   if m.split(".")[0] in HEAVY or m.startswith("modelrunner_"))
 
 
-@pytest.mark.parametrize("argv", [("ls",), ("ps",), ("version",), ("list", "-q"), ("rm", "x")])
+@pytest.mark.parametrize("argv", [("ls",), ("ps",), ("version",), ("list", "-q"), ("rm", "x"),
+                                  ("status",), ("show", "x"), ("bench", "x"), ("compose",),
+                                  ("purge",)])
 def test_core_commands_import_nothing_heavy(argv):
     result = resolve(*argv)
     assert result["command"] == ("list" if argv[0] == "ls" else argv[0])

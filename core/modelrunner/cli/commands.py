@@ -9,6 +9,7 @@ import click
 
 from .. import reference as refs
 from .client import Client, fail
+from .bench import bench
 from .compose import compose
 from .docker import install_docker_plugin
 from .show import purge, show
@@ -386,6 +387,7 @@ def core_commands():
     commands["install-docker-plugin"] = install_docker_plugin
     commands["compose"] = compose
     commands["show"] = show
+    commands["bench"] = bench
     commands["purge"] = purge
     commands["stop"] = unload         # DMR: `unload`/`stop`
     commands["config"] = configure    # DMR: `configure`/`config`
