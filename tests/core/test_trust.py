@@ -125,7 +125,8 @@ INFERENCE_ROUTES = re.compile(
     r"|HEAD /api/(version|tags)"
     r"|DELETE .*/responses/\{response_id\}"
     r"|POST (.*/(chat/completions|completions|embeddings|images/generations|rerank|score"
-    r"|responses|messages|messages/count_tokens)|/api/(show|chat|generate|embed|embeddings)))$")
+    r"|responses|responses/compact|messages|messages/count_tokens)"
+    r"|/api/(show|chat|generate|embed|embeddings)))$")
 
 
 def expected_scope(method, template):
