@@ -16,7 +16,7 @@ from modelrunner.store import FilesystemStore
 LOCAL = {"Host": "127.0.0.1:12434"}
 CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 FILL = {"{engine}": "llama.cpp", "{name:path}": "ai/small", "{response_id}": "resp_1",
-        "{digest}": "sha256:" + "0" * 64}
+        "{digest}": "sha256:" + "0" * 64, "{file}": "app.js"}
 
 
 def routes(app):
@@ -131,6 +131,8 @@ INFERENCE_ROUTES = re.compile(
 def expected_scope(method, template):
     if (method, template) in (("GET", "/"), ("HEAD", "/")):
         return "public"
+    if method in ("GET", "HEAD") and template in ("/ui", "/ui/{file}"):  # the web UI's files
+        return "public"
     return "inference" if INFERENCE_ROUTES.match(f"{method} {template}") else "admin"
 
 
@@ -176,7 +178,11 @@ def test_a_plugin_route_is_admin_unless_its_resource_says_inference():
 
     assert route_scope("POST", "/new/thing", Plain()) == "admin"
     assert route_scope("POST", "/new/chat", Chat()) == "inference"
-    assert route_scope("GET", "/new/open", Sneaky()) == "admin"
+    # public is for reading static files: GET (and HEAD) only, never a state change
+    assert route_scope("GET", "/new/open", Sneaky()) == "public"
+    assert route_scope("HEAD", "/new/open", Sneaky()) == "public"
+    assert route_scope("POST", "/new/open", Sneaky()) == "admin"
+    assert route_scope("DELETE", "/new/open", Sneaky()) == "admin"
 
 
 # -- proxies --------------------------------------------------------------------------------------
