@@ -2,6 +2,7 @@
 what a user does on the page. Screenshots of each view land in the test's tmp_path."""
 
 import json
+import re
 import time
 
 import httpx
@@ -123,10 +124,13 @@ def test_stop_frees_the_runners_slot(page, server):
 
 def test_the_request_inspector_shows_the_chat(page, server):
     open_view(page, server, "requests")
-    record = page.locator("details.record[data-model='ai/smollm2']").first
+    # a chat this module had: the answer test's or the stop test's, whichever ran
+    record = page.locator("details.record[data-model='ai/smollm2']",
+                          has_text=re.compile("capital city of France|lighthouse")).first
     expect(record).to_be_visible(timeout=30_000)
     record.locator("summary").click()
-    expect(record).to_contain_text("capital of France")
+    expect(record.locator("dd").nth(1)).not_to_be_empty()  # the response
+    expect(record).to_contain_text("time to first token")
     expect(page.locator("#metrics figure").first).to_be_visible()
     page.get_by_label("Filter by model").fill("no-such-model")
     expect(page.locator("details.record")).to_have_count(0)
@@ -150,12 +154,15 @@ def test_an_image_model_shows_an_image(page, server, tiny_sd_dir):
 
 
 def test_unload_empties_the_runners_view(page, server):
+    httpx.post(server.url + "/engines/v1/chat/completions", timeout=300, json={  # load a runner
+        "model": "ai/smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
     open_view(page, server, "runners")
     expect(page.locator("tr[data-runner]").first).to_be_visible(timeout=30_000)
     page.shot("runners")
-    page.get_by_label("Context size").fill("-5")
+    page.get_by_label("Keep alive").fill("soon")  # the API's validation, its words shown
     page.get_by_role("button", name="Save configuration").click()
     expect(page.locator("#cfg-result")).to_have_class("error")
+    expect(page.locator("#cfg-result")).not_to_be_empty()
     while page.locator("tr[data-runner]").count():
         page.locator("tr[data-runner] button").first.click()
         page.wait_for_timeout(500)

@@ -5,6 +5,8 @@
 import * as api from "./api.js";
 import {el, errorBox} from "./dom.js";
 
+function secs(v) { return typeof v === "number" ? v.toFixed(2) + " s" : "–"; }
+
 function parse(text) { try { return JSON.parse(text); } catch (e) { return null; } }
 
 function tokPerSecond(r) {
@@ -79,7 +81,7 @@ function recordView(r) {
     el("dl", {},
       el("dt", {text: "Prompt"}), el("dd", {}, el("pre", {text: prompt})),
       el("dt", {text: "Response"}), el("dd", {}, el("pre", {text: r.error || String(answer ?? "")})),
-      el("dt", {text: "Timings"}), el("dd", {text: `time to first token ${t.ttft ?? "–"} s, total ${t.duration ?? "–"} s, load ${t.load_seconds ?? "–"} s`}),
+      el("dt", {text: "Timings"}), el("dd", {text: `time to first token ${secs(t.ttft)}, total ${secs(t.duration)}, load ${secs(t.load_seconds)}`}),
       el("dt", {text: "Usage"}), el("dd", {text: JSON.stringify(r.usage || {})})));
 }
 
