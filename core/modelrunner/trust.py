@@ -36,8 +36,9 @@ what DMR, Ollama and llama.cpp's server each hold, all by default:
 * **API keys** (llama.cpp server's), optional: ``api_keys`` (inference) and ``admin_api_keys``
   (everything). With any key set, every route but ``GET /`` needs ``Authorization: Bearer <key>``
   (or Anthropic's ``x-api-key``). A route's scope comes from :data:`SCOPES`, keyed by (method,
-  route template), or from its resource's ``scope`` attribute (plugins); anything else is admin,
-  so a new route cannot slip through as inference. Keys are compared in constant time and never
+  route template), or from its resource's ``scope`` attribute (plugins: "inference", or "public"
+  for GET/HEAD only, e.g. the web UI's static files, which must load to ask for a key); anything
+  else is admin, so a new route cannot slip through as inference. Keys are compared in constant time and never
   logged nor recorded.
 
 Errors are ``ModelRunnerError``s raised here: the app's error handler shapes them in the route's
@@ -70,7 +71,8 @@ LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://localhost:*",
 PUBLIC, INFERENCE, ADMIN = "public", "inference", "admin"
 
 # The core's routes that are not admin. Plugins mark theirs with a resource attribute
-# ``scope = "inference"`` (or a {method: scope} dict). Everything else is admin.
+# ``scope = "inference"`` (or a {method: scope} dict), or ``scope = "public"``, honoured for
+# GET and HEAD only (static files, such as the web UI's page). Everything else is admin.
 SCOPES = {
     ("GET", "/"): PUBLIC,
     ("GET", "/version"): INFERENCE,
@@ -89,8 +91,12 @@ def route_scope(method, template, resource):
         declared = getattr(resource, "scope", None)
         if isinstance(declared, dict):
             declared = declared.get(method)
-        if declared == INFERENCE:  # a plugin can lower a route to inference, never to public
+        if declared == INFERENCE:
             scope = INFERENCE
+        elif declared == PUBLIC and method == "GET":
+            # public only for reading (GET, and HEAD as GET): a page's own static files must load
+            # before it can ask for a key; a state change is never public
+            scope = PUBLIC
     return scope or ADMIN
 
 

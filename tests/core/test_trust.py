@@ -16,7 +16,7 @@ from modelrunner.store import FilesystemStore
 LOCAL = {"Host": "127.0.0.1:12434"}
 CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 FILL = {"{engine}": "llama.cpp", "{name:path}": "ai/small", "{response_id}": "resp_1",
-        "{digest}": "sha256:" + "0" * 64}
+        "{digest}": "sha256:" + "0" * 64, "{file}": "app.js"}
 
 
 def routes(app):
@@ -132,6 +132,8 @@ INFERENCE_ROUTES = re.compile(
 def expected_scope(method, template):
     if (method, template) in (("GET", "/"), ("HEAD", "/")):
         return "public"
+    if method in ("GET", "HEAD") and template in ("/ui", "/ui/{file}"):  # the web UI's files
+        return "public"
     return "inference" if INFERENCE_ROUTES.match(f"{method} {template}") else "admin"
 
 
@@ -147,7 +149,7 @@ def test_every_route_has_the_key_scope_it_should(app_with_a_model):
                                             headers={"Authorization": "Bearer sk-inference"})
         where = (method, template, bare.status_code, inference.status_code)
         if scope == "public":
-            assert bare.status_code == 200, where
+            assert bare.status_code in (200, 302), where  # /ui answers with /ui/
         elif scope == "inference":
             assert bare.status_code == 401, where
             assert inference.status_code not in (401, 403), where
@@ -177,7 +179,11 @@ def test_a_plugin_route_is_admin_unless_its_resource_says_inference():
 
     assert route_scope("POST", "/new/thing", Plain()) == "admin"
     assert route_scope("POST", "/new/chat", Chat()) == "inference"
-    assert route_scope("GET", "/new/open", Sneaky()) == "admin"
+    # public is for reading static files: GET (and HEAD) only, never a state change
+    assert route_scope("GET", "/new/open", Sneaky()) == "public"
+    assert route_scope("HEAD", "/new/open", Sneaky()) == "public"
+    assert route_scope("POST", "/new/open", Sneaky()) == "admin"
+    assert route_scope("DELETE", "/new/open", Sneaky()) == "admin"
 
 
 # -- proxies --------------------------------------------------------------------------------------
