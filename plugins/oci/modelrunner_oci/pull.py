@@ -15,6 +15,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from modelrunner.sources import Progress, SourceError, chunks_readinto, human_size
+from modelrunner.store import DigestMismatch
 
 from .blobget import open_blob
 from .registry import (INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST, RETRY_DELAYS,
@@ -94,7 +95,7 @@ def download_blob(reg, store, descriptor, report, cancelled):
                 failures += 1
         try:
             writer.commit()
-        except Exception as e:  # DigestMismatch: the partial file is gone, nothing stored
+        except DigestMismatch as e:  # the partial file is gone, nothing stored
             raise SourceError(f"blob {digest} from {reg.host}/{reg.repository} failed "
                               f"verification: {e}", status=502) from None
     finally:

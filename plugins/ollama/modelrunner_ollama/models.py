@@ -14,7 +14,8 @@ from modelrunner.packaging.artifact import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE
                                             canonical_json, format_parameters, format_size,
                                             make_layer, rfc3339 as utc_rfc3339)
 from modelrunner.scheduler import SchedulerError
-from modelrunner.store import StoreError
+from modelrunner.store import BrokenModel, StoreError
+from modelrunner.store.operation import operation
 
 from .errors import OllamaError, not_found
 from .util import model_name, ollama_name, read_json, rfc3339
@@ -29,6 +30,8 @@ def find(runtime, name):
         return runtime.store.get(name)
     except refs.InvalidReference as e:
         raise OllamaError(400, str(e)) from None
+    except BrokenModel as e:
+        raise OllamaError(e.status, str(e)) from None
     except StoreError:
         raise not_found(name) from None
 
@@ -259,10 +262,16 @@ class DeleteResource:
     def on_delete(self, req, resp):
         body = read_json(req)
         name = model_name(body)
-        model = find(self.runtime, name)
-        if len(model.tags) <= 1:  # the model itself goes, not only one of its names
+        try:
+            model = find(self.runtime, name)
+        except OllamaError as e:
+            if e.status_code_int != BrokenModel.status:
+                raise
+            model = None  # a broken entry is removed, never loaded
+        if model is None or len(model.tags) <= 1:  # the model itself goes, not only a name
             try:
-                self.runtime.scheduler.unload(models=[model.id])
+                if model is not None:
+                    self.runtime.scheduler.unload(models=[model.id])
             except SchedulerError:
                 pass
         try:
@@ -309,14 +318,18 @@ class BlobResource:
             else falcon.HTTP_404
 
     def on_post(self, req, resp, digest):
+        """The body goes to a temp file of its own, verified before it takes the digest's
+        name; an upload that finds the blob published meanwhile checks its copy and drops it.
+        The blob is kept although no model names it yet: a create names it next."""
         digest = _digest(digest)
-        store = self.runtime.store
-        if not store.has_blob(digest):
+        if not self.runtime.store.has_blob(digest):
             try:
-                store.write_blob(digest, req.bounded_stream)
+                with operation(self.runtime.store, keep_unreferenced=True) as store:
+                    store.write_blob(digest, req.bounded_stream)
             except StoreError as e:
-                status = 400 if e.status in (400, 422) else e.status
-                raise OllamaError(status, f"digest mismatch: {e}") from None
+                if e.status in (400, 422):
+                    raise OllamaError(400, f"digest mismatch: {e}") from None
+                raise OllamaError(e.status, str(e)) from None
         resp.status = falcon.HTTP_201
 
 
@@ -338,7 +351,10 @@ class CreateResource:
             raise OllamaError(400, "quantize is not supported: quantize the GGUF before creating")
         if body.get("adapters"):
             raise OllamaError(400, "adapters are not supported")
-        store = self.runtime.store
+        with operation(self.runtime.store) as store:
+            return self._create(req, resp, body, target, store)
+
+    def _create(self, req, resp, body, target, store):
         statuses = []
         if body.get("files"):
             layers, config = self._from_files(body["files"], statuses)
@@ -382,7 +398,10 @@ class CreateResource:
                 "descriptor": {"created": created},
                 "rootfs": {"type": "rootfs", "diff_ids": [layer["digest"] for layer in layers]}}
         config_bytes = canonical_json(full)
-        config_digest = store.write_blob_bytes(config_bytes)
+        try:
+            config_digest = store.write_blob_bytes(config_bytes)
+        except StoreError as e:
+            raise OllamaError(e.status, str(e)) from None
         statuses.append(f"writing config {config_digest}")
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     "config": {"mediaType": MEDIA_TYPE_CONFIG_V01, "size": len(config_bytes),
@@ -431,6 +450,12 @@ class CreateResource:
                 raise OllamaError(400, f"unsupported file {filename!r}")
         if not weights:
             raise OllamaError(400, "files has no GGUF model weights")
+        named = {}
+        for filename, *_ in weights + extra:
+            other = named.setdefault(_base(filename), filename)
+            if other != filename:  # one bundle file each: the second would overwrite the first
+                raise OllamaError(400, f"files {other!r} and {filename!r} would both be named "
+                                       f"{_base(filename)!r} in the model: rename one")
         if len(projectors) > 1:
             raise OllamaError(400, "more than one multimodal projector")
         statuses.append("parsing GGUF")
