@@ -17,7 +17,7 @@ from . import reference as refs
 from .engines import EngineError, select_engine
 from .scheduler import SchedulerError
 from .scheduler.runner import UnixHTTPConnection
-from .store import NotFound
+from .store import BrokenModel, NotFound
 from .telemetry import RequestRecord
 
 MODE_BY_PATH = {
@@ -108,6 +108,8 @@ class Gateway:
         except NotFound:
             raise GatewayError(f"model {name} not found", status=404,
                                kind="not_found_error") from None
+        except BrokenModel as e:  # listed as broken; never handed to a runner
+            raise GatewayError(str(e), status=e.status) from None
 
     def engine_for(self, model, requested=None):
         try:
