@@ -173,10 +173,9 @@ class FilesystemStore:
         disk; for a fresh pull it is the one wait for its bytes to reach the disk)."""
         try:
             for digest in digests:
-                off_the_loop(fsync_file, self.blob_path(digest))
+                with contextlib.suppress(FileNotFoundError):  # add_model reports it missing
+                    off_the_loop(fsync_file, self.blob_path(digest))
             fsync_dir(self.root / "blobs" / "sha256")
-        except FileNotFoundError:
-            pass  # add_model reports the missing blob
         except OSError as e:
             if is_disk_full(e):
                 raise disk_full(self.root, "the model's blobs") from None
