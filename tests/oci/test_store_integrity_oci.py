@@ -132,3 +132,29 @@ def test_a_pull_onto_a_full_disk_ends_with_a_clear_error_and_leaves_nothing(regi
         assert leftovers(server.models_path) == []
         assert _used(small_disk) < used_before + (4 << 20)  # logs grow a little; no partial blob
         assert server.model("fsck").returncode == 0
+
+
+def test_a_package_or_upload_onto_a_full_disk_ends_with_a_clear_error_and_leaves_nothing(
+        tmp_path, small_disk):
+    from tests.support.artifacts import write_small_gguf
+    big = write_small_gguf(tmp_path / "big.gguf", name="big", values=24 << 20)  # 96 MiB
+    with Server(small_disk / "models") as server:
+        before = httpx.get(server.url + "/models").json()
+        used_before = _used(small_disk)
+
+        package = server.model("package", "--gguf", str(big), "ai/too-big", check=False)
+        assert package.returncode == 1
+        assert leftovers(server.models_path) == []
+        assert "no space left" in package.stderr and "model store" in package.stderr, \
+            package.stderr
+
+        data = big.read_bytes()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        upload = httpx.post(server.url + f"/api/blobs/{digest}", content=data, timeout=300)
+        assert upload.status_code == 507 and "no space left" in upload.json()["error"]
+
+        assert httpx.get(server.url + "/models").json() == before
+        assert blob_hashes_ok(server.models_path) == {}
+        assert leftovers(server.models_path) == []
+        assert _used(small_disk) < used_before + (4 << 20)
+        assert server.model("fsck").returncode == 0

@@ -11,9 +11,12 @@ Two kinds, one interface (``offset``, ``write``, ``receive``, ``restart``, ``com
   so two uploads of one digest never wait for each other; the digest's lock is taken only to
   publish.
 
-``commit`` checks that the file holds exactly the bytes the hash saw, checks the sha256, then,
-under the digest's lock, renames the file into place, or, when the blob is already there,
-discards its own (verified) copy. A full disk removes the writer's file and raises StoreFull.
+``commit`` checks that the file under our name is still ours and holds exactly as many bytes as
+the hash saw (the hash covers the resumed bytes read back from the file and every byte written
+through our descriptor, and nobody else writes there: the digest's lock or a name of our own),
+checks the sha256, then, under the digest's lock, renames the file into place, or, when the blob
+is already there, discards its own (verified) copy. A full disk removes the writer's file and
+raises StoreFull.
 """
 
 import contextlib
@@ -28,6 +31,14 @@ from .locks import PathLock, locked_temp
 CHUNK = 1 << 20
 RECEIVE_BUFFER = 4 << 20   # one read of a download; RECEIVE_BUFFERS of them in flight
 RECEIVE_BUFFERS = 3
+
+
+def _same_file(path, st):
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev)
 
 
 class BlobWriter:
@@ -156,9 +167,16 @@ class BlobWriter:
                 self._file.flush()
                 if self.fsync:
                     off_the_loop(os.fsync, self._file.fileno())
-                on_disk = os.fstat(self._file.fileno()).st_size
+                st = os.fstat(self._file.fileno())
+                on_disk = st.st_size
+                ours = _same_file(self.path, st)
             except OSError as e:
                 self._failed(e)
+            if not ours:  # whatever is under our name now is not ours to remove
+                self.path = None
+                self._discard()
+                raise DigestMismatch(f"blob {self.digest}: its file was replaced or removed by "
+                                     f"another process while it was written")
             actual = "sha256:" + self._hash.hexdigest()
             if on_disk != self.offset or actual != self.digest:
                 got = actual if on_disk == self.offset else \
