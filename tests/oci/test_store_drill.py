@@ -45,8 +45,11 @@ PACKAGED = "ai/drill-packaged"
 def _children(pid):
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found += [int(x) for x in f.read().split()]
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            pass  # a thread that just ended
     return found
 
 
@@ -64,8 +67,15 @@ class Drill:
         self.server = Server(self.root, env={"MODELRUNNER_PLUGINS": "oci,ollama,openai"}).start()
 
     def workers(self):
-        return [p for p in _children(self.server.process.pid)
-                if b"worker" in open(f"/proc/{p}/cmdline", "rb").read()]
+        found = []
+        for pid in _children(self.server.process.pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"worker" in f.read():
+                        found.append(pid)
+            except FileNotFoundError:
+                pass  # a child that just ended (a scheduler start, a dead worker being reaped)
+        return found
 
     def wait_for(self, not_pids):
         """Until a worker that is not one of ``not_pids`` answers."""
