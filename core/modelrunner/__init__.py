@@ -8,7 +8,8 @@ Hooks          hookimpl (the contract itself is modelrunner.hookspecs, documente
 Errors         ModelRunnerError and its kinds: raise them, the dialect's format_error shapes them
 Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES
 Sources        Source, Progress, fetch_blob and BlobBody, chunks_readinto, format_size
-Store          Store (the protocol), Model, BlobWriter
+Store          Store (the protocol), Model, BlobWriter, store_operation (what a write relies on is
+               never collected meanwhile; a full disk takes back what it wrote), bundle_files
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
@@ -33,11 +34,13 @@ _EXPORTS = {
     "ModelRunnerError": ".errors",
     "EngineError": ".engines",
     "SourceError": ".sources",
-    "StoreError": ".store.filesystem",
-    "NotFound": ".store.filesystem",
-    "Conflict": ".store.filesystem",
-    "DigestMismatch": ".store.filesystem",
-    "InvalidModel": ".store.filesystem",
+    "StoreError": ".store.errors",
+    "NotFound": ".store.errors",
+    "Conflict": ".store.errors",
+    "DigestMismatch": ".store.errors",
+    "InvalidModel": ".store.errors",
+    "BrokenModel": ".store.errors",
+    "StoreFull": ".store.errors",
     "GatewayError": ".gateway",
     "SchedulerError": ".scheduler.scheduler",
     "PackagingError": ".packaging.errors",
@@ -59,7 +62,8 @@ _EXPORTS = {
     "Store": ".store.protocol",
     "Model": ".store.filesystem",
     "BlobWriter": ".store.filesystem",
-    "bundle_files": ".store.filesystem",
+    "bundle_files": ".store.validate",
+    "store_operation": ".store.operation",
     # runtime
     "Runtime": ".runtime",
     "RunnerResponse": ".gateway",

@@ -5,6 +5,8 @@
 Nothing here imports an engine library: engines run in their own processes.
 """
 
+import logging
+
 import falcon
 
 from .api.errors import DMRError, handle_dmr_error
@@ -53,8 +55,28 @@ class ForwardedPrefix:
         return self.app(environ, start_response)
 
 
+def collect_at_start(store):
+    """Remove what crashed or failed operations left (unreferenced blobs, temp files, stale
+    bundles, staging folders) before serving; partial downloads younger than a week stay for
+    resuming. Skipped when another worker's operations are already in flight."""
+    collect = getattr(store, "collect_at_start", None)
+    if collect is None:
+        return None
+    try:
+        report = collect()
+    except Exception:
+        logging.getLogger("modelrunner").exception("collecting the store's garbage failed")
+        return None
+    removed = {k: v for k, v in report.items() if v and k not in ("bytes", "deferred")}
+    if removed:
+        logging.getLogger("modelrunner").info("store: collected %s (%d bytes)", removed,
+                                              report["bytes"])
+    return report
+
+
 def create_app(settings=None, runtime=None):
     runtime = runtime or Runtime(settings)
+    collect_at_start(runtime.store)
     # Trust first: a request it refuses reaches nothing else (see trust.py).
     app = falcon.App(middleware=[Trust(runtime.settings),
                                  BodyLimit(int(runtime.settings.get("max_body", 10 << 20)))])

@@ -18,7 +18,7 @@ from .errors import ModelRunnerError
 from .engines import EngineError, select_engine
 from .scheduler import SchedulerError
 from .runners import runner_connection
-from .store import NotFound
+from .store import BrokenModel, NotFound
 from .telemetry import RequestRecord
 
 MODE_BY_PATH = {
@@ -104,6 +104,8 @@ class Gateway:
         except NotFound:
             raise GatewayError(f"model {name} not found", status=404,
                                kind="not_found_error") from None
+        except BrokenModel as e:  # listed as broken; never handed to a runner
+            raise GatewayError(str(e), status=e.status) from None
 
     def engine_for(self, model, requested=None):
         try:

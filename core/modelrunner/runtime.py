@@ -17,6 +17,7 @@ from .plugins import get_plugin_manager
 from .scheduler import SchedulerClient
 from .settings import load_settings
 from .sources import find_source
+from .store.operation import operation
 
 log = logging.getLogger("modelrunner")
 
@@ -92,8 +93,11 @@ class Runtime:
         across processes (file lock), so a second concurrent pull finds the model cached."""
         source = self.find_source(ref)
         lock = Path(self.settings.models_path) / f".pull-{str(ref).replace('/', '_')}.lock"
-        with self._pull_slots, file_lock(lock):
-            return source.pull(ref, self.store, progress, token)
+        # one store operation: what the pull relies on is never collected meanwhile, and a
+        # full disk takes back what it wrote (store/operation.py)
+        with self._pull_slots, file_lock(lock), \
+                operation(self.store, keep_on_failure=True) as store:
+            return source.pull(ref, store, progress, token)
 
     def push(self, ref, model, progress, token=None):
         return self.find_source(ref).push(ref, model, self.store, progress, token)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import ModelRunnerError
+from .store.errors import DigestMismatch
 
 from .packaging.units import format_size as human_size  # noqa: F401  (DMR's "256.35MiB")
 
@@ -128,7 +129,7 @@ def fetch_blob(store, digest, size, open_body, *, progress=None, cancelled=None,
                 failures += 1
         try:
             writer.commit()
-        except ModelRunnerError as e:  # DigestMismatch: the partial file is gone, nothing stored
+        except DigestMismatch as e:  # the partial file is gone, nothing stored
             raise SourceError(f"blob {digest}{where} failed verification: {e}",
                               status=502) from None
     finally:

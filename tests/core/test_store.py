@@ -144,3 +144,32 @@ def test_runner_configuration_is_persisted(store):
     store.set_runner_config("llama.cpp|sha256:x|completion", {"context_size": 2048})
     assert FilesystemStore(store.root).runner_configs() == {
         "llama.cpp|sha256:x|completion": {"context_size": 2048}}
+
+
+def test_fsck_repair_rebuilds_an_unreadable_index_from_the_manifests(store, tmp_path):
+    from modelrunner.store import StoreError
+    model = add_to_store(store, write_small_gguf(tmp_path / "a.gguf"), ["ai/tiny"])
+    (store.root / "models.json").write_bytes(b'{"models": [')  # a torn write of an old version
+    with pytest.raises(StoreError, match="fsck --repair"):
+        store.listing()
+    report = store.fsck()
+    assert not report["ok"] and report["problems"][0]["what"] == "models.json"
+    assert store.fsck(repair=True)["problems"][0]["repaired"].startswith("rebuilt from 1")
+    assert [m.id for m in store.models()] == [model.id]  # untagged: the tags were in the index
+    assert store.fsck()["ok"]
+
+
+def test_a_blob_writer_whose_file_was_swapped_underneath_publishes_nothing(store):
+    import hashlib
+    import os
+    data = b"y" * 5000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    writer = store.blob_writer(digest, len(data))
+    writer.write(data)
+    partial = writer.path
+    os.unlink(partial)
+    partial.write_bytes(data)  # same bytes, but not the file this writer wrote and hashed
+    with pytest.raises(DigestMismatch, match="replaced or removed"):
+        writer.commit()
+    assert not store.has_blob(digest)
+    assert partial.read_bytes() == data  # the other file is left alone

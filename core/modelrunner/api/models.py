@@ -16,6 +16,7 @@ from ..packaging import PackagingError, read_model_tar
 from ..sources import Progress, SourceError, find_source, human_size
 from ..store import StoreError
 from ..bodies import read_json_body
+from ..store.operation import operation
 from .errors import dmr_error
 from .tar import stream_model_tar
 
@@ -27,7 +28,14 @@ class ModelsResource:
         self.runtime = runtime
 
     def on_get(self, req, resp):
-        resp.media = [m.to_api() for m in self.runtime.store.models()]
+        """Every entry; one that cannot be read is listed with "broken": reason, never fails
+        the listing (`model ls` shows it, `model rm` removes it)."""
+        store = self.runtime.store
+        try:
+            models = store.listing() if hasattr(store, "listing") else store.models()
+        except StoreError as e:
+            raise dmr_error(e.status, str(e))
+        resp.media = [m.to_api() for m in models]
 
 
 class ModelResource:
@@ -65,16 +73,18 @@ class ModelResource:
         resp.media = self._model(ref, partial=True).to_api()
 
     def on_delete(self, req, resp, ref):
+        """Works for a broken entry too (it is never loaded, only removed)."""
         force = req.get_param_as_bool("force") or False
         try:
-            self._model(ref)
-            unloaded = self.runtime.store.get(ref)
             result = self.runtime.store.delete(ref, force=force)
+        except refs.InvalidReference as e:
+            raise dmr_error(400, str(e))
         except StoreError as e:
             raise dmr_error(e.status, str(e))
-        if any("Deleted" in r for r in result):
+        deleted = [r["Deleted"] for r in result if "Deleted" in r]
+        if deleted:
             try:
-                self.runtime.scheduler.unload(models=[unloaded.id])
+                self.runtime.scheduler.unload(models=deleted)
             except Exception:
                 pass
         resp.media = result
@@ -138,7 +148,10 @@ class CreateResource:
 
 
 class LoadResource:
-    """POST /models/load: a tar of blobs/sha256/<hex> + manifest.json (what `package` sends)."""
+    """POST /models/load: a tar of blobs/sha256/<hex> + manifest.json (what `package` sends).
+
+    One store operation: blobs the manifest does not name, and every blob of a load that
+    fails, are taken back at the end; a full disk answers 507."""
 
     max_body = None  # a model upload: no body limit
 
@@ -147,14 +160,14 @@ class LoadResource:
 
     def on_post(self, req, resp):
         tag = req.get_param("tag")
-        store = self.runtime.store
         try:
             if tag:
                 refs.parse(tag)
-            manifest = read_model_tar(req.stream,
-                                      lambda digest, stream: store.write_blob(digest, stream),
-                                      have_blob=store.has_blob)
-            model = store.add_model(manifest, tags=[tag] if tag else [])
+            with operation(self.runtime.store) as store:
+                manifest = read_model_tar(req.stream,
+                                          lambda digest, stream: store.write_blob(digest, stream),
+                                          have_blob=store.has_blob)
+                model = store.add_model(manifest, tags=[tag] if tag else [])
         except (PackagingError, refs.InvalidReference) as e:
             raise dmr_error(400, str(e))
         except StoreError as e:

@@ -58,14 +58,23 @@ def list_models(model, as_json, quiet, openai):
         return
     table = _table("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID",
                    "CREATED", "CONTEXT", "SIZE")
+    broken = []
     for m in models:
         c = m.get("config") or {}
+        short = m["id"].split(":")[-1][:12]
         for tag in m["tags"] or ["<none>"]:
-            table.add_row(refs.display(tag) if tag != "<none>" else tag, c.get("parameters", ""),
-                          c.get("quantization", ""), c.get("architecture", ""),
-                          m["id"].split(":")[1][:12], _ago(m.get("created")),
+            name = refs.display(tag) if tag != "<none>" else tag
+            if m.get("broken"):
+                table.add_row(name, "broken", "", "", short, "", "", "")
+                broken.append((name if tag != "<none>" else short, m["broken"]))
+                continue
+            table.add_row(name, c.get("parameters", ""), c.get("quantization", ""),
+                          c.get("architecture", ""), short, _ago(m.get("created")),
                           str(c.get("context_size") or ""), c.get("size", ""))
     console().print(table)
+    for name, reason in broken:
+        click.echo(f"{name} is broken: {reason} (`model rm {name}` removes it; pulling it again "
+                   f"repairs it)")
 
 
 @click.command()
@@ -185,6 +194,45 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
 def _show_progress(lines):
     from .progress import show_progress  # rich: only pull and push draw bars
     show_progress(lines)
+
+
+@click.command()
+def prune():
+    """Remove what no model needs: unreferenced blobs, partial downloads, leftovers of crashes."""
+    from ..packaging.units import format_size as human_size
+    data = Client().json("POST", "/models/prune")
+    parts = [f"{data[k]} {label}" for k, label in (
+        ("blobs", "unreferenced blob(s)"), ("incomplete", "partial download(s)"),
+        ("manifests", "orphan manifest(s)"), ("bundles", "stale bundle(s)"),
+        ("temporary", "temporary file(s)")) if data.get(k)]
+    click.echo(f"Removed {', '.join(parts) if parts else 'nothing'}; freed "
+               f"{human_size(data.get('bytes', 0))}")
+
+
+@click.command()
+@click.option("--repair", is_flag=True, help="Remove what is corrupt (a model that loses a blob "
+                                             "stays, listed as broken, until a pull repairs it)")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON report")
+def fsck(repair, as_json):
+    """Check the store: re-hash blobs, check manifests, configs, the index and bundles."""
+    from ..packaging.units import format_size as human_size
+    data = Client().json("POST", "/models/fsck", json={"repair": repair})
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for p in data["problems"]:
+            done = p.get("repaired")
+            suffix = f" [{done}]" if done else (" [not repaired]" if data["repair"] else "")
+            click.echo(f"{p['what']}: {p['problem']}{suffix}")
+        checked = data["checked"]
+        garbage = f"; {len(data['garbage'])} item(s) of garbage (model prune removes them)" \
+            if data["garbage"] else ""
+        click.echo(f"Checked {checked['models']} model(s), {checked['blobs']} blob(s) "
+                   f"({human_size(checked['bytes'])}), {checked['manifests']} manifest(s), "
+                   f"{checked['bundles']} bundle(s) in {data['seconds']:.1f}s: "
+                   f"{len(data['problems'])} problem(s){garbage}")
+    if not data["ok"]:
+        sys.exit(1)
 
 
 @click.command()
@@ -374,8 +422,8 @@ def serve(host, port, workers, detach, tls):
     fail("the server did not answer within 30 s")
 
 
-COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, status, version, plugins, ps,
-            unload, configure, serve]
+COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, prune, fsck, status, version,
+            plugins, ps, unload, configure, serve]
 
 
 def core_commands():

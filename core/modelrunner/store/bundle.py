@@ -1,38 +1,98 @@
 """Bundles: a model's files laid out for a runner, hardlinked from blobs (no copies).
 
 bundles/sha256/<hex>/config.json holds the artifact config; model/ holds the files under their
-artifact paths (model.gguf or the shard names, model.mmproj, template.jinja, or a safetensors
-repo's own tree). The runner gets paths, never digests.
+artifact paths (model.gguf or the shards, model.mmproj, template.jinja, or a safetensors repo's
+own tree). The runner gets paths, never digests.
+
+A bundle is built in a folder of its own (locked while it fills, so a collector leaves it alone)
+and published by one rename. Nothing is ever written through a path that may be a hard link to
+a blob: a file is linked to a fresh name, or, where links fail, copied into a new file opened
+with O_EXCL. Layer names are checked first (``validate.bundle_files``): two layers with one name
+are refused, where writing the second through the first's link would overwrite another model's
+blob. An existing bundle whose files are not (or no longer) its blobs is rebuilt.
 """
 
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from ..engines import Bundle
-from .filesystem import _atomic_write, _hex, bundle_files
+from .errors import BrokenModel
+from .locks import lock_folder
+from .validate import bundle_files
+
+
+def _place(source, target):
+    try:
+        os.link(source, target)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # a filesystem without hard links: a copy, into a file that did not exist
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _is_current(store, root, files):
+    """The bundle at ``root`` is complete and each file is its blob (same inode, or a copy of
+    the same size where links are not available)."""
+    if not (root / ".complete").exists() or not (root / "config.json").exists():
+        return False
+    for layer, name in files:
+        try:
+            have = (root / "model" / name).stat()
+            blob = store.blob_path(layer["digest"]).stat()
+        except FileNotFoundError:
+            return False
+        if (have.st_ino, have.st_dev) != (blob.st_ino, blob.st_dev) and have.st_size != blob.st_size:
+            return False
+    return True
+
+
+def _build(store, model, files, root):
+    tmp = root.with_name(f".{root.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp.mkdir(parents=True)
+    lock = lock_folder(tmp)
+    try:
+        (tmp / "model").mkdir()
+        for layer, name in files:
+            target = tmp / "model" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _place(store.blob_path(layer["digest"]), target)
+        (tmp / "config.json").write_text(json.dumps(model.config, indent=2))
+        (tmp / ".complete").touch()
+        _publish(store, files, tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(lock)
+
+
+def _publish(store, files, tmp, root):
+    for _ in range(3):
+        try:
+            os.rename(tmp, root)
+            return
+        except OSError:
+            pass  # root exists (an empty folder is replaced; a filled one is not)
+        if _is_current(store, root, files):
+            return  # another process unpacked it first; ours goes
+        old = root.with_name(f".{root.name}.{uuid.uuid4().hex[:12]}.old")
+        try:
+            os.rename(root, old)  # a stale bundle: moved aside, then removed
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(tmp, root)
 
 
 def unpack(store, model):
-    root = store.root / "bundles" / "sha256" / _hex(model.id)
-    done = root / ".complete"
-    if not done.exists():
-        tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "model").mkdir(parents=True)
-        for layer, name in bundle_files(model):
-            target = tmp / "model" / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = store.blob_path(layer["digest"])
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-        _atomic_write(tmp / "config.json", json.dumps(model.config, indent=2).encode())
-        (tmp / ".complete").touch()
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process unpacked it first
-            shutil.rmtree(tmp, ignore_errors=True)
+    if getattr(model, "broken", ""):
+        raise BrokenModel(f"model {model.id} is broken: {model.broken}")
+    files = bundle_files(model)
+    root = store.root / "bundles" / "sha256" / model.id.split(":", 1)[1]
+    if not _is_current(store, root, files):
+        _build(store, model, files, root)
     return Bundle(model_id=model.id, path=Path(root), config=model.inner_config, tags=model.tags)

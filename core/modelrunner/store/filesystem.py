@@ -2,24 +2,30 @@
 
     <root>/layout.json            {"version": "1.0.0"}
     <root>/models.json            {"models": [{"id", "tags", "files"}]}  the tag index
-    <root>/blobs/sha256/<hex>     layers and configs; <hex>.incomplete while downloading
+    <root>/blobs/sha256/<hex>     layers and configs; <hex>.incomplete while a pull writes it
     <root>/manifests/sha256/<hex> raw manifests; the model ID is sha256 of these bytes
     <root>/bundles/sha256/<hex>/  config.json + model/<files>, hardlinked from blobs, for runners
     <root>/runners.json           runner configurations from `_configure` (modelrunner's addition)
+    <root>/locks/                 one lock file per blob being written (exists while held)
 
-Every write is a temp file + rename; the index is read-modify-written under a file lock, so
-several processes (gunicorn workers, the CLI's `package`) can write at once. A blob enters
-blobs/ only after its bytes hashed to its digest, and a manifest only after all of its blobs are
-there, so an interrupted pull never leaves a half-model in `model ls`.
+What it guarantees, and where:
+
+* a blob's bytes always hash to its name: each writer has a file of its own, verified before it
+  is renamed into place under the digest's lock (``writer.py``, ``locks.py``);
+* the index names only models whose manifest and config parse and whose blobs are all there
+  (``validate.py``, checked in ``add_model`` under the index lock); an entry that went bad later
+  is listed as broken with the reason, never fails a listing, and ``delete`` removes it;
+* crash order: blobs, then the manifest, then the index, each flushed (``durable.py``); on
+  delete and purge the index changes first and the files are collected after (``collect.py``),
+  so a kill at any point leaves garbage at worst, which server start and ``model prune`` remove;
+* ``fsck.py`` re-hashes and checks all of it, and with repair removes what is corrupt.
 """
 
 import contextlib
 import hashlib
+import io
 import json
 import os
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,32 +33,14 @@ from ..locks import file_lock
 
 from .. import reference as refs
 from ..engines import Bundle
-from ..errors import ModelRunnerError
-from .hashing import BackgroundSha256
-
-CHUNK = 1 << 20
-RECEIVE_BUFFER = 4 << 20   # one read of a download; RECEIVE_BUFFERS of them in flight
-RECEIVE_BUFFERS = 3
-
-
-class StoreError(ModelRunnerError):
-    status = 500
-
-
-class NotFound(StoreError):
-    status = 404
-
-
-class Conflict(StoreError):
-    status = 409
-
-
-class DigestMismatch(StoreError):
-    status = 422
-
-
-class InvalidModel(StoreError):
-    status = 400
+from .durable import atomic_write, fsync_dir, fsync_file
+from .errors import (BrokenModel, Conflict, DigestMismatch, InvalidModel, NotFound, StoreBusy,
+                     StoreError, StoreFull, disk_full, is_disk_full)
+from .hashing import off_the_loop, sha256_file
+from .locks import PathLock, SharedLock
+from .validate import (bundle_files, is_digest, manifest_digests, missing_blobs, parse_manifest,
+                       read_config)
+from .writer import CHUNK, BlobWriter  # noqa: F401  (BlobWriter: the public API's name)
 
 
 @dataclass
@@ -62,10 +50,11 @@ class Model:
     files: list                # digests of the layers and the config
     manifest: dict = field(repr=False, default_factory=dict)
     config: dict = field(repr=False, default_factory=dict)  # the whole config blob
+    broken: str = ""           # why the entry cannot be used ("" for a sound model)
 
     @property
     def short_id(self):
-        return self.id.split(":", 1)[1][:12]
+        return self.id.split(":", 1)[-1][:12]
 
     @property
     def inner_config(self):
@@ -78,7 +67,7 @@ class Model:
         created = self.config.get("descriptor", {}).get("created")
         try:
             return int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
-        except (AttributeError, ValueError):
+        except (AttributeError, TypeError, ValueError):
             return 0
 
     @property
@@ -86,156 +75,61 @@ class Model:
         return sum(layer.get("size", 0) for layer in self.manifest.get("layers", []))
 
     def to_api(self):
-        """GET /models shape: {id, tags, created, config}."""
-        return {"id": self.id, "tags": list(self.tags), "created": self.created,
+        """GET /models shape: {id, tags, created, config}; a broken entry adds "broken"."""
+        data = {"id": self.id, "tags": list(self.tags), "created": self.created,
                 "config": self.inner_config}
+        if self.broken:
+            data["broken"] = self.broken
+        return data
 
 
 def _hex(digest):
-    algo, _, hexpart = digest.partition(":")
-    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+    if not is_digest(digest):
         raise InvalidModel(f"invalid digest {digest!r}")
-    return hexpart
+    return digest.split(":", 1)[1]
 
 
 def _atomic_write(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-class BlobWriter:
-    """Streams one blob into the store, hashing as it goes; resumable.
-
-    Bytes go to ``<hex>.incomplete``; ``offset`` says how many are already there (a source asks
-    the registry for the rest with a Range request). ``commit()`` checks the digest and renames
-    into place; a mismatch deletes the partial file and raises DigestMismatch. With the store's
-    ``fsync`` the bytes are flushed to disk before the rename (off by default, as in curl, DMR
-    and huggingface_hub: it halves pull speed here; without it, a power cut just after a pull
-    can leave a blob short or zeroed under its name).
-    """
-
-    def __init__(self, store, digest, size=None):
-        self.digest = digest
-        self.size = size
-        self.fsync = store.fsync
-        self.final = store.blob_path(digest)
-        self.partial = self.final.with_name(self.final.name + ".incomplete")
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self._hash = hashlib.sha256()
-        self._file = open(self.partial, "ab+")
-        self._file.seek(0)
-        while chunk := self._file.read(CHUNK):
-            self._hash.update(chunk)
-        if size is not None and self._file.tell() > size:
-            self._file.truncate(0)
-            self._hash = hashlib.sha256()
-        self.offset = self._file.tell()
-
-    def restart(self):
-        """Throw away resumed bytes (the server ignored our Range request)."""
-        self._file.truncate(0)
-        self._file.seek(0)
-        self._hash = hashlib.sha256()
-        self.offset = 0
-
-    def write(self, chunk):
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self.offset += len(chunk)
-
-    def receive(self, readinto, limit, on_chunk=None):
-        """Copy from ``readinto(view) -> count`` (0 at the end) until the blob has ``limit`` bytes.
-
-        For downloads: each read is written at once (a broken connection loses at most the read
-        in progress, and the next attempt resumes after what was written), while sha256 runs on
-        an OS thread one buffer behind (``store.hashing``), so hashing overlaps the network.
-        ``on_chunk(offset)`` runs after every write; it may raise to stop (a cancelled pull).
-        """
-        if limit - self.offset <= CHUNK:  # a config or a tail: not worth a thread
-            view = memoryview(bytearray(limit - self.offset))
-            while self.offset < limit and (count := readinto(view[:limit - self.offset])):
-                self.write(view[:count])
-                if on_chunk:
-                    on_chunk(self.offset)
-            return
-        span = min(RECEIVE_BUFFER, limit - self.offset)
-        buffers = [memoryview(bytearray(span)) for _ in range(RECEIVE_BUFFERS)]
-        sha = BackgroundSha256(self._hash)
-        try:
-            turn = 0
-            while self.offset < limit:
-                sha.wait(RECEIVE_BUFFERS - 1)  # the buffer we take next is hashed
-                view = buffers[turn % RECEIVE_BUFFERS][:min(span, limit - self.offset)]
-                turn += 1
-                count = readinto(view)
-                if not count:
-                    break
-                self._file.write(view[:count])
-                self.offset += count
-                sha.update(view[:count])
-                if on_chunk:
-                    on_chunk(self.offset)
-        finally:
-            sha.close()
-
-    def commit(self):
-        self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
-        self._file.close()
-        actual = "sha256:" + self._hash.hexdigest()
-        if actual != self.digest:
-            self.partial.unlink(missing_ok=True)
-            raise DigestMismatch(f"blob {self.digest} does not match its digest (got {actual})")
-        os.replace(self.partial, self.final)
-        return self.final
-
-    def close(self):
-        if not self._file.closed:
-            self._file.close()
+    """Kept for callers of the old name (bundle.py of older plugins)."""
+    atomic_write(Path(path), data)
 
 
 class FilesystemStore:
     def __init__(self, root, fsync=False):
         self.root = Path(root)
-        self.fsync = fsync  # flush each blob to disk before it enters the store
+        self.fsync = fsync  # flush each pulled blob at commit (always flushed before indexing)
         self.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("blobs/sha256", "manifests/sha256", "bundles/sha256"):
+        for sub in ("blobs/sha256", "manifests/sha256", "bundles/sha256", "locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._lock = file_lock(self.root / ".lock")
+        self.collector_lock = SharedLock(self.root / ".collect.lock")
         if not (self.root / "layout.json").exists():
-            _atomic_write(self.root / "layout.json", b'{"version":"1.0.0"}')
+            atomic_write(self.root / "layout.json", b'{"version":"1.0.0"}', self.root)
         if not (self.root / "models.json").exists():
-            _atomic_write(self.root / "models.json", b'{"models":[]}')
+            atomic_write(self.root / "models.json", b'{"models":[]}', self.root)
 
     # -- blobs ----------------------------------------------------------------------------------
 
     def blob_path(self, digest):
         return self.root / "blobs" / "sha256" / _hex(digest)
 
+    def lock_path(self, digest):
+        return self.root / "locks" / f"{_hex(digest)}.lock"
+
     def has_blob(self, digest):
         return self.blob_path(digest).exists()
 
-    def blob_writer(self, digest, size=None):
-        return BlobWriter(self, digest, size)
+    def blob_writer(self, digest, size=None, on_publish=None):
+        """A resumable writer that owns ``<hex>.incomplete`` (waits while another writer has
+        this blob); see writer.py."""
+        return BlobWriter(self, digest, size, on_publish=on_publish)
 
-    def write_blob(self, digest, stream, size=None):
-        """Copy a file-like stream into the store under ``digest`` (verified)."""
+    def write_blob(self, digest, stream, size=None, on_publish=None):
+        """Copy a file-like stream into the store under ``digest`` (verified, flushed)."""
         if self.has_blob(digest):
             return self.blob_path(digest)
-        writer = self.blob_writer(digest, size)
-        writer.restart()
+        writer = BlobWriter(self, digest, size, resumable=False, on_publish=on_publish,
+                            durable=True)
         try:
             while chunk := stream.read(CHUNK):
                 writer.write(chunk)
@@ -243,33 +137,65 @@ class FilesystemStore:
         finally:
             writer.close()
 
-    def write_blob_bytes(self, data):
+    def write_blob_bytes(self, data, on_publish=None):
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if not self.has_blob(digest):
-            _atomic_write(self.blob_path(digest), data)
+            self.write_blob(digest, io.BytesIO(data), len(data), on_publish=on_publish)
         return digest
 
-    def import_file(self, path, digest):
-        """Put a local file into blobs: hardlinked when possible (same filesystem), else copied."""
+    def import_file(self, path, digest, on_publish=None):
+        """Put a local file into blobs: hardlinked when possible (same filesystem), else copied;
+        its bytes are checked against ``digest`` first either way."""
         target = self.blob_path(digest)
         if target.exists():
             return target
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            os.link(path, tmp)
-        except OSError:
+        actual = sha256_file(path)
+        if actual != digest:
+            raise DigestMismatch(f"{path} does not match {digest} (got {actual})")
+        with PathLock(self.lock_path(digest)):
+            if target.exists():
+                return target
+            try:
+                os.link(path, target)  # appears whole or not at all: no temp name needed
+            except OSError:
+                linked = False
+            else:
+                linked = True
+        if not linked:
             with open(path, "rb") as src:
-                return self.write_blob(digest, src)
-        os.replace(tmp, target)
+                return self.write_blob(digest, src, on_publish=on_publish)
+        if on_publish is not None:
+            on_publish(digest)
         return target
+
+    def _flush_blobs(self, digests):
+        """Make a model's blobs durable before the index names it (cheap for blobs already on
+        disk; for a fresh pull it is the one wait for its bytes to reach the disk)."""
+        try:
+            for digest in digests:
+                with contextlib.suppress(FileNotFoundError):  # add_model reports it missing
+                    off_the_loop(fsync_file, self.blob_path(digest))
+            fsync_dir(self.root / "blobs" / "sha256")
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full(self.root, "the model's blobs") from None
+            raise
 
     # -- index ----------------------------------------------------------------------------------
 
     def _read_index(self):
-        return json.loads((self.root / "models.json").read_bytes() or b'{"models":[]}')
+        try:
+            index = json.loads((self.root / "models.json").read_bytes() or b'{"models":[]}')
+        except ValueError as e:
+            raise StoreError(f"the index {self.root / 'models.json'} is corrupt ({e}): run "
+                             f"`model fsck --repair`") from None
+        if not isinstance(index, dict) or not isinstance(index.get("models"), list):
+            raise StoreError(f"the index {self.root / 'models.json'} has no list of models: "
+                             f"run `model fsck --repair`")
+        return index
 
     def _write_index(self, index):
-        _atomic_write(self.root / "models.json", json.dumps(index, indent=2).encode())
+        atomic_write(self.root / "models.json", json.dumps(index, indent=2).encode(), self.root)
 
     @contextlib.contextmanager
     def _index(self):
@@ -279,74 +205,121 @@ class FilesystemStore:
             yield index
             self._write_index(index)
 
+    def manifest_path(self, model_id):
+        return self.root / "manifests" / "sha256" / _hex(model_id)
+
     def manifest_bytes(self, model_id):
         """The manifest exactly as stored: pushing these bytes keeps the model ID."""
-        return (self.root / "manifests" / "sha256" / _hex(model_id)).read_bytes()
+        return self.manifest_path(model_id).read_bytes()
 
     def _load(self, entry):
-        manifest = json.loads(self.manifest_bytes(entry["id"]))
-        config_digest = manifest.get("config", {}).get("digest")
-        config = {}
-        if config_digest and self.has_blob(config_digest):
-            config = json.loads(self.blob_path(config_digest).read_bytes())
-        return Model(entry["id"], list(entry.get("tags", [])), list(entry.get("files", [])),
-                     manifest, config)
+        """The Model of an index entry; BrokenModel (with the reason) when it cannot be used."""
+        if not isinstance(entry, dict) or not is_digest(entry.get("id")):
+            raise BrokenModel(f"the index entry {json.dumps(entry)[:200]} is malformed")
+        model_id = entry["id"]
+        try:
+            data = self.manifest_bytes(model_id)
+        except FileNotFoundError:
+            raise BrokenModel("its manifest is missing") from None
+        except OSError as e:
+            raise BrokenModel(f"its manifest cannot be read: {e}") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != model_id:
+            raise BrokenModel("its manifest does not match the model ID")
+        try:
+            manifest = parse_manifest(data)
+            config = read_config(self, manifest)
+            missing = missing_blobs(self, manifest)
+            if missing:
+                raise InvalidModel(f"blob {', '.join(missing)}")
+            bundle_files(manifest)
+        except InvalidModel as e:
+            raise BrokenModel(str(e)) from None
+        except OSError as e:
+            raise BrokenModel(f"a blob cannot be read: {e}") from None
+        return Model(model_id, list(_tags(entry)), list(entry.get("files") or []), manifest, config)
+
+    def _load_or_broken(self, entry):
+        try:
+            return self._load(entry)
+        except BrokenModel as e:
+            good = isinstance(entry, dict)
+            files = entry.get("files") if good and isinstance(entry.get("files"), list) else []
+            return Model(str(entry.get("id", "")) if good else "", list(_tags(entry)), files,
+                         broken=str(e))
+
+    def listing(self):
+        """Every index entry as a Model; those that cannot be used have ``broken`` set."""
+        return [self._load_or_broken(e) for e in self._read_index()["models"]]
 
     def models(self):
-        return [self._load(e) for e in self._read_index()["models"]]
+        """The models that can be used (broken entries are left out: see ``listing``)."""
+        return [m for m in self.listing() if not m.broken]
 
     def add_model(self, manifest_bytes, tags=()):
-        """Record a model whose blobs are all present; returns the Model. Tags move to it."""
-        try:
-            manifest = json.loads(manifest_bytes)
-        except ValueError as e:
-            raise InvalidModel(f"manifest is not JSON: {e}") from None
-        digests = [layer["digest"] for layer in manifest.get("layers", [])]
-        if "config" in manifest:
-            digests.append(manifest["config"]["digest"])
-        missing = [d for d in digests if not self.has_blob(d)]
-        if missing:
-            raise InvalidModel(f"model is missing blobs: {', '.join(missing)}")
-        model_id = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+        """Record a model whose blobs are all present; returns the Model. Tags move to it.
+
+        Refused (InvalidModel, the index unchanged) unless the manifest and config parse, every
+        blob is there with its size, and the layers unpack to distinct files.
+        """
+        manifest = parse_manifest(manifest_bytes)
+        bundle_files(manifest)
         tags = [refs.normalize(t) for t in tags]
-        _atomic_write(self.root / "manifests" / "sha256" / _hex(model_id), manifest_bytes)
+        model_id = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+        digests = list(dict.fromkeys(manifest_digests(manifest)))
+        read_config(self, manifest)
+        self._flush_blobs(digests)
         with self._index() as index:
-            for entry in index["models"]:
-                entry["tags"] = [t for t in entry.get("tags", []) if t not in tags]
-            entry = next((e for e in index["models"] if e["id"] == model_id), None)
+            missing = missing_blobs(self, manifest)  # under the lock: no delete in between
+            if missing:
+                raise InvalidModel(f"model is missing blobs: {', '.join(missing)}")
+            atomic_write(self.manifest_path(model_id), manifest_bytes, self.root)
+            entries = [e for e in index["models"] if isinstance(e, dict)]
+            for entry in entries:
+                entry["tags"] = [t for t in _tags(entry) if t not in tags]
+            entry = next((e for e in entries if e.get("id") == model_id), None)
             if entry is None:
                 entry = {"id": model_id, "tags": [], "files": digests}
                 index["models"].append(entry)
+            entry["files"] = digests
             entry["tags"] = entry["tags"] + [t for t in tags if t not in entry["tags"]]
         return self.get(model_id)
 
     # -- lookup ---------------------------------------------------------------------------------
 
-    def get(self, text, partial=False):
-        """The model a reference, tag, ID or ID prefix names; NotFound otherwise.
-
-        With ``partial`` (inspect, as DMR): a bare name also matches any tag of that name.
-        """
+    @staticmethod
+    def _find(entries, text, partial=False):
+        """The index entry a reference, tag, ID or ID prefix names; NotFound otherwise."""
         text = (text or "").strip()
-        entries = self._read_index()["models"]
+        entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
         if refs.is_model_id(text):
             hexpart = text.lower().removeprefix("sha256:")
             for entry in entries:
                 if entry["id"].removeprefix("sha256:").startswith(hexpart):
-                    return self._load(entry)
+                    return entry
         ref = refs.parse(text)
         wanted = str(ref)
         for entry in entries:
-            if wanted in entry.get("tags", []):
-                return self._load(entry)
+            if wanted in _tags(entry):
+                return entry
             if ref.digest and entry["id"] == ref.digest:
-                return self._load(entry)
+                return entry
         if partial:
             for entry in entries:
-                for tag in entry.get("tags", []):
+                for tag in _tags(entry):
                     if tag.rsplit(":", 1)[0] == ref.name or refs.display(tag).split(":")[0] == text:
-                        return self._load(entry)
+                        return entry
         raise NotFound(f"model {text} not found")
+
+    def get(self, text, partial=False):
+        """The model a reference, tag, ID or ID prefix names; NotFound otherwise, BrokenModel
+        when its entry cannot be used. With ``partial`` (inspect, as DMR): a bare name also
+        matches any tag of that name."""
+        entry = self._find(self._read_index()["models"], text, partial)
+        try:
+            return self._load(entry)
+        except BrokenModel as e:
+            raise BrokenModel(f"model {text} is broken: {e}; `model rm {text}` removes it, "
+                              f"pulling it again repairs it") from None
 
     # -- tags and deletion ----------------------------------------------------------------------
 
@@ -354,67 +327,91 @@ class FilesystemStore:
         model = self.get(source)
         target = refs.normalize(target)
         with self._index() as index:
-            for entry in index["models"]:
-                if target in entry["tags"] and entry["id"] != model.id:
-                    entry["tags"].remove(target)
-            entry = next(e for e in index["models"] if e["id"] == model.id)
-            if target not in entry["tags"]:
-                entry["tags"].append(target)
+            entries = [e for e in index["models"] if isinstance(e, dict)]
+            entry = next((e for e in entries if e.get("id") == model.id), None)
+            if entry is None:
+                raise NotFound(f"model {source} not found")
+            for other in entries:
+                if other is not entry and target in _tags(other):
+                    other["tags"] = [t for t in _tags(other) if t != target]
+            if target not in _tags(entry):
+                entry["tags"] = _tags(entry) + [target]
         return target
 
     def delete(self, text, force=False):
         """DMR semantics: deleting by a tag of a multi-tag model only untags it; deleting by ID
-        a model with several tags is a 409 unless forced. Returns DMR's response list."""
-        model = self.get(text)
+        a model with several tags is a 409 unless forced. Returns DMR's response list. A broken
+        entry is removed like any other. The index changes first; the files are collected
+        after (a crash in between leaves garbage, not an entry without its files)."""
         by_id = refs.is_model_id(text)
-        untag_only = None
-        if not by_id:
-            untag_only = refs.normalize(text)
-        if by_id and len(model.tags) > 1 and not force:
-            raise Conflict(f"unable to delete {text} (must be forced) due to multiple tag references")
-        result = []
+        untag_only = None if by_id else refs.normalize(text)
         with self._index() as index:
-            entry = next(e for e in index["models"] if e["id"] == model.id)
-            if untag_only and len(entry["tags"]) > 1 and not force:
-                entry["tags"].remove(untag_only)
+            entry = self._find(index["models"], text)
+            tags = _tags(entry)
+            if by_id and len(tags) > 1 and not force:
+                raise Conflict(f"unable to delete {text} (must be forced) due to multiple tag "
+                               f"references")
+            if untag_only in tags and len(tags) > 1 and not force:
+                entry["tags"] = [t for t in tags if t != untag_only]
                 return [{"Untagged": untag_only}]
-            result += [{"Untagged": t} for t in entry["tags"]]
             index["models"].remove(entry)
-            kept = {d for e in index["models"] for d in e.get("files", [])}
-            self._remove_model_files(model, kept)
-        result.append({"Deleted": model.id})
-        return result
-
-    def _remove_model_files(self, model, kept):
-        for digest in model.files:
-            if digest not in kept:
-                self.blob_path(digest).unlink(missing_ok=True)
-        (self.root / "manifests" / "sha256" / _hex(model.id)).unlink(missing_ok=True)
-        shutil.rmtree(self.root / "bundles" / "sha256" / _hex(model.id), ignore_errors=True)
+        files = entry.get("files") if isinstance(entry.get("files"), list) else []
+        self.collect(candidates=set(files) | {entry["id"]})
+        return [{"Untagged": t} for t in tags] + [{"Deleted": entry["id"]}]
 
     def purge(self):
         if not (self.root / "layout.json").exists():
             raise StoreError("refusing to purge: layout.json is missing, this is not a model store")
         with self._index() as index:
-            models = [self._load(e) for e in index["models"]]
+            count = len(index["models"])
             index["models"] = []
-            for model in models:
-                self._remove_model_files(model, set())
-        return len(models)
+        self.collect(everything=True)
+        return count
 
     def disk_usage(self):
         total = 0
         for path in (self.root / "blobs").rglob("*"):
-            if path.is_file():
-                total += path.stat().st_size
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    total += path.stat().st_size
         return total
+
+    # -- integrity ------------------------------------------------------------------------------
+
+    def operation(self, keep_on_failure=False, keep_unreferenced=False):
+        """A pull, load, upload or create: see operation.py."""
+        from .operation import Operation
+        return Operation(self, keep_on_failure=keep_on_failure,
+                         keep_unreferenced=keep_unreferenced)
+
+    def collect(self, candidates=None, everything=False, incomplete_age=0, wait=0.0):
+        """Remove garbage no model needs (see collect.py); returns what was removed."""
+        from .collect import collect
+        return collect(self, candidates=candidates, everything=everything,
+                       incomplete_age=incomplete_age, wait=wait)
+
+    def collect_at_start(self):
+        """Server start: everything unreferenced, but partial downloads younger than a week
+        stay so a pull resumes them (DMR's rule)."""
+        from .collect import INCOMPLETE_MAX_AGE
+        return self.collect(everything=True, incomplete_age=INCOMPLETE_MAX_AGE)
+
+    def prune(self, wait=10.0):
+        """``model prune``: all garbage, partial downloads included; StoreBusy when pulls,
+        loads or uploads stay in flight for ``wait`` seconds."""
+        report = self.collect(everything=True, wait=wait)
+        if report["deferred"]:
+            raise StoreBusy("the store is busy (a pull, load or upload is in flight): prune "
+                            "runs when it ends, or try again then")
+        return report
 
     def clean_incomplete(self, older_than=7 * 86400):
         """Drop .incomplete downloads nobody resumed for a week (as DMR does)."""
-        now = time.time()
-        for path in (self.root / "blobs" / "sha256").glob("*.incomplete"):
-            if now - path.stat().st_mtime > older_than:
-                path.unlink(missing_ok=True)
+        return self.collect(everything=True, incomplete_age=older_than)
+
+    def fsck(self, repair=False):
+        from .fsck import fsck
+        return fsck(self, repair=repair)
 
     # -- bundles --------------------------------------------------------------------------------
 
@@ -433,26 +430,15 @@ class FilesystemStore:
         with self._lock:
             configs = self.runner_configs()
             configs[key] = config
-            _atomic_write(self.root / "runners.json", json.dumps(configs, indent=2).encode())
+            atomic_write(self.root / "runners.json", json.dumps(configs, indent=2).encode(),
+                         self.root)
 
 
-def bundle_files(model):
-    """(layer, name) for each layer of a model: where it goes under bundle/model/."""
-    names = []
-    counts = {}
-    for layer in model.manifest.get("layers", []):
-        media = layer.get("mediaType", "")
-        path = (layer.get("annotations") or {}).get("org.cncf.model.filepath")
-        if not path:
-            kind = media.rsplit(".", 1)[-1]
-            counts[kind] = counts.get(kind, 0) + 1
-            path = {"v3": "model.gguf", "mmproj": "model.mmproj", "jinja": "template.jinja",
-                    "license": f"license-{counts[kind]}.txt"}.get(kind, layer["digest"].split(":")[1])
-        if ".." in Path(path).parts or Path(path).is_absolute():
-            raise InvalidModel(f"layer path {path!r} escapes the bundle")
-        names.append((layer, path))
-    return names
+def _tags(entry):
+    tags = entry.get("tags") if isinstance(entry, dict) else None
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
-__all__ = ["FilesystemStore", "Model", "Bundle", "StoreError", "NotFound", "Conflict",
-           "DigestMismatch", "InvalidModel", "bundle_files"]
+__all__ = ["FilesystemStore", "Model", "Bundle", "BlobWriter", "StoreError", "NotFound",
+           "Conflict", "DigestMismatch", "InvalidModel", "BrokenModel", "StoreFull", "StoreBusy",
+           "bundle_files"]

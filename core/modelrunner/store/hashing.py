@@ -48,3 +48,26 @@ class BackgroundSha256:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+
+
+def off_the_loop(fn, *args):
+    """Run ``fn(*args)`` on an OS thread when under gevent (hashing or flushing gigabytes would
+    otherwise freeze every greenlet of the worker); in line everywhere else."""
+    if "gevent" in sys.modules:
+        from gevent import monkey
+        if monkey.is_module_patched("threading"):
+            import gevent
+            return gevent.get_hub().threadpool.apply(fn, args)
+    return fn(*args)
+
+
+def sha256_file(path, chunk=4 << 20):
+    """"sha256:<hex>" of a file's bytes, read in big chunks on an OS thread (see off_the_loop)."""
+    def run():
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            view = memoryview(bytearray(chunk))
+            while count := f.readinto(view):
+                digest.update(view[:count])
+        return "sha256:" + digest.hexdigest()
+    return off_the_loop(run)

@@ -73,15 +73,16 @@ class Recorder:
 
 class CuttingRelay:
     """A TCP relay in front of a registry that drops the connection after ``cut_after`` bytes
-    of every response to a GET of blob ``digest`` (None: relays faithfully). Records the
-    request heads it forwarded."""
+    of every response to a GET of blob ``digest`` (None: relays faithfully), at a slow ``pace``
+    if given. Records the request heads it forwarded."""
 
-    def __init__(self, upstream_port, digest, cut_after=None):
+    def __init__(self, upstream_port, digest, cut_after=None, pace=None):
         import socket
         import threading
         self.upstream_port = upstream_port
         self.digest = digest
         self.cut_after = cut_after
+        self.pace = pace  # seconds to wait before relaying each piece of a response (a slow link)
         self.heads = []
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
@@ -142,6 +143,9 @@ class CuttingRelay:
     def _down(self, client, upstream, state):
         try:
             while data := upstream.recv(65536):
+                if self.pace:
+                    import time
+                    time.sleep(self.pace)
                 if state["cutting"]:
                     room = self.cut_after - state["sent"]
                     if len(data) >= room:

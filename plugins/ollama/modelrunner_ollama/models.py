@@ -8,9 +8,10 @@ import falcon
 
 import modelrunner
 from modelrunner import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_GGUF,
-                         MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ, InvalidReference, PackagingError,
-                         SchedulerError, StoreError, __version__, canonical_json,
-                         format_parameters, format_size, make_layer, normalize_reference)
+                         MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ, BrokenModel, InvalidReference,
+                         PackagingError, SchedulerError, StoreError, __version__, canonical_json,
+                         format_parameters, format_size, make_layer, normalize_reference,
+                         store_operation)
 from modelrunner import rfc3339 as utc_rfc3339
 
 from .errors import OllamaError, not_found
@@ -26,6 +27,8 @@ def find(runtime, name):
         return runtime.store.get(name)
     except InvalidReference as e:
         raise OllamaError(400, str(e)) from None
+    except BrokenModel as e:
+        raise OllamaError(e.status, str(e)) from None
     except StoreError:
         raise not_found(name) from None
 
@@ -264,10 +267,16 @@ class DeleteResource:
     def on_delete(self, req, resp):
         body = read_json(req)
         name = model_name(body)
-        model = find(self.runtime, name)
-        if len(model.tags) <= 1:  # the model itself goes, not only one of its names
+        try:
+            model = find(self.runtime, name)
+        except OllamaError as e:
+            if e.status_code_int != BrokenModel.status:
+                raise
+            model = None  # a broken entry is removed, never loaded
+        if model is None or len(model.tags) <= 1:  # the model itself goes, not only a name
             try:
-                self.runtime.unload(models=[model.id])
+                if model is not None:
+                    self.runtime.unload(models=[model.id])
             except SchedulerError:
                 pass
         try:
@@ -316,14 +325,18 @@ class BlobResource:
             else falcon.HTTP_404
 
     def on_post(self, req, resp, digest):
+        """The body goes to a temp file of its own, verified before it takes the digest's
+        name; an upload that finds the blob published meanwhile checks its copy and drops it.
+        The blob is kept although no model names it yet: a create names it next."""
         digest = _digest(digest)
-        store = self.runtime.store
-        if not store.has_blob(digest):
+        if not self.runtime.store.has_blob(digest):
             try:
-                store.write_blob(digest, req.bounded_stream)
+                with store_operation(self.runtime.store, keep_unreferenced=True) as store:
+                    store.write_blob(digest, req.bounded_stream)
             except StoreError as e:
-                status = 400 if e.status in (400, 422) else e.status
-                raise OllamaError(status, f"digest mismatch: {e}") from None
+                if e.status in (400, 422):
+                    raise OllamaError(400, f"digest mismatch: {e}") from None
+                raise OllamaError(e.status, str(e)) from None
         resp.status = falcon.HTTP_201
 
 
@@ -345,7 +358,10 @@ class CreateResource:
             raise OllamaError(400, "quantize is not supported: quantize the GGUF before creating")
         if body.get("adapters"):
             raise OllamaError(400, "adapters are not supported")
-        store = self.runtime.store
+        with store_operation(self.runtime.store) as store:
+            return self._create(req, resp, body, target, store)
+
+    def _create(self, req, resp, body, target, store):
         statuses = []
         if body.get("files"):
             layers, config = self._from_files(body["files"], statuses)
@@ -389,7 +405,10 @@ class CreateResource:
                 "descriptor": {"created": created},
                 "rootfs": {"type": "rootfs", "diff_ids": [layer["digest"] for layer in layers]}}
         config_bytes = canonical_json(full)
-        config_digest = store.write_blob_bytes(config_bytes)
+        try:
+            config_digest = store.write_blob_bytes(config_bytes)
+        except StoreError as e:
+            raise OllamaError(e.status, str(e)) from None
         statuses.append(f"writing config {config_digest}")
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     "config": {"mediaType": MEDIA_TYPE_CONFIG_V01, "size": len(config_bytes),
@@ -437,6 +456,12 @@ class CreateResource:
                 raise OllamaError(400, f"unsupported file {filename!r}")
         if not weights:
             raise OllamaError(400, "files has no GGUF model weights")
+        named = {}
+        for filename, *_ in weights + extra:
+            other = named.setdefault(_base(filename), filename)
+            if other != filename:  # one bundle file each: the second would overwrite the first
+                raise OllamaError(400, f"files {other!r} and {filename!r} would both be named "
+                                       f"{_base(filename)!r} in the model: rename one")
         if len(projectors) > 1:
             raise OllamaError(400, "more than one multimodal projector")
         statuses.append("parsing GGUF")

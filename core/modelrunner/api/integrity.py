@@ -1,0 +1,50 @@
+"""POST /models/prune and POST /models/fsck: the store's collection and check, as JSON.
+
+DMR has neither route; these are modelrunner's, used by `model prune` and `model fsck`.
+"""
+
+import json
+
+from ..store import StoreError
+from .errors import dmr_error
+
+
+class PruneResource:
+    """Remove what no model needs: unreferenced blobs, partial downloads nobody resumes, orphan
+    manifests and bundles, crashed writers' temp files. 409 while operations stay in flight."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp):
+        prune = getattr(self.runtime.store, "prune", None)
+        if prune is None:
+            raise dmr_error(501, "this store cannot prune")
+        try:
+            resp.media = prune()
+        except StoreError as e:
+            raise dmr_error(e.status, str(e))
+
+
+class FsckResource:
+    """Check the store (body {"repair": bool}); the report says what is wrong and, with repair,
+    what was removed."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req, resp):
+        fsck = getattr(self.runtime.store, "fsck", None)
+        if fsck is None:
+            raise dmr_error(501, "this store cannot be checked")
+        raw = req.bounded_stream.read()
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError as e:
+            raise dmr_error(400, f"invalid JSON body: {e}")
+        if not isinstance(body, dict) or not isinstance(body.get("repair", False), bool):
+            raise dmr_error(400, 'the body must be {"repair": true|false}')
+        try:
+            resp.media = fsck(repair=body.get("repair", False))
+        except StoreError as e:
+            raise dmr_error(e.status, str(e))
