@@ -7,7 +7,6 @@ import pytest
 
 from plugins.diffusers.tests.conftest import tiny_sd_dir, tiny_sd_files  # noqa: F401 (fixtures)
 
-pytest_plugins = ["modelrunner.testing"]
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
