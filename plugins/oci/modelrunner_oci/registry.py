@@ -5,12 +5,13 @@
   ``insecure_registries`` or DMR's ``INSECURE_REGISTRY`` (comma list). DMR's ``DEFAULT_REGISTRY``
   replaces Docker Hub for references that did not name a registry.
 * Credentials, first found wins: the bearer token passed with the request (DMR's
-  "bearer-token"), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD``, then the Docker config
+  "bearer-token"), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD`` (for the one registry named by
+  ``registry_credentials_host``, see :mod:`.scope`), then the Docker config
   (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``): ``credHelpers[host]``,
   ``credsStore`` (both by running ``docker-credential-<helper> get``), then ``auths[host].auth``.
 * Auth: anonymous first; on 401 the ``WWW-Authenticate`` challenge decides: Basic sends the
   credentials, Bearer fetches a token from ``realm`` (``service``, ``scope``), with the credentials
-  when there are some. A request that is still 401 after one auth round is a SourceError(401):
+  when there are some and :mod:`.scope` lets them go there. A request that is still 401 after one auth round is a SourceError(401):
   wrong credentials fail at once, never in a retry loop.
 * Retries: at most 2, after 0.1 s and 0.3 s, only for connection errors and 5xx answers.
 """
@@ -28,6 +29,8 @@ import time
 from urllib.parse import urljoin
 
 from modelrunner import SourceError
+
+from . import scope
 
 
 def _import_httpx():
@@ -104,6 +107,7 @@ def use_settings(settings):
     if isinstance(configured, str):
         configured = _split_list(configured)
     _configured_insecure[:] = [str(h).strip() for h in configured]
+    scope.use_settings(settings)
 
 
 def insecure_registries():
@@ -172,7 +176,7 @@ def find_credentials(host):
     """(username, password) for ``host``, or None for anonymous access."""
     user = os.environ.get("MODELRUNNER_REGISTRY_USERNAME")
     password = os.environ.get("MODELRUNNER_REGISTRY_PASSWORD")
-    if user and password:
+    if user and password and host.lower() == scope.credentials_host(registry_host):
         return user, password
     config = _docker_config()
     keys = _config_keys(host)
@@ -309,14 +313,16 @@ class Registry:
         if params.get("service"):
             query.append(("service", params["service"]))
         auth = None
-        if self._credentials:
+        withheld = bool(self._credentials) and not self.may_authorize(params["realm"])
+        if self._credentials and not withheld:
             auth = httpx.BasicAuth(*self._credentials)
         response = self._send("GET", params["realm"], params=query, auth=auth, authorize=False)
         if response.status_code in (401, 403):
             detail = _error_text(response)
             raise SourceError(f"authentication failed for {where}: "
-                              f"{'wrong username or password' if self._credentials else 'access denied'}"
-                              f" ({detail})", status=401)
+                              f"{'wrong username or password' if auth else 'access denied'}"
+                              f" ({detail}){self._withheld_hint(params['realm']) if withheld else ''}",
+                              status=401)
         if response.status_code != 200:
             raise SourceError(f"token server of {self.host} answered {_error_text(response)}",
                               status=502)
@@ -325,6 +331,16 @@ class Registry:
             return body.get("token") or body["access_token"]
         except (ValueError, KeyError):
             raise SourceError(f"token server of {self.host} sent no token", status=502) from None
+
+    def may_authorize(self, url):
+        """Whether ``url`` may see this registry's credentials (:mod:`.scope`)."""
+        return scope.may_authorize(url, self.host, insecure_registries())
+
+    def _withheld_hint(self, url):
+        netloc = httpx.URL(url).netloc.decode()
+        return (f"; credentials for {self.host} were not sent to {url}: list {netloc} under "
+                f"registry_auth_hosts.{self.host} (and insecure_registries for plain http) "
+                f"to allow it")
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -336,6 +352,8 @@ class Registry:
         authenticated = False
         while True:
             used = self._authorization if authorize else None
+            if used and not self.may_authorize(str(url)):
+                used = None  # another host (an upload Location, say) or plain http
             sent = dict(headers or {})
             if used:
                 sent["Authorization"] = used
