@@ -21,6 +21,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .private import private_dir, private_open
+
 MAX_BYTES = 10 << 20
 BACKUPS = 3
 FORMAT = "[%(asctime)s.%(msecs)03d] %(process)d %(levelname)s %(name)s: %(message)s"
@@ -28,9 +30,8 @@ DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
 
 def log_dir(models_path):
-    path = Path(models_path) / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """<models_path>/logs, private to the server's user (0700; its files 0600)."""
+    return private_dir(Path(models_path) / "logs")
 
 
 def rotate_if_large(path, max_bytes=MAX_BYTES, backups=BACKUPS):
@@ -55,6 +56,9 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().__init__(filename, mode="a", maxBytes=maxBytes, backupCount=backupCount,
                          encoding="utf-8", delay=True)
         self._lock_path = self.baseFilename + ".lock"
+
+    def _open(self):
+        return private_open(self.baseFilename, "a", encoding=self.encoding)
 
     def _stale(self):
         if self.stream is None:

@@ -11,15 +11,14 @@ Engine-agnostic: an engine only supplies the command, the memory estimate and fl
 This object lives in the scheduler daemon, one per store, shared by every API worker.
 """
 
-import hashlib
 import itertools
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from ..engines import EngineError, RunnerConfig
+from .. import private
 from ..errors import ModelRunnerError
 from ..runners import unix_url
 from .durations import format_keep_alive, parse_keep_alive
@@ -34,12 +33,7 @@ def config_key(engine_name, model_id, mode):
     return f"{engine_name}|{model_id}|{mode}"
 
 
-def socket_dir(models_path):
-    """A short directory for Unix sockets (their paths are limited to 107 bytes)."""
-    digest = hashlib.sha256(str(models_path).encode()).hexdigest()[:10]
-    path = Path(tempfile.gettempdir()) / f"modelrunner-{os.getuid()}" / digest
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+socket_dir = private.socket_dir  # a private folder for Unix sockets (see modelrunner.private)
 
 
 class Scheduler:
@@ -53,8 +47,7 @@ class Scheduler:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.sockets = socket_dir(settings.models_path)
-        self.log_dir = Path(settings.models_path) / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = private.private_dir(Path(settings.models_path) / "logs")
         self._ids = itertools.count(1)
         self.default_keep_alive = parse_keep_alive(settings.get("keep_alive", "5m"))
         self.max_loaded = int(settings.get("max_loaded", 0) or 0)
