@@ -35,7 +35,7 @@ from pathlib import Path
 
 import falcon
 
-from modelrunner import GatewayError
+from modelrunner import GatewayError, private_dir, write_private
 
 from .errors import openai_error, openai_error_body
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
@@ -88,9 +88,9 @@ class ResponseStore:
         path = self._path(response_id)
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)  # stored prompts and answers: 0700 folder, 0600 files
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(record))
+                write_private(tmp, json.dumps(record))
                 os.replace(tmp, path)
             except OSError:
                 pass  # memory still has it; only other workers miss out

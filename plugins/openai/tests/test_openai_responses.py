@@ -13,7 +13,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from modelrunner_openai.responses import (EventStream, RequestError, ResponseStore,
+from modelrunner_openai.responses import (EventStream, RequestError, ResponseStore, new_id,
                                           base_response, build_chat_request, chat_to_response,
                                           validate)
 from openai_helpers import MODEL
@@ -301,3 +301,17 @@ def test_event_stream_with_text_then_tool_calls_validates_against_the_sdk_types(
     assert json.loads(call.arguments) == {"city": "Paris"}
     assert final.usage.total_tokens == 11
     assert stored and stored[0]["id"] == "resp_x" and answer.closed
+
+
+def test_stored_responses_on_disk_are_readable_by_the_servers_user_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = ResponseStore(tmp_path / "responses")
+        record = {"response": {"id": new_id("resp")}, "input": "my private question"}
+        store.put(record)
+    finally:
+        os.umask(old)
+    [path] = (tmp_path / "responses").glob("*.json")
+    assert "my private question" in path.read_text()
+    assert os.stat(tmp_path / "responses").st_mode & 0o777 == 0o700
+    assert os.stat(path).st_mode & 0o777 == 0o600
