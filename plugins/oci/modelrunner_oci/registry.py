@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from urllib.parse import urljoin
 
 from modelrunner import SourceError
@@ -67,6 +68,8 @@ SUPPORTED_CONFIG_TYPES = (MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_CONFIG_V02, MEDIA_TY
 CHUNK = 1 << 20
 RETRY_DELAYS = (0.1, 0.3)          # two quick retries, 0.4 s in all
 MAX_MANIFEST = 4 << 20             # the distribution spec's limit
+MAX_BODY = MAX_MANIFEST            # any answer read whole (manifests, tokens): decoded bytes
+MAX_ERROR_BODY = 64 << 10          # an error answer, read only for its message
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/")
@@ -214,10 +217,61 @@ def parse_challenge(header):
     return scheme.lower(), params
 
 
+def read_capped(response, limit, what="answer", truncate=False):
+    """Read a streamed httpx response's body, at most ``limit`` bytes after decoding (httpx
+    gunzips: a small gzip bomb would otherwise grow to gigabytes), so that ``.content`` and
+    ``.json()`` work; past the limit SourceError(502), or with ``truncate`` the first ``limit``
+    bytes (an error answer, read for its message only). Closes the response."""
+    if hasattr(response, "_content"):  # already read
+        return response.content
+    chunks, total = [], 0
+    try:
+        for chunk in _decoded(response, limit):
+            if total + len(chunk) > limit and truncate:
+                chunks.append(chunk[:limit - total])
+                break
+            total += len(chunk)
+            if total > limit:
+                raise SourceError(f"registry {response.url.netloc.decode()} sent a {what} larger "
+                                  f"than {limit} bytes", status=502)
+            chunks.append(chunk)
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # what httpx's own read() leaves
+    return response._content
+
+
+def _decoded(response, limit):
+    """The body's decoded bytes in pieces of at most ``limit + 1``: httpx's own decoder inflates a
+    whole network read at once (64 KiB of gzip can be 64 MiB), so gzip and deflate are inflated
+    here, with zlib's ``max_length``."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise SourceError(f"registry {response.url.netloc.decode()} answered in an unsupported "
+                          f"encoding {encoding!r}", status=502)
+    inflate = zlib.decompressobj(47)  # 32 + 15: a gzip or a zlib header
+    try:
+        for raw in response.iter_raw():
+            pending = raw
+            while pending:
+                piece = inflate.decompress(pending, limit + 1)
+                pending = inflate.unconsumed_tail
+                if piece:
+                    yield piece
+                elif pending:
+                    break
+    except zlib.error as e:
+        raise SourceError(f"registry {response.url.netloc.decode()} sent a corrupt "
+                          f"{encoding} body: {e}", status=502) from None
+
+
 def _error_text(response):
     """The registry's error message ({"errors":[{"code","message"}]}) or the status line."""
     try:
-        response.read()
+        read_capped(response, MAX_ERROR_BODY, truncate=True)
         errors = response.json().get("errors") or []
         text = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors)
         if text:
@@ -361,7 +415,11 @@ class Registry:
             try:
                 request = self.client.build_request(method, url, headers=sent, content=body,
                                                     params=params)
-                response = self.client.send(request, stream=stream, auth=auth)
+                response = self.client.send(request, stream=True, auth=auth)
+                if response.status_code >= 400:  # read for its message only, the start of it
+                    read_capped(response, MAX_ERROR_BODY, truncate=True)
+                elif not stream:
+                    read_capped(response, MAX_BODY)
             except httpx.TransportError as e:
                 if attempt < len(RETRY_DELAYS):
                     time.sleep(RETRY_DELAYS[attempt])

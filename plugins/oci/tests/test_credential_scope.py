@@ -26,7 +26,7 @@ BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 class FakeHost:
     """An http server on 127.0.0.1 that records each request's Authorization and answers with
-    ``answer(handler) -> (status, headers)``."""
+    ``answer(handler) -> (status, headers)``, or None once it has written its own response."""
 
     def __init__(self, answer):
         self.seen = []
@@ -41,7 +41,10 @@ class FakeHost:
                 if length:
                     self.rfile.read(length)
                 host.seen.append((self.command, self.path, self.headers.get("Authorization")))
-                status, headers = answer(self)
+                answered = answer(self)
+                if answered is None:  # the answer wrote its own response
+                    return
+                status, headers = answered
                 self.send_response(status)
                 for name, value in {"Content-Length": "0", **headers}.items():
                     self.send_header(name, value)
@@ -149,3 +152,40 @@ def test_environment_credentials_belong_to_docker_hub_unless_a_registry_is_confi
     use_settings({"registry_credentials_host": "registry.example.com"})
     assert find_credentials("registry.example.com") == (USER, PASSWORD)
     assert find_credentials("registry-1.docker.io") is None
+
+
+def gzip_bomb(size):
+    """gzip bytes that inflate to ``size`` zero bytes (about 1000:1)."""
+    import zlib
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(size >> 20)) + packer.flush()
+
+
+def test_a_gzip_bomb_for_a_manifest_or_an_error_is_read_only_up_to_its_cap(hosts, tmp_path):
+    import tracemalloc
+    bomb = gzip_bomb(256 << 20)
+
+    def answer(handler):
+        status = 200 if "/manifests/v1" in handler.path else 404
+        handler.send_response(status)
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        handler.send_header("Content-Length", str(len(bomb)))
+        handler.end_headers()
+        try:
+            handler.wfile.write(bomb)
+        except OSError:
+            pass  # the client stopped reading: the point
+    registry = hosts(answer)
+    for tag, status in (("v1", 502), ("missing", 404)):
+        tracemalloc.start()
+        try:
+            with pytest.raises(SourceError) as e:
+                OciSource().pull(reference.parse(f"{registry.host}/team/bomb:{tag}"),
+                                 FilesystemStore(tmp_path / tag), None)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert e.value.status == status
+        assert peak < 32 << 20  # 256 MiB inflated would not fit
