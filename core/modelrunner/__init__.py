@@ -77,6 +77,7 @@ _EXPORTS = {
     "private_dir": ".private",
     "write_private": ".private",
     # request bodies and streams
+    "UPLOAD": ".uploads",
     "read_json_body": ".bodies",
     "sse_events": ".streams",
     "StreamError": ".streams",

@@ -10,17 +10,25 @@ import falcon
 from .api.errors import DMRError, handle_dmr_error
 from .errors import KIND_BY_STATUS, ModelRunnerError
 from .runtime import Runtime
+from .uploads import UPLOAD, check_upload, parse_upload_cap
 
 
 class BodyLimit:
     """413 for bodies over ``max_body`` (DMR: 10 MiB). A resource may set its own ``max_body``
-    (None: no limit), as model uploads do."""
+    (None: no limit); model uploads set ``UPLOAD``: the ``max_upload`` setting and the store's
+    free disk space apply (see modelrunner.uploads)."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, upload_cap=0, store_path="."):
         self.limit = limit
+        self.upload_cap = upload_cap
+        self.store_path = store_path
 
     def process_resource(self, req, resp, resource, params):
         limit = getattr(resource, "max_body", self.limit)
+        if limit == UPLOAD:
+            if req.method in ("POST", "PUT"):
+                check_upload(req, self.upload_cap, self.store_path)
+            return
         if limit is not None and req.content_length and req.content_length > limit:
             raise falcon.HTTPPayloadTooLarge(
                 description=f"request body is {req.content_length} bytes; the limit is {limit}")
@@ -45,7 +53,10 @@ class ForwardedPrefix:
 
 def create_app(settings=None, runtime=None):
     runtime = runtime or Runtime(settings)
-    app = falcon.App(middleware=[BodyLimit(int(runtime.settings.get("max_body", 10 << 20)))])
+    settings = runtime.settings
+    app = falcon.App(middleware=[BodyLimit(int(settings.get("max_body", 10 << 20)),
+                                           parse_upload_cap(settings.get("max_upload", 0)),
+                                           settings.models_path)])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
 

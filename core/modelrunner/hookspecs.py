@@ -82,7 +82,8 @@ def register_routes(app, runtime):
     pulling and pushing. Routes are added with ``app.add_route(path, resource)``; resources stay
     plain Falcon resources and raise ``modelrunner.ModelRunnerError`` for errors. A resource
     with a ``max_body`` attribute (bytes, or None for no limit) replaces the ``max_body``
-    setting for its route (model uploads). Called once per API worker.
+    setting for its route; ``modelrunner.UPLOAD`` marks a model upload, bounded by the
+    ``max_upload`` setting and the store's free disk space. Called once per API worker.
     """
 
 

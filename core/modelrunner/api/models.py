@@ -15,6 +15,7 @@ from .. import reference as refs
 from ..packaging import PackagingError, read_model_tar
 from ..sources import Progress, SourceError, find_source, human_size
 from ..store import StoreError
+from ..uploads import UPLOAD
 from ..bodies import read_json_body
 from .errors import dmr_error
 from .tar import stream_model_tar
@@ -140,7 +141,7 @@ class CreateResource:
 class LoadResource:
     """POST /models/load: a tar of blobs/sha256/<hex> + manifest.json (what `package` sends)."""
 
-    max_body = None  # a model upload: no body limit
+    max_body = UPLOAD  # a model upload: max_upload and the free disk space (modelrunner.uploads)
 
     def __init__(self, runtime):
         self.runtime = runtime
