@@ -155,11 +155,17 @@ def log_files(models_path, engines=True):
     return sorted(files, key=lambda p: (order.get(p.name, 2), p.name))
 
 
-def _read_lines(path, max_bytes):
-    """(timestamp, source, line) for the last ``max_bytes`` of a file, and the offset read to."""
+def _read_lines(path, max_bytes, until=None):
+    """(timestamp, source, line) for the last ``max_bytes`` of a file, and the offset read to;
+    with ``until`` ({path: (inode, offset)}), only up to that offset (nothing for another file)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            if until is not None:
+                inode, pos = until.get(str(path), (None, 0))
+                if inode != os.fstat(f.fileno()).st_ino:
+                    return [], 0
+                size = min(size, pos)
             start = max(0, size - max_bytes)
             f.seek(start)
             data = f.read(size - start)
@@ -194,11 +200,12 @@ def format_line(source, raw):
     return f"[{source}] ".encode() + raw + b"\n"
 
 
-def merged(models_path, engines=True, max_bytes=4 << 20):
-    """All current log lines, time-ordered; returns (bytes, {path: offset read to})."""
+def merged(models_path, engines=True, max_bytes=4 << 20, until=None):
+    """All current log lines, time-ordered; returns (bytes, {path: offset read to}). With
+    ``until`` (offsets from an earlier call or ``poll``), only the lines before them."""
     entries, offsets = [], {}
     for path in log_files(models_path, engines):
-        lines, end = _read_lines(path, max_bytes)
+        lines, end = _read_lines(path, max_bytes, until)
         entries.extend(lines)
         offsets[str(path)] = (_inode(path), end)
     entries.sort(key=lambda e: e[0])  # stable: a file's own order is kept for equal stamps
