@@ -31,6 +31,7 @@ class LogHub:
         self.offsets = None
         self.seq = 0
         self.chunks = collections.deque(maxlen=KEEP_CHUNKS)
+        self._snapshot = None
         self.ticker = Ticker(self._poll, POLL_SECONDS)
 
     def _poll_locked(self):
@@ -54,8 +55,12 @@ class LogHub:
                 with self.ticker.changed:
                     self.ticker.version += 1
                     self.ticker.changed.notify_all()
-            text, _ = logfiles.merged(self.models_path, self.engines, until=self.offsets)
-            return text, self.seq
+            if self._snapshot is None or self._snapshot[1] != self.seq:
+                # one copy for every follower that starts before the next news: opening a
+                # follow costs no merge and no memory of its own
+                text, _ = logfiles.merged(self.models_path, self.engines, until=self.offsets)
+                self._snapshot = (text, self.seq)
+            return self._snapshot
 
     def since(self, seq):
         """(the chunks after position ``seq``, the position after them)."""
