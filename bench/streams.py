@@ -109,32 +109,37 @@ def main():
     counts = [int(c) for c in args.counts.split(",")]
     limit = raise_open_files(max(counts) + 1024)
     print(f"open-files limit here: {limit}")
+    print(f"{'kind':10} {'streams':>8} {'open s':>7} {'RSS MiB':>8} {'worker':>7} "
+          f"{'KiB/stream':>10} {'p50 ms':>7} {'p95 ms':>7}")
+    for kind in args.kinds.split(","):
+        run_kind(kind, counts, args)
+
+
+def run_kind(kind, counts, args):
+    """One fresh server per kind: malloc keeps what an earlier kind's streams used."""
     with tempfile.TemporaryDirectory(prefix="mrb") as tmp:
         server = Server(Path(tmp) / "models").start()
         try:
             idle, idle_worker = server_rss(server)
             p50, p95 = latencies(server.url, args.requests)
-            print(f"no streams: RSS {idle / 2**20:.0f} MiB (worker {idle_worker / 2**20:.0f} MiB), "
-                  f"GET /models p50 {p50:.1f} ms p95 {p95:.1f} ms")
-            print(f"{'kind':10} {'streams':>8} {'open s':>7} {'RSS MiB':>8} {'worker':>7} "
-                  f"{'KiB/stream':>10} {'p50 ms':>7} {'p95 ms':>7}")
-            for kind in args.kinds.split(","):
-                for count in counts:
-                    deadline = time.monotonic() + args.timeout
-                    try:
-                        streams, took = open_streams(server.port, kind, count, deadline)
-                    except (TimeoutError, OSError) as e:
-                        print(f"{kind:10} {count:8} failed: {e}")
-                        continue
-                    time.sleep(2)  # let the worker settle
-                    rss, worker = server_rss(server)
-                    p50, p95 = latencies(server.url, args.requests)
-                    print(f"{kind:10} {count:8} {took:7.1f} {rss / 2**20:8.0f} "
-                          f"{worker / 2**20:7.0f} {(rss - idle) / count / 1024:10.1f} "
-                          f"{p50:7.1f} {p95:7.1f}", flush=True)
-                    for s in streams:
-                        s.close()
-                    time.sleep(7)  # idle followers notice a closed client within 5 s
+            print(f"{kind:10} {0:8} {0:7.1f} {idle / 2**20:8.0f} {idle_worker / 2**20:7.0f} "
+                  f"{0:10.1f} {p50:7.1f} {p95:7.1f}", flush=True)
+            for count in counts:
+                deadline = time.monotonic() + args.timeout
+                try:
+                    streams, took = open_streams(server.port, kind, count, deadline)
+                except (TimeoutError, OSError) as e:
+                    print(f"{kind:10} {count:8} failed: {e}")
+                    continue
+                time.sleep(2)  # let the worker settle
+                rss, worker = server_rss(server)
+                p50, p95 = latencies(server.url, args.requests)
+                print(f"{kind:10} {count:8} {took:7.1f} {rss / 2**20:8.0f} "
+                      f"{worker / 2**20:7.0f} {(rss - idle) / count / 1024:10.1f} "
+                      f"{p50:7.1f} {p95:7.1f}", flush=True)
+                for s in streams:
+                    s.close()
+                time.sleep(7)  # idle followers notice a closed client within 5 s
         finally:
             server.stop()
 

@@ -300,7 +300,7 @@ class HuggingFaceSource(Source):
         status = response.status_code
         if status in (200, 206):
             return
-        response.read()
+        # the body is not read: the headers say what went wrong, and an error body has no cap
         code = response.headers.get("x-error-code", "")
         where = f"hf.co/{repo_id}/{f.path}"
         if status == 401 and code == "RepoNotFound":
