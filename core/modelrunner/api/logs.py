@@ -19,6 +19,7 @@ from .inspector import MAX_FOLLOW_SECONDS, client_gone
 POLL_SECONDS = 0.3
 IDLE_SECONDS = 5.0     # how often an idle follower checks that its client is still there
 KEEP_CHUNKS = 256      # a follower further behind than this many polls misses lines
+PIECE = 16 << 10       # the logs so far go out in pieces of this size
 
 
 class LogHub:
@@ -111,7 +112,11 @@ class LogsResource:
 
 
 def _follow(req, hub, text, seq):
-    yield text  # even empty: the first chunk sends the headers
+    # In pieces: gunicorn copies each chunk to frame it (chunked encoding), and the snapshot is
+    # shared by every follower that opened since the last news. Even empty: the first chunk
+    # sends the headers.
+    for start in range(0, max(len(text), 1), PIECE):
+        yield text[start:start + PIECE]
     del text  # sent: an idle follower keeps no copy
     ticker = hub.ticker
     version = ticker.join()
