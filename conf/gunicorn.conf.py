@@ -19,7 +19,9 @@ _settings = load_settings()
 bind = os.environ.get("MODELRUNNER_BIND", f"{_settings.host}:{_settings.port}")
 workers = int(_settings.get("workers", 1))
 worker_class = "gevent"
-worker_connections = 1000
+# Connections one worker serves at once: idle streams (chat SSE, /logs?follow, the inspector)
+# cost a few KB each, so the cap is high; the open-files limit is raised to fit (on_starting).
+worker_connections = int(_settings.get("worker_connections", 10000))
 timeout = 0                 # streams and model loads can take long; gevent workers heartbeat anyway
 keepalive = 5
 forwarded_allow_ips = str(_settings.get("forwarded_allow_ips", "127.0.0.1"))
@@ -36,7 +38,18 @@ wsgi_app = "modelrunner.app:create_app()"
 proc_name = "modelrunner"
 
 
+def _raise_open_files(wanted):
+    """Raise the soft limit on open files towards ``wanted`` (up to the hard limit): each
+    connection is a file descriptor, and the usual soft limit is 1024."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def on_starting(server):
+    _raise_open_files(workers * worker_connections + 1024)
     # Runner processes belong to one scheduler per store; it watches this master process and
     # stops every runner when the server goes away.
     os.environ["MODELRUNNER_WATCH_PID"] = str(os.getpid())

@@ -81,7 +81,11 @@ _EXPORTS = {
     "DEFAULT_TAG": ".reference",
     "display_reference": ".reference",
     "is_model_id": ".reference",
+    # files only the server's user may read (0700 folders, 0600 files)
+    "private_dir": ".private",
+    "write_private": ".private",
     # request bodies and streams
+    "UPLOAD": ".uploads",
     "read_json_body": ".bodies",
     "sse_events": ".streams",
     "StreamError": ".streams",

@@ -13,17 +13,25 @@ from .api.errors import DMRError, handle_dmr_error
 from .errors import KIND_BY_STATUS, ModelRunnerError
 from .runtime import Runtime
 from .trust import Trust
+from .uploads import UPLOAD, check_upload, parse_upload_cap
 
 
 class BodyLimit:
     """413 for bodies over ``max_body`` (DMR: 10 MiB). A resource may set its own ``max_body``
-    (None: no limit), as model uploads do."""
+    (None: no limit); model uploads set ``UPLOAD``: the ``max_upload`` setting and the store's
+    free disk space apply (see modelrunner.uploads)."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, upload_cap=0, store_path="."):
         self.limit = limit
+        self.upload_cap = upload_cap
+        self.store_path = store_path
 
     def process_resource(self, req, resp, resource, params):
         limit = getattr(resource, "max_body", self.limit)
+        if limit == UPLOAD:
+            if req.method in ("POST", "PUT"):
+                check_upload(req, self.upload_cap, self.store_path)
+            return
         if limit is not None and req.content_length and req.content_length > limit:
             raise falcon.HTTPPayloadTooLarge(
                 description=f"request body is {req.content_length} bytes; the limit is {limit}")
@@ -77,9 +85,12 @@ def collect_at_start(store):
 def create_app(settings=None, runtime=None):
     runtime = runtime or Runtime(settings)
     collect_at_start(runtime.store)
+    settings = runtime.settings
     # Trust first: a request it refuses reaches nothing else (see trust.py).
-    app = falcon.App(middleware=[Trust(runtime.settings),
-                                 BodyLimit(int(runtime.settings.get("max_body", 10 << 20)))])
+    app = falcon.App(middleware=[Trust(settings),
+                                 BodyLimit(int(settings.get("max_body", 10 << 20)),
+                                           parse_upload_cap(settings.get("max_upload", 0)),
+                                           settings.models_path)])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
 

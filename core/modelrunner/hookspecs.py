@@ -82,10 +82,12 @@ def register_routes(app, runtime):
     pulling and pushing. Routes are added with ``app.add_route(path, resource)``; resources stay
     plain Falcon resources and raise ``modelrunner.ModelRunnerError`` for errors. A resource
     with a ``max_body`` attribute (bytes, or None for no limit) replaces the ``max_body``
-    setting for its route (model uploads). With API keys configured, a route needs an admin
-    key unless its resource says ``scope = "inference"`` (or ``{"GET": "inference"}`` per
-    method): mark chat, completion, embedding and model-listing resources so. The trust
-    boundary (modelrunner.trust) runs before any resource. Called once per API worker.
+    setting for its route; ``modelrunner.UPLOAD`` marks a model upload, bounded by the
+    ``max_upload`` setting and the store's free disk space. With API keys configured, a route
+    needs an admin key unless its resource says ``scope = "inference"`` (or
+    ``{"GET": "inference"}`` per method): mark chat, completion, embedding and model-listing
+    resources so. The trust boundary (modelrunner.trust) runs before any resource. Called once
+    per API worker.
     """
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .hookspecs import hookimpl
+from .private import private_dir, private_open, write_private
 from .streams import reassemble
 
 MEDIA_KEEP = 100
@@ -55,16 +56,16 @@ class RequestLog:
         return self.dir / f"{model_id.split(':')[-1]}.jsonl"
 
     def add(self, record):
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)  # prompts and answers: the server's user only (0700, files 0600)
         path = self._path(record["model_id"])
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with FileLock(str(path) + ".lock", timeout=10):
-            with open(path, "a", encoding="utf-8") as f:
+            with private_open(path, "a") as f:
                 f.write(line)
             lines = _read_lines(path)
             if len(lines) > self.limit:
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text("".join(lines[-self.limit:]), encoding="utf-8")
+                write_private(tmp, "".join(lines[-self.limit:]))
                 os.replace(tmp, path)
 
     def files(self):

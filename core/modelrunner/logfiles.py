@@ -21,6 +21,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .private import private_dir, private_open
+
 MAX_BYTES = 10 << 20
 BACKUPS = 3
 FORMAT = "[%(asctime)s.%(msecs)03d] %(process)d %(levelname)s %(name)s: %(message)s"
@@ -28,9 +30,8 @@ DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
 
 def log_dir(models_path):
-    path = Path(models_path) / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """<models_path>/logs, private to the server's user (0700; its files 0600)."""
+    return private_dir(Path(models_path) / "logs")
 
 
 def rotate_if_large(path, max_bytes=MAX_BYTES, backups=BACKUPS):
@@ -55,6 +56,9 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         super().__init__(filename, mode="a", maxBytes=maxBytes, backupCount=backupCount,
                          encoding="utf-8", delay=True)
         self._lock_path = self.baseFilename + ".lock"
+
+    def _open(self):
+        return private_open(self.baseFilename, "a", encoding=self.encoding)
 
     def _stale(self):
         if self.stream is None:
@@ -151,11 +155,17 @@ def log_files(models_path, engines=True):
     return sorted(files, key=lambda p: (order.get(p.name, 2), p.name))
 
 
-def _read_lines(path, max_bytes):
-    """(timestamp, source, line) for the last ``max_bytes`` of a file, and the offset read to."""
+def _read_lines(path, max_bytes, until=None):
+    """(timestamp, source, line) for the last ``max_bytes`` of a file, and the offset read to;
+    with ``until`` ({path: (inode, offset)}), only up to that offset (nothing for another file)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            if until is not None:
+                inode, pos = until.get(str(path), (None, 0))
+                if inode != os.fstat(f.fileno()).st_ino:
+                    return [], 0
+                size = min(size, pos)
             start = max(0, size - max_bytes)
             f.seek(start)
             data = f.read(size - start)
@@ -190,11 +200,12 @@ def format_line(source, raw):
     return f"[{source}] ".encode() + raw + b"\n"
 
 
-def merged(models_path, engines=True, max_bytes=4 << 20):
-    """All current log lines, time-ordered; returns (bytes, {path: offset read to})."""
+def merged(models_path, engines=True, max_bytes=4 << 20, until=None):
+    """All current log lines, time-ordered; returns (bytes, {path: offset read to}). With
+    ``until`` (offsets from an earlier call or ``poll``), only the lines before them."""
     entries, offsets = [], {}
     for path in log_files(models_path, engines):
-        lines, end = _read_lines(path, max_bytes)
+        lines, end = _read_lines(path, max_bytes, until)
         entries.extend(lines)
         offsets[str(path)] = (_inode(path), end)
     entries.sort(key=lambda e: e[0])  # stable: a file's own order is kept for equal stamps

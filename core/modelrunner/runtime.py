@@ -78,7 +78,9 @@ class Runtime:
         return self.scheduler.unload(models=models, backend=backend, everything=everything)
 
     def configure(self, model_id, engine, mode="completion", **fields):
-        """Persist a runner configuration (context_size, runtime_flags, keep_alive, extra)."""
+        """Persist a runner configuration (context_size, runtime_flags, keep_alive, extra);
+        ``persist=False``: only for the runners the scheduler starts from now on, never written
+        to the store (a request's option, such as Ollama's num_ctx)."""
         return self.scheduler.configure(model_id, engine, mode, **fields)
 
     # -- transfer -------------------------------------------------------------------------------

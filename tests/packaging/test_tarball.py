@@ -131,6 +131,33 @@ def test_truncated_tar(artifact):
         read_model_tar(io.BytesIO(buf.getvalue()[:1500]), lambda d, s: s.read())
 
 
+def test_a_tar_with_an_oversized_pax_header_is_refused_before_it_is_read(artifact):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in _members(artifact):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            if name == "manifest.json":
+                info.pax_headers = {"comment": "x" * (8 << 20)}  # 8 MiB held in memory
+            tf.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    with pytest.raises(PackagingError, match="extended header"):
+        read_model_tar(_NoSeek(buf), lambda d, s: s.read())
+
+
+def test_a_tar_with_an_oversized_long_name_is_refused(artifact):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        members = _members(artifact)
+        for name, data in [("blobs/" + "n" * (1 << 20), b"x")] + members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    with pytest.raises(PackagingError, match="extended header"):
+        read_model_tar(_NoSeek(buf), lambda d, s: s.read())
+
+
 def test_dot_slash_names(artifact):
     members = [("./" + n, d) for n, d in _members(artifact)]
     assert read_model_tar(_tar(members), lambda d, s: s.read()) == artifact.manifest_bytes

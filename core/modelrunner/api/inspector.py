@@ -18,8 +18,10 @@ from ..inspector import RequestLog
 from ..scheduler.scheduler import config_key
 from ..store import StoreError
 from .errors import dmr_error
+from .follow import Ticker
 
 POLL_SECONDS = 0.3
+IDLE_SECONDS = 5.0     # how often an idle follower checks that its client is still there
 PING_SECONDS = 15.0
 MAX_FOLLOW_SECONDS = 24 * 3600
 
@@ -46,6 +48,15 @@ class RequestsResource:
     def __init__(self, runtime):
         self.runtime = runtime
         self.log = RequestLog.from_settings(runtime.settings)
+        self._signature = None
+        # one poll of the records' signature per worker, for every follower (see .follow)
+        self.ticker = Ticker(self._changed, POLL_SECONDS)
+
+    def _changed(self):
+        current = self.log.signature()
+        changed = current != self._signature
+        self._signature = current
+        return changed
 
     def _model_id(self, req):
         name = req.get_param("model")
@@ -88,28 +99,32 @@ class RequestsResource:
         def event(name, data):
             return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
-        yield event("connected", {"message": "connected to the request inspector",
-                                  "model": req.get_param("model") or ""})
-        seen = {}
-        for mid, records in self.log.all(model_id).items():
-            seen[mid] = {r["id"] for r in records}
-            if include_existing:
-                for r in records:
-                    yield event("existing_request", r)
-        signature = self.log.signature()
+        version = self.ticker.join()  # before the listing: a record after it wakes us
+        try:
+            yield event("connected", {"message": "connected to the request inspector",
+                                      "model": req.get_param("model") or ""})
+            seen = {}
+            for mid, records in self.log.all(model_id).items():
+                seen[mid] = {r["id"] for r in records}
+                if include_existing:
+                    for r in records:
+                        yield event("existing_request", r)
+            yield from self._news(req, model_id, seen, version, event)
+        finally:
+            self.ticker.leave()
+
+    def _news(self, req, model_id, seen, version, event):
         started = last_ping = time.monotonic()
         while time.monotonic() - started < MAX_FOLLOW_SECONDS:
-            time.sleep(POLL_SECONDS)  # gevent's sleep in the worker
+            seen_version, version = version, self.ticker.wait(version, IDLE_SECONDS)
             if client_gone(req):
                 return
             now = time.monotonic()
             if now - last_ping >= PING_SECONDS:
                 last_ping = now
                 yield b": ping\n\n"
-            current = self.log.signature()
-            if current == signature:
+            if version == seen_version:
                 continue
-            signature = current
             for mid, records in self.log.all(model_id).items():
                 ids = {r["id"] for r in records}
                 old = seen.get(mid, set())

@@ -15,6 +15,7 @@ from .. import reference as refs
 from ..packaging import PackagingError, read_model_tar
 from ..sources import Progress, SourceError, find_source, human_size
 from ..store import StoreError
+from ..uploads import UPLOAD
 from ..bodies import read_json_body
 from ..store.operation import operation
 from .errors import dmr_error
@@ -153,7 +154,7 @@ class LoadResource:
     One store operation: blobs the manifest does not name, and every blob of a load that
     fails, are taken back at the end; a full disk answers 507."""
 
-    max_body = None  # a model upload: no body limit
+    max_body = UPLOAD  # a model upload: max_upload and the free disk space (modelrunner.uploads)
 
     def __init__(self, runtime):
         self.runtime = runtime

@@ -398,9 +398,9 @@ def serve(host, port, workers, detach, tls):
     if not detach:
         os.execv(sys.executable, argv)
     import subprocess
-    log_dir = Path(settings.models_path) / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "serve.log", "ab") as log:
+    from ..private import private_dir, private_open
+    log_dir = private_dir(Path(settings.models_path) / "logs")
+    with private_open(log_dir / "serve.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     from .http import HTTP

@@ -21,6 +21,11 @@ from .errors import PackagingError
 
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# tarfile reads a GNU long name or a PAX header into memory whole, before handing out the member:
+# an upload could claim gigabytes there. A real one holds a path and a few numbers.
+MAX_HEADER_SIZE = 64 * 1024
+_EXTENDED_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                     tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 _BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 
 
@@ -88,6 +93,17 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses extended headers (long names, PAX) larger than MAX_HEADER_SIZE
+    before tarfile reads them."""
+
+    def _proc_member(self, tarfile_):
+        if self.type in _EXTENDED_HEADERS and self.size > MAX_HEADER_SIZE:
+            raise PackagingError(f"model tar has a {self.size}-byte extended header for "
+                                 f"{self.name!r} (at most {MAX_HEADER_SIZE})")
+        return super()._proc_member(tarfile_)
+
+
 def read_model_tar(
     fileobj: BinaryIO,
     write_blob: Callable[[str, BinaryIO], None],
@@ -108,7 +124,8 @@ def read_model_tar(
     manifest: bytes | None = None
     seen: set[str] = set()
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|", bufsize=CHUNK_SIZE) as tf:
+        with tarfile.open(fileobj=fileobj, mode="r|", bufsize=CHUNK_SIZE,
+                          tarinfo=_BoundedTarInfo) as tf:
             for member in tf:
                 name = member.name
                 while name.startswith("./"):

@@ -16,6 +16,7 @@ from ..locks import file_lock
 
 from ..logfiles import rotate_if_large
 from ..runners import UnixHTTPConnection
+from ..private import private_dir, private_open
 from .scheduler import SchedulerError, socket_dir
 
 
@@ -108,9 +109,9 @@ class SchedulerClient:
             cmd = [sys.executable, "-m", "modelrunner.scheduler.daemon", "--socket", self.socket,
                    "--watch-pid", str(self.watch_pid)]
             log_dir = os.path.join(self.settings.models_path, "logs")
-            os.makedirs(log_dir, exist_ok=True)
+            private_dir(log_dir)
             rotate_if_large(os.path.join(log_dir, "scheduler.log"))
-            with open(os.path.join(log_dir, "scheduler.log"), "ab") as log:
+            with private_open(os.path.join(log_dir, "scheduler.log"), "ab") as log:
                 subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
             deadline = time.monotonic() + timeout

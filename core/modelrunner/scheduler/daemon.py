@@ -102,7 +102,8 @@ class Handler(JSONRequestHandler):
                                           context_size=data.get("context_size"),
                                           runtime_flags=data.get("runtime_flags"),
                                           keep_alive=data.get("keep_alive"),
-                                          extra=data.get("extra"))
+                                          extra=data.get("extra"),
+                                          persist=data.get("persist", True) is not False)
         return config.to_dict()
 
 

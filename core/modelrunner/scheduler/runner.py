@@ -17,6 +17,8 @@ import threading
 import time
 
 from ..logfiles import rotate_if_large
+from ..private import private_open
+from .environment import runner_environment
 from ..runners import UnixHTTPConnection, unix_url
 
 _libc = None
@@ -101,9 +103,9 @@ class Runner:
         self.started = time.monotonic()
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
-        env = dict(os.environ, **command.env)
+        env = runner_environment(os.environ, command.env)  # no secrets (see .environment)
         rotate_if_large(self.log_path)
-        log = open(self.log_path, "ab")
+        log = private_open(self.log_path, "ab")
         now = time.time()
         stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
                  + f".{int(now * 1000) % 1000:03d}")

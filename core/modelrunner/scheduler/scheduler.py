@@ -11,15 +11,14 @@ Engine-agnostic: an engine only supplies the command, the memory estimate and fl
 This object lives in the scheduler daemon, one per store, shared by every API worker.
 """
 
-import hashlib
 import itertools
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from ..engines import EngineError, RunnerConfig
+from .. import private
 from ..errors import ModelRunnerError
 from ..runners import unix_url
 from .durations import format_keep_alive, parse_keep_alive
@@ -34,12 +33,7 @@ def config_key(engine_name, model_id, mode):
     return f"{engine_name}|{model_id}|{mode}"
 
 
-def socket_dir(models_path):
-    """A short directory for Unix sockets (their paths are limited to 107 bytes)."""
-    digest = hashlib.sha256(str(models_path).encode()).hexdigest()[:10]
-    path = Path(tempfile.gettempdir()) / f"modelrunner-{os.getuid()}" / digest
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+socket_dir = private.socket_dir  # a private folder for Unix sockets (see modelrunner.private)
 
 
 class Scheduler:
@@ -49,12 +43,12 @@ class Scheduler:
         self.settings = settings
         self.hooks = hooks                # pluggy hook relay, for on_runner
         self.runners = {}                 # key -> Runner
+        self.transient = {}               # config key -> RunnerConfig not to persist (see configure)
         self.stopping = set()             # runners out of service, still exiting
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.sockets = socket_dir(settings.models_path)
-        self.log_dir = Path(settings.models_path) / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = private.private_dir(Path(settings.models_path) / "logs")
         self._ids = itertools.count(1)
         self.default_keep_alive = parse_keep_alive(settings.get("keep_alive", "5m"))
         self.max_loaded = int(settings.get("max_loaded", 0) or 0)
@@ -64,6 +58,9 @@ class Scheduler:
     # -- configuration --------------------------------------------------------------------------
 
     def config_for(self, engine_name, model, mode):
+        transient = self.transient.get(config_key(engine_name, model.id, mode))
+        if transient is not None:
+            return RunnerConfig.from_dict(transient.to_dict())
         configs = self.store.runner_configs()
         data = configs.get(config_key(engine_name, model.id, mode))
         if data is None and mode in ("reranking", "image-generation"):
@@ -75,8 +72,13 @@ class Scheduler:
         return config
 
     def configure(self, engine, model, mode, context_size=None, runtime_flags=None,
-                  keep_alive=None, extra=None):
-        """Persist a runner configuration; reload an idle runner, 409 for a busy one."""
+                  keep_alive=None, extra=None, persist=True):
+        """Persist a runner configuration; reload an idle runner, 409 for a busy one.
+
+        With ``persist`` False (a dialect's per-request option, such as Ollama's num_ctx) the
+        configuration holds for the runners this scheduler starts but is never written to the
+        store: a chat request must not change what ``model configure`` set. Asking again for
+        the configuration already in effect reloads nothing."""
         if runtime_flags is not None:
             engine.validate_runtime_flags(runtime_flags)
         if keep_alive is not None:
@@ -86,7 +88,12 @@ class Scheduler:
             raise EngineError("context-size must be a positive integer (or -1 for the model's maximum)")
         key = config_key(engine.name, model.id, mode)
         with self.lock:
-            current = RunnerConfig.from_dict(self.store.runner_configs().get(key))
+            if persist:
+                self.transient.pop(key, None)
+                current = RunnerConfig.from_dict(self.store.runner_configs().get(key))
+            else:
+                current = self.config_for(engine.name, model, mode)
+                before = current.to_dict()
             current.mode = mode
             if context_size is not None:
                 current.context_size = context_size
@@ -96,13 +103,18 @@ class Scheduler:
                 current.keep_alive = str(keep_alive)
             if extra:
                 current.extra.update(extra)
+            if not persist and current.to_dict() == before:
+                return current
             runner = self.runners.get((engine.name, model.id, mode))
             if runner is not None:
                 if runner.in_use:
                     raise SchedulerError(f"runner for {runner.model_name} is busy; try again when "
                                          f"its requests finish", status=409)
                 self._unload(runner, "unloaded")
-            self.store.set_runner_config(key, current.to_dict())
+            if persist:
+                self.store.set_runner_config(key, current.to_dict())
+            else:
+                self.transient[key] = current
         return current
 
     # -- leases ---------------------------------------------------------------------------------

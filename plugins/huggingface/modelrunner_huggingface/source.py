@@ -20,7 +20,10 @@ Pull ``huggingface.co/org/repo:<quant>``:
    then the config blob and manifest are stored under the tag ``str(ref)``.
 
 ``HF_ENDPOINT`` is read at each pull (``huggingface_hub`` reads it only once, at import);
-``HF_TOKEN`` (or the request's bearer token) authenticates.
+``HF_TOKEN`` (or the request's bearer token) authenticates, to that endpoint only: every URL
+is built from it, and the Hub's redirects to its CDN (another host) go without the token
+(httpx drops Authorization on a redirect to another origin). Over plain http the token goes
+only to a loopback endpoint (a local mirror); a remote ``http://`` mirror gets no token.
 """
 
 import hashlib
@@ -29,6 +32,7 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from modelrunner import (BlobBody, PackagingError, Source, SourceError, build_gguf_artifact,
                          build_safetensors_artifact, bundle_files, chunks_readinto, fetch_blob)
@@ -56,10 +60,19 @@ def endpoint():
     return constants.ENDPOINT.rstrip("/")
 
 
-def _token(token):
+def _token(token, base):
     """The request's bearer token, else HF_TOKEN now (huggingface_hub's own lookup, which also
-    finds a stored login, applies when both are absent)."""
+    finds a stored login, applies when both are absent: None). False, which huggingface_hub
+    reads as "send none", when ``base`` is plain http to a host that is not loopback."""
+    if not may_send_token(base):
+        return False
     return token or os.environ.get("HF_TOKEN", "").strip() or None
+
+
+def may_send_token(base):
+    """A token travels over https, or plain http to this machine only."""
+    parts = urlsplit(base)
+    return parts.scheme == "https" or (parts.hostname or "") in ("localhost", "127.0.0.1", "::1")
 
 
 def _http_errors():
@@ -154,9 +167,9 @@ class HuggingFaceSource(Source):
 
     def pull(self, ref, store, progress, token=None):
         repo_id = ref.original_name or ref.repository
-        token = _token(token)
+        token = _token(token, endpoint())
         hf = _hf()
-        api = hf.HfApi(endpoint=endpoint(), token=token or None)
+        api = hf.HfApi(endpoint=endpoint(), token=token)
         try:
             info = api.model_info(repo_id, revision="main")
             commit = info.sha or "main"
@@ -257,7 +270,7 @@ class HuggingFaceSource(Source):
         """Every chosen file into the store; returns {repo path: digest}."""
         hf = _hf()
         session = hf.get_session()
-        headers = hf.utils.build_hf_headers(token=token or None, library_name="modelrunner")
+        headers = hf.utils.build_hf_headers(token=token, library_name="modelrunner")
         base = endpoint()
         progress.set_total(sum(f.size for f, _ in chosen))
         staging = _staging_dir(store)  # for small files, hashed before they become blobs
@@ -287,7 +300,7 @@ class HuggingFaceSource(Source):
         status = response.status_code
         if status in (200, 206):
             return
-        response.read()
+        # the body is not read: the headers say what went wrong, and an error body has no cap
         code = response.headers.get("x-error-code", "")
         where = f"hf.co/{repo_id}/{f.path}"
         if status == 401 and code == "RepoNotFound":
@@ -404,8 +417,8 @@ class HuggingFaceSource(Source):
         """
         hf = _hf()
         repo_id = ref.original_name or ref.repository
-        token = _token(token)
-        api = hf.HfApi(endpoint=endpoint(), token=token or None)
+        token = _token(token, endpoint())
+        api = hf.HfApi(endpoint=endpoint(), token=token)
         operations = []
         layers = bundle_files(model)
         progress.set_total(sum(layer.get("size", 0) for layer, _ in layers))

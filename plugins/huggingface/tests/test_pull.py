@@ -276,3 +276,12 @@ def test_config_json_of_stored_model_is_valid(pull, hf_endpoint, store):
     config_blob = store.blob_path(model.manifest["config"]["digest"]).read_bytes()
     config = json.loads(config_blob)
     assert config["rootfs"]["diff_ids"] == [layer["digest"] for layer in model.manifest["layers"]]
+
+
+def test_the_token_never_travels_in_clear_to_a_mirror_on_another_machine(monkeypatch):
+    from modelrunner_huggingface.source import _token
+    monkeypatch.setenv("HF_TOKEN", "hf_env_token")
+    assert _token(None, "https://huggingface.co") == "hf_env_token"
+    assert _token(None, "http://127.0.0.1:8090") == "hf_env_token"  # a local mirror
+    assert _token("hf_request_token", "http://mirror.lan:8090") is False  # False: send none
+    assert _token(None, "http://mirror.lan:8090") is False

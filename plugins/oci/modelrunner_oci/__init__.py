@@ -5,7 +5,8 @@ source: Docker Hub (``ai/smollm2`` -> ``docker.io/ai/smollm2:latest``) or any ``
 
 Modules: :mod:`.registry` (endpoints, credentials, auth, requests), :mod:`.pull`, :mod:`.push`.
 Environment and settings read: ``DEFAULT_REGISTRY``, ``INSECURE_REGISTRY`` (DMR's names),
-``insecure_registries`` (setting), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD``,
+``insecure_registries``, ``registry_credentials_host``, ``registry_auth_hosts`` (settings; see
+:mod:`.scope`), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD``,
 ``DOCKER_CONFIG`` (the Docker config with ``auths``, ``credsStore``, ``credHelpers``).
 """
 

@@ -5,12 +5,13 @@
   ``insecure_registries`` or DMR's ``INSECURE_REGISTRY`` (comma list). DMR's ``DEFAULT_REGISTRY``
   replaces Docker Hub for references that did not name a registry.
 * Credentials, first found wins: the bearer token passed with the request (DMR's
-  "bearer-token"), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD``, then the Docker config
+  "bearer-token"), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD`` (for the one registry named by
+  ``registry_credentials_host``, see :mod:`.scope`), then the Docker config
   (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``): ``credHelpers[host]``,
   ``credsStore`` (both by running ``docker-credential-<helper> get``), then ``auths[host].auth``.
 * Auth: anonymous first; on 401 the ``WWW-Authenticate`` challenge decides: Basic sends the
   credentials, Bearer fetches a token from ``realm`` (``service``, ``scope``), with the credentials
-  when there are some. A request that is still 401 after one auth round is a SourceError(401):
+  when there are some and :mod:`.scope` lets them go there. A request that is still 401 after one auth round is a SourceError(401):
   wrong credentials fail at once, never in a retry loop.
 * Retries: at most 2, after 0.1 s and 0.3 s, only for connection errors and 5xx answers.
 """
@@ -25,9 +26,12 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from urllib.parse import urljoin
 
 from modelrunner import SourceError
+
+from . import scope
 
 
 def _import_httpx():
@@ -64,6 +68,8 @@ SUPPORTED_CONFIG_TYPES = (MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_CONFIG_V02, MEDIA_TY
 CHUNK = 1 << 20
 RETRY_DELAYS = (0.1, 0.3)          # two quick retries, 0.4 s in all
 MAX_MANIFEST = 4 << 20             # the distribution spec's limit
+MAX_BODY = MAX_MANIFEST            # any answer read whole (manifests, tokens): decoded bytes
+MAX_ERROR_BODY = 64 << 10          # an error answer, read only for its message
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/")
@@ -104,6 +110,7 @@ def use_settings(settings):
     if isinstance(configured, str):
         configured = _split_list(configured)
     _configured_insecure[:] = [str(h).strip() for h in configured]
+    scope.use_settings(settings)
 
 
 def insecure_registries():
@@ -172,7 +179,7 @@ def find_credentials(host):
     """(username, password) for ``host``, or None for anonymous access."""
     user = os.environ.get("MODELRUNNER_REGISTRY_USERNAME")
     password = os.environ.get("MODELRUNNER_REGISTRY_PASSWORD")
-    if user and password:
+    if user and password and host.lower() == scope.credentials_host(registry_host):
         return user, password
     config = _docker_config()
     keys = _config_keys(host)
@@ -210,10 +217,61 @@ def parse_challenge(header):
     return scheme.lower(), params
 
 
+def read_capped(response, limit, what="answer", truncate=False):
+    """Read a streamed httpx response's body, at most ``limit`` bytes after decoding (httpx
+    gunzips: a small gzip bomb would otherwise grow to gigabytes), so that ``.content`` and
+    ``.json()`` work; past the limit SourceError(502), or with ``truncate`` the first ``limit``
+    bytes (an error answer, read for its message only). Closes the response."""
+    if hasattr(response, "_content"):  # already read
+        return response.content
+    chunks, total = [], 0
+    try:
+        for chunk in _decoded(response, limit):
+            if total + len(chunk) > limit and truncate:
+                chunks.append(chunk[:limit - total])
+                break
+            total += len(chunk)
+            if total > limit:
+                raise SourceError(f"registry {response.url.netloc.decode()} sent a {what} larger "
+                                  f"than {limit} bytes", status=502)
+            chunks.append(chunk)
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # what httpx's own read() leaves
+    return response._content
+
+
+def _decoded(response, limit):
+    """The body's decoded bytes in pieces of at most ``limit + 1``: httpx's own decoder inflates a
+    whole network read at once (64 KiB of gzip can be 64 MiB), so gzip and deflate are inflated
+    here, with zlib's ``max_length``."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise SourceError(f"registry {response.url.netloc.decode()} answered in an unsupported "
+                          f"encoding {encoding!r}", status=502)
+    inflate = zlib.decompressobj(47)  # 32 + 15: a gzip or a zlib header
+    try:
+        for raw in response.iter_raw():
+            pending = raw
+            while pending:
+                piece = inflate.decompress(pending, limit + 1)
+                pending = inflate.unconsumed_tail
+                if piece:
+                    yield piece
+                elif pending:
+                    break
+    except zlib.error as e:
+        raise SourceError(f"registry {response.url.netloc.decode()} sent a corrupt "
+                          f"{encoding} body: {e}", status=502) from None
+
+
 def _error_text(response):
     """The registry's error message ({"errors":[{"code","message"}]}) or the status line."""
     try:
-        response.read()
+        read_capped(response, MAX_ERROR_BODY, truncate=True)
         errors = response.json().get("errors") or []
         text = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors)
         if text:
@@ -309,14 +367,16 @@ class Registry:
         if params.get("service"):
             query.append(("service", params["service"]))
         auth = None
-        if self._credentials:
+        withheld = bool(self._credentials) and not self.may_authorize(params["realm"])
+        if self._credentials and not withheld:
             auth = httpx.BasicAuth(*self._credentials)
         response = self._send("GET", params["realm"], params=query, auth=auth, authorize=False)
         if response.status_code in (401, 403):
             detail = _error_text(response)
             raise SourceError(f"authentication failed for {where}: "
-                              f"{'wrong username or password' if self._credentials else 'access denied'}"
-                              f" ({detail})", status=401)
+                              f"{'wrong username or password' if auth else 'access denied'}"
+                              f" ({detail}){self._withheld_hint(params['realm']) if withheld else ''}",
+                              status=401)
         if response.status_code != 200:
             raise SourceError(f"token server of {self.host} answered {_error_text(response)}",
                               status=502)
@@ -325,6 +385,16 @@ class Registry:
             return body.get("token") or body["access_token"]
         except (ValueError, KeyError):
             raise SourceError(f"token server of {self.host} sent no token", status=502) from None
+
+    def may_authorize(self, url):
+        """Whether ``url`` may see this registry's credentials (:mod:`.scope`)."""
+        return scope.may_authorize(url, self.host, insecure_registries())
+
+    def _withheld_hint(self, url):
+        netloc = httpx.URL(url).netloc.decode()
+        return (f"; credentials for {self.host} were not sent to {url}: list {netloc} under "
+                f"registry_auth_hosts.{self.host} (and insecure_registries for plain http) "
+                f"to allow it")
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -336,6 +406,8 @@ class Registry:
         authenticated = False
         while True:
             used = self._authorization if authorize else None
+            if used and not self.may_authorize(str(url)):
+                used = None  # another host (an upload Location, say) or plain http
             sent = dict(headers or {})
             if used:
                 sent["Authorization"] = used
@@ -343,7 +415,11 @@ class Registry:
             try:
                 request = self.client.build_request(method, url, headers=sent, content=body,
                                                     params=params)
-                response = self.client.send(request, stream=stream, auth=auth)
+                response = self.client.send(request, stream=True, auth=auth)
+                if response.status_code >= 400:  # read for its message only, the start of it
+                    read_capped(response, MAX_ERROR_BODY, truncate=True)
+                elif not stream:
+                    read_capped(response, MAX_BODY)
             except httpx.TransportError as e:
                 if attempt < len(RETRY_DELAYS):
                     time.sleep(RETRY_DELAYS[attempt])

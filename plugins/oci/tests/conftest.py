@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+from modelrunner_oci.registry import use_settings
+
 from plugins.oci.tests.oci_registry import PASSWORD, USER, TokenServer, start_registry, stop_registry
 
 
@@ -39,8 +41,24 @@ def _isolated_credentials(tmp_path, monkeypatch):
     """No developer credentials or registry settings leak into a test."""
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     for name in ("MODELRUNNER_REGISTRY_USERNAME", "MODELRUNNER_REGISTRY_PASSWORD",
-                 "DEFAULT_REGISTRY", "INSECURE_REGISTRY"):
+                 "MODELRUNNER_REGISTRY_CREDENTIALS_HOST", "DEFAULT_REGISTRY", "INSECURE_REGISTRY"):
         monkeypatch.delenv(name, raising=False)
+    use_settings(None)
+    yield
+    use_settings(None)
+
+
+def env_credentials(monkeypatch, host, password=PASSWORD):
+    """MODELRUNNER_REGISTRY_USERNAME/_PASSWORD, meant for the registry ``host``."""
+    monkeypatch.setenv("MODELRUNNER_REGISTRY_USERNAME", USER)
+    monkeypatch.setenv("MODELRUNNER_REGISTRY_PASSWORD", password)
+    monkeypatch.setenv("MODELRUNNER_REGISTRY_CREDENTIALS_HOST", host)
+
+
+def trust_token_realm(server):
+    """Let ``server``'s credentials go to its token server (another port: another host)."""
+    realm = server.tokens.realm.split("/")[2]
+    use_settings({"registry_auth_hosts": {server.host: [realm]}})
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from modelrunner_oci.source import OciSource
 from modelrunner_oci.push import push_blobs_and_manifest
 from modelrunner_oci.registry import base_url, registry_host
 
+from plugins.oci.tests.conftest import env_credentials, trust_token_realm
 from plugins.oci.tests.oci_registry import PASSWORD, USER
 from plugins.oci.tests.oci_helpers import (CuttingRelay, Recorder, RedirectingFront, gguf_artifact, put_in_store,
                          random_artifact)
@@ -257,8 +258,7 @@ def test_push_artifact_publishes_a_package_without_the_store(registry, stores, t
 def test_basic_auth_push_and_pull(auth_registry, stores, tmp_path, monkeypatch):
     first, second = stores
     model = put_in_store(first, gguf_artifact(tmp_path, seed=9), "x")
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_USERNAME", USER)
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_PASSWORD", PASSWORD)
+    env_credentials(monkeypatch, auth_registry.host)
     SOURCE.push(ref(f"{auth_registry.host}/team/private:v1"), model, first, None)
     assert SOURCE.pull(ref(f"{auth_registry.host}/team/private:v1"), second, None).id == model.id
 
@@ -293,8 +293,7 @@ def test_credentials_come_from_a_credential_helper(auth_registry, stores, tmp_pa
 
 def test_wrong_credentials_fail_with_401_within_2_seconds(auth_registry, stores, monkeypatch):
     _, second = stores
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_USERNAME", USER)
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_PASSWORD", "wrong")
+    env_credentials(monkeypatch, auth_registry.host, "wrong")
     started = time.monotonic()
     with pytest.raises(SourceError) as e:
         SOURCE.pull(ref(f"{auth_registry.host}/team/private:v1"), second, None)
@@ -315,8 +314,8 @@ def test_anonymous_pull_from_a_private_registry_asks_for_credentials(auth_regist
 def test_token_auth_push_and_pull(token_registry, stores, tmp_path, monkeypatch):
     first, second = stores
     model = put_in_store(first, gguf_artifact(tmp_path, seed=12), "x")
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_USERNAME", USER)
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_PASSWORD", PASSWORD)
+    env_credentials(monkeypatch, token_registry.host)
+    trust_token_realm(token_registry)
     target = ref(f"{token_registry.host}/team/tokened:v1")
     SOURCE.push(target, model, first, None)
     assert ["repository:team/tokened:pull,push"] in [s[:1] for s in token_registry.tokens.requests]
@@ -328,8 +327,8 @@ def test_token_auth_push_and_pull(token_registry, stores, tmp_path, monkeypatch)
 
 def test_token_auth_with_wrong_password_fails_fast_with_401(token_registry, stores, monkeypatch):
     _, second = stores
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_USERNAME", USER)
-    monkeypatch.setenv("MODELRUNNER_REGISTRY_PASSWORD", "wrong")
+    env_credentials(monkeypatch, token_registry.host, "wrong")
+    trust_token_realm(token_registry)
     started = time.monotonic()
     with pytest.raises(SourceError) as e:
         SOURCE.pull(ref(f"{token_registry.host}/team/tokened:v1"), second, None)

@@ -120,6 +120,21 @@ def runner_events(answer):
         raise StreamError(f"the runner answered with something that is not JSON: {raw[:200]!r}")
 
 
+def model_max_context(model):
+    """The context the model was trained for (GGUF ``<arch>.context_length``), else the one its
+    config declares; None when neither says."""
+    inner = model.inner_config or {}
+    gguf = inner.get("gguf") or {}
+    arch = gguf.get("general.architecture") or inner.get("architecture")
+    for value in (gguf.get(f"{arch}.context_length"), inner.get("context_size")):
+        try:
+            if value is not None and int(value) > 0:
+                return int(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 class Base:
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
     mode = "completion"
@@ -143,16 +158,18 @@ class Base:
         return name, model, engine, settings, options, keep_alive, keep_seconds
 
     def ensure_context(self, model, engine, mode, wanted):
-        """num_ctx different from the configured context reconfigures (an idle runner reloads)."""
+        """num_ctx different from the configured context reconfigures (an idle runner reloads).
+
+        A request's num_ctx is a client's wish, not the operator's configuration: it is capped
+        at the model's trained context (a bigger one only costs memory, up to an out-of-memory
+        load) and it is never written to the store (``persist=False``), so the context that
+        ``model configure`` set comes back after a restart and a client cannot change it."""
         if wanted is None:
             return
-        key = f"{engine.name}|{model.id}|{mode}"
-        config = self.runtime.store.runner_configs().get(key) or {}
-        current = config.get("context_size") or model.inner_config.get("context_size")
-        if current == wanted:
-            return
-        try:
-            self.runtime.configure(model.id, engine.name, mode, context_size=wanted)
+        wanted = min(wanted, model_max_context(model) or wanted)
+        try:  # the scheduler reloads nothing when this context is already the one in effect
+            self.runtime.configure(model.id, engine.name, mode, context_size=wanted,
+                                   persist=False)
         except SchedulerError as e:
             if e.status != 409:  # busy: this request runs with the loaded context
                 raise OllamaError(e.status, str(e)) from None

@@ -11,7 +11,7 @@ from modelrunner import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01, MEDIA_
                          MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ, BrokenModel, InvalidReference,
                          PackagingError, SchedulerError, StoreError, __version__, canonical_json,
                          format_parameters, format_size, make_layer, normalize_reference,
-                         store_operation)
+                         store_operation, UPLOAD)
 from modelrunner import rfc3339 as utc_rfc3339
 
 from .errors import OllamaError, not_found
@@ -315,7 +315,7 @@ def _digest(text):
 
 
 class BlobResource:
-    max_body = None  # a model upload: no body limit
+    max_body = UPLOAD  # a model upload: max_upload and the free disk space
 
     def __init__(self, runtime):
         self.runtime = runtime

@@ -52,6 +52,20 @@ def test_num_ctx_reloads_the_runner_with_that_context(own):
     client.generate(model=MODEL, prompt="", keep_alive=0)
 
 
+def test_num_ctx_above_the_models_maximum_is_capped_and_never_stored(own):
+    from modelrunner.store import FilesystemStore
+    client = own.client
+    before = FilesystemStore(own.models_path).runner_configs()
+    answer = client.chat(model=MODEL, messages=QUESTION,
+                         options={"num_ctx": 16384, "num_predict": 4})  # SmolLM2 was trained on 8192
+    assert answer.eval_count > 0
+    assert client.ps().models[0].context_length == 8192
+    client.chat(model=MODEL, messages=QUESTION, options={"num_ctx": 2048, "num_predict": 4})
+    assert client.ps().models[0].context_length == 2048
+    assert FilesystemStore(own.models_path).runner_configs() == before  # a chat configures nothing
+    client.generate(model=MODEL, prompt="", keep_alive=0)
+
+
 def test_create_from_an_existing_model_records_system_and_parameters(own):
     client = own.client
     progress = list(client.create(model="pirate", from_=MODEL, system="You are a pirate.",

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from modelrunner import private_dir, write_private
+
 TTL = 3600
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -36,9 +38,9 @@ class ResponseStore:
         path = self._path(response_id)
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)  # stored prompts and answers: 0700 folder, 0600 files
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(record))
+                write_private(tmp, json.dumps(record))
                 os.replace(tmp, path)
             except OSError:
                 pass  # memory still has it; only other workers miss out

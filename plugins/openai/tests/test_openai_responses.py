@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from conformance import Recorder, conforms, event_conforms, stream_conforms
 from modelrunner_openai.responses import EventStream, build_chat_request
 from modelrunner_openai.responses_objects import base_response, chat_to_response
+from modelrunner_openai.responses_items import new_id
 from modelrunner_openai.responses_store import ResponseStore
 from modelrunner_openai.responses_validation import RequestError, validate
 from openai_helpers import MODEL
@@ -555,3 +556,17 @@ def test_a_runner_failing_mid_stream_ends_with_an_error_event_and_response_faile
     assert events[-1]["response"]["error"] == {"code": "server_error", "message": "out of memory"}
     assert not stored and answer.closed
     event_conforms(events[-2])
+
+
+def test_stored_responses_on_disk_are_readable_by_the_servers_user_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = ResponseStore(tmp_path / "responses")
+        record = {"response": {"id": new_id("resp")}, "input": "my private question"}
+        store.put(record)
+    finally:
+        os.umask(old)
+    [path] = (tmp_path / "responses").glob("*.json")
+    assert "my private question" in path.read_text()
+    assert os.stat(tmp_path / "responses").st_mode & 0o777 == 0o700
+    assert os.stat(path).st_mode & 0o777 == 0o600

@@ -1,0 +1,87 @@
+"""Files only the server's user may read: recorded prompts, stored responses, logs, sockets.
+
+Prompts and answers are the users' data, and a Unix socket in a folder others can write to can be
+swapped for theirs. So these folders are 0700 and their files 0600 whatever the umask, and a
+folder that already exists must belong to this user: one owned by someone else (made ahead of
+us in /tmp, say) is refused rather than used.
+"""
+
+import hashlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+SOCKET_PATH_MAX = 107          # sun_path is 108 bytes with its NUL
+SOCKET_NAME_ROOM = 40          # "scheduler.sock.start", "runner-123-<key>.sock" and the like
+
+
+class NotPrivate(PermissionError):
+    """A folder that should be ours is someone else's (or is a symlink)."""
+
+
+def private_dir(path):
+    """Create ``path`` (and parents) and make it 0700; refuse it when another user owns it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise NotPrivate(f"{path} is not a plain folder; refusing to keep private files there")
+    if info.st_uid != os.getuid():
+        raise NotPrivate(f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()}); "
+                         f"refusing to keep private files there")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_open(path, mode="a", encoding=None):
+    """open() for a 0600 file (an existing one is narrowed to 0600 too)."""
+    flags = {"a": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}
+    fd = os.open(path, flags[mode.replace("b", "")] | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, mode, encoding=None if "b" in mode else (encoding or "utf-8"))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_private(path, text):
+    """Write ``text`` to a 0600 file."""
+    with private_open(path, "w") as f:
+        f.write(text)
+
+
+def socket_dir(models_path):
+    """A private folder for the scheduler's and runners' Unix sockets, specific to the store.
+
+    Under ``$XDG_RUNTIME_DIR`` (the per-user 0700 runtime folder) when there is one; else in the
+    store itself (``<models_path>/sockets``) when that path is short enough for a socket path;
+    else ``/tmp/modelrunner-<uid>`` (created 0700 and owner-checked). Never a fixed /tmp name used
+    without checking whose it is."""
+    digest = hashlib.sha256(str(Path(models_path).expanduser()).encode()).hexdigest()[:10]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime) and _ours(runtime):
+        candidate = Path(runtime) / "modelrunner" / digest
+        if _short(candidate):
+            private_dir(candidate.parent)
+            return private_dir(candidate)
+    in_store = Path(models_path).expanduser() / "sockets"
+    if _short(in_store):
+        return private_dir(in_store)
+    fallback = Path(tempfile.gettempdir()) / f"modelrunner-{os.getuid()}"
+    private_dir(fallback)
+    return private_dir(fallback / digest)
+
+
+def _ours(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not stat.S_IMODE(info.st_mode) & 0o077
+
+
+def _short(path):
+    return len(os.fsencode(str(path))) + 1 + SOCKET_NAME_ROOM <= SOCKET_PATH_MAX
