@@ -15,8 +15,10 @@ BLOB = "/api/blobs/sha256:" + "0" * 64
 
 
 def client(tmp_path, **settings):
+    """The server in-process, asked as a local program would (loopback Host, an upload type)."""
     return falcon.testing.TestClient(create_app(load_settings(
-        models_path=str(tmp_path / "models"), **settings)))
+        models_path=str(tmp_path / "models"), **settings)),
+        headers={"Host": "127.0.0.1", "Content-Type": "application/octet-stream"})
 
 
 def test_an_upload_above_max_upload_is_refused_with_413(tmp_path):
