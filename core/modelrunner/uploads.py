@@ -42,7 +42,8 @@ def check_upload(req, cap, store_path):
         free = free_space(store_path)
         if length > free:
             raise falcon.HTTPInsufficientStorage(
-                description=f"upload is {length} bytes; the store's disk has {free} bytes free")
+                description=f"no space left on the device holding the model store for this upload: "
+                            f"it is {length} bytes and the disk has {free} bytes free")
     elif cap:
         req.stream = CappedStream(req.stream, cap)
 

@@ -229,12 +229,20 @@ class HTTP:
             f"{name}: {value}\r\n" for name, value in sent.items()) + "\r\n"
         sock = self._connect(timeout)
         try:
-            sock.sendall(head.encode("latin-1") + (body if body and not chunked else b""))
-            if chunked:
-                for piece in body:
-                    if piece:
-                        sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-                sock.sendall(b"0\r\n\r\n")
+            try:
+                sock.sendall(head.encode("latin-1") + (body if body and not chunked else b""))
+                if chunked:
+                    for piece in body:
+                        if piece:
+                            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    sock.sendall(b"0\r\n\r\n")
+            except OSError as e:
+                # A server may answer before it has read the whole body (a full disk, a size
+                # cap) and close: its answer is the error to show, so read it if it is there.
+                try:
+                    return Response(sock, sock.makefile("rb"), method)
+                except (OSError, ValueError, HTTPError):
+                    raise e from None
             return Response(sock, sock.makefile("rb"), method)
         except (OSError, ValueError) as e:
             sock.close()
