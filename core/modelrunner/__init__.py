@@ -14,7 +14,7 @@ Runtime        Runtime (what register_routes gets), RunnerResponse, runner_conne
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
 Request bodies read_json_body
-Streams        sse_events, reassemble, StreamError
+Streams        sse_events, reassemble, StreamError, runner_error_message
 Forced calls   call_format, forced_call_schema, parse_forced_call (a JSON schema holds a forced tool call)
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
                media types (MEDIA_TYPE_*)
@@ -89,6 +89,7 @@ _EXPORTS = {
     "read_json_body": ".bodies",
     "sse_events": ".streams",
     "StreamError": ".streams",
+    "runner_error_message": ".streams",
     # forced tool calls
     "call_format": ".forced_calls",
     "forced_call_schema": ".forced_calls",

@@ -21,6 +21,18 @@ def _error_message(error):
     return str(error)
 
 
+def runner_error_message(raw):
+    """The message of a runner's error answer (OpenAI's error object, or any text it sent)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace").strip() or "the runner failed"
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return error.get("message") or json.dumps(error)
+    return str(error or data)
+
+
 def sse_events(chunks, raise_errors=True):
     """Yield the JSON objects of an SSE stream read from ``chunks`` (an iterable of bytes).
 

@@ -7,23 +7,13 @@ Errors are raised as ``ModelRunnerError``; ``format_error`` gives them Anthropic
 
 import json
 
-from modelrunner import ModelRunnerError, StreamError, read_json_body, sse_events
+from modelrunner import (ModelRunnerError, StreamError, read_json_body, runner_error_message,
+                         sse_events)
 
 from . import translate
 from .errors import sse_error
 
 DIALECT = "anthropic"
-
-
-def _runner_message(raw):
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace").strip() or "the runner failed"
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return error.get("message") or json.dumps(error)
-    return str(error or data)
 
 
 def _open(runtime, req, model, path, payload, engine=None):
@@ -35,7 +25,7 @@ def _open(runtime, req, model, path, payload, engine=None):
             raw = answer.read()
         finally:
             answer.close()
-        raise ModelRunnerError(_runner_message(raw), status=answer.status)
+        raise ModelRunnerError(runner_error_message(raw), status=answer.status)
     return answer
 
 

@@ -13,7 +13,8 @@ import json
 import math
 import time
 
-from modelrunner import EngineError, GatewayError, SchedulerError, StreamError, sse_events
+from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError,
+                         runner_error_message, sse_events)
 
 from . import convert
 from .errors import OllamaError, error_line
@@ -25,17 +26,6 @@ def _gateway_error(e, name):
     if e.status == 404:
         return OllamaError(404, f"model '{name}' not found")
     return OllamaError(e.status, str(e))
-
-
-def _runner_message(raw):
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace").strip() or "the runner failed"
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return error.get("message") or json.dumps(error)
-    return str(error or data)
 
 
 class Turn:
@@ -213,7 +203,7 @@ class Base:
                 raw = answer.read()
             except GatewayError as e:
                 raw = str(e).encode()
-            raise OllamaError(answer.status, _runner_message(raw))
+            raise OllamaError(answer.status, runner_error_message(raw))
         load = 0.0 if was_loaded else (answer.record.load_seconds or 0.0)
         return answer, load
 
