@@ -11,17 +11,19 @@ ps, curl, ...), so load from elsewhere hits them alike; CPU is user+sys of the c
 (RUSAGE_CHILDREN). Prints median and p90 of each. `model` is run as ``python -m
 modelrunner.cli`` by default: pyenv's `model` shim is a bash script that adds its own ~0.1 s.
 
-Figures, 2 shared cores under a load average of 8 (walls are noisy; CPU is the steadier figure),
-empty store, median wall / median CPU (python -c pass: 0.12 s / 0.07 s; curl: 0.02 s / 0.01 s):
+Figures (median wall / median CPU), empty store:
 
-                   before (main: httpx, dynaconf, every plugin)   after (this CLI)
-    model ls       2.87 s / 1.40 s                                0.32 s / 0.16 s
-    model ps       3.05 s / 1.43 s                                0.29 s / 0.15 s
-    model version  3.04 s / 1.58 s                                0.23 s / 0.13 s
+                   before (httpx, dynaconf,    loaded machine (load 8,    quiet machine (load 0.9,
+                   every plugin; load 8)       rich tables)               plain tables)
+    model ls       2.87 s / 1.40 s             0.32 s / 0.16 s            0.128 s / 0.126 s
+    model ps       3.05 s / 1.43 s             0.29 s / 0.15 s            0.117 s / 0.115 s
+    model version  3.04 s / 1.58 s             0.23 s / 0.13 s            0.126 s / 0.124 s
+    python -c pass 0.12 s                      0.12 s                     0.042 s
+    curl           0.02 s                      0.02 s                     0.011 s
 
-What is left is the interpreter (site and this environment's editable-install finders: 35 ms of
-imports), click (~16 ms) and, for tables, rich (~40 ms). Under this load the 0.15 s wall aim is
-not met (the bare interpreter takes 0.12 s); it was not measured on an idle machine.
+What is left is the interpreter (site and this environment's editable-install finders: ~35 ms of
+imports) and click (~16 ms). Tables are plain text (DMR's tabwriter layout): rich is imported only
+by the commands that colour their output.
 """
 
 import argparse

@@ -33,7 +33,7 @@ class BodyLimit:
                 check_upload(req, self.upload_cap, self.store_path)
             return
         if limit is not None and req.content_length and req.content_length > limit:
-            raise falcon.HTTPPayloadTooLarge(
+            raise falcon.HTTPContentTooLarge(
                 description=f"request body is {req.content_length} bytes; the limit is {limit}")
 
 

@@ -150,7 +150,7 @@ def bench(model, concurrency, duration, prompt, timeout, max_tokens, as_json):
         click.echo(json.dumps({"model": model, "duration": duration, "max_tokens": max_tokens,
                                "results": results}, indent=2))
         return
-    from .tables import console, table
+    from .tables import print_table, table
     t = table("CONCURRENCY", "REQUESTS", "ERRORS", "TOKENS/S", "TOKENS/S/REQ", "TTFT MEAN",
               "TTFT P50", "TTFT P95")
     for r in results:
@@ -159,4 +159,4 @@ def bench(model, concurrency, duration, prompt, timeout, max_tokens, as_json):
                   f"{r['tokens_per_second']:.1f}", f"{r['tokens_per_second_per_request']:.1f}",
                   *(f"{ttft[k]:.0f}ms" if ttft[k] is not None else "-"
                     for k in ("mean", "p50", "p95")))
-    console().print(t)
+    print_table(t)

@@ -13,7 +13,7 @@ from .bench import bench
 from .compose import compose
 from .docker import install_docker_plugin
 from .show import purge, show
-from .tables import console, table as _table
+from .tables import print_table, table as _table
 from .telemetry import logs, requests
 
 
@@ -71,7 +71,7 @@ def list_models(model, as_json, quiet, openai):
             table.add_row(name, c.get("parameters", ""), c.get("quantization", ""),
                           c.get("architecture", ""), short, _ago(m.get("created")),
                           str(c.get("context_size") or ""), c.get("size", ""))
-    console().print(table)
+    print_table(table)
     for name, reason in broken:
         click.echo(f"{name} is broken: {reason} (`model rm {name}` removes it; pulling it again "
                    f"repairs it)")
@@ -243,7 +243,7 @@ def df():
     table = _table("TYPE", "SIZE")
     table.add_row("Models", human_size(data["models_disk_usage"]))
     table.add_row("Inference engine", human_size(data["default_backend_disk_usage"]))
-    console().print(table)
+    print_table(table)
 
 
 # What DMR's `status --json` calls a runner reached at an address (MODEL_RUNNER_HOST), as
@@ -284,7 +284,7 @@ def status(as_json):
     for name, text in data.items():
         state, _, details = text.partition(": ")
         table.add_row(name, state, details)
-    console().print(table)
+    print_table(table)
 
 
 @click.command()
@@ -308,7 +308,7 @@ def plugins(as_json):
         name = p["name"] + (" (default)" if p["default"] else "")
         hooks = ", ".join(p["hooks"]) if not p.get("error") else f"failed to load: {p['error']}"
         table.add_row(name, p["version"] or "", hooks)
-    console().print(table)
+    print_table(table)
 
 
 @click.command()
@@ -326,7 +326,7 @@ def ps():
             left = max(0, r["last_used"] + r["keep_alive"] - time.time())
             until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
         table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
-    console().print(table)
+    print_table(table)
 
 
 @click.command()
