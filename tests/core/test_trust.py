@@ -291,3 +291,24 @@ def test_openai_client_over_tls_with_a_ca_file_and_keys(tmp_path):
         with pytest.raises(httpx.ConnectError):  # the system's CAs do not know the certificate
             httpx.get(server.url + "/")
         assert "tiny" in server.model("ls").stdout  # the CLI: CA file, admin key
+
+
+def test_an_inference_key_cannot_export_a_models_weights(app_with_a_model):
+    wsgi, _ = app_with_a_model(api_keys=["chat-key"], admin_api_keys=["admin-key"])
+    client = falcon.testing.TestClient(wsgi)
+
+    def get(path, key):
+        return client.simulate_get(path, headers={**LOCAL, "Authorization": f"Bearer {key}"})
+
+    assert get("/models/ai/small", "chat-key").status_code == 200  # inspecting is inference
+    assert get("/models/ai/small/export", "chat-key").status_code == 403
+    assert get("/models/ai/small/export", "admin-key").status_code == 200
+
+
+@pytest.mark.parametrize("origin", ["http://[::1]:5173", "http://[::1]"])
+def test_a_page_on_ipv6_loopback_is_a_local_origin(app_with_a_model, origin):
+    wsgi, _ = app_with_a_model()
+    client = falcon.testing.TestClient(wsgi)
+    answer = client.simulate_get("/models", headers={**LOCAL, "Origin": origin})
+    assert answer.status_code == 200
+    assert answer.headers.get("access-control-allow-origin") == origin

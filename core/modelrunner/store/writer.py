@@ -78,8 +78,11 @@ class BlobWriter:
         self._file = os.fdopen(fd, "r+b")
         self.path = self.partial
         self._hash = hashlib.sha256()
-        while chunk := self._file.read(CHUNK):
-            self._hash.update(chunk)
+
+        def rehash():  # gigabytes of a resumed pull: on an OS thread under gevent
+            while chunk := self._file.read(4 * CHUNK):
+                self._hash.update(chunk)
+        off_the_loop(rehash)
         if self.size is not None and self._file.tell() > self.size:
             self._truncate()
         self.offset = self._file.tell()

@@ -51,8 +51,11 @@ def is_config(path):
 
 
 def keep(path):
-    """True for the files DMR downloads: weights and configs, never hidden files."""
-    if any(part.startswith(".") for part in path.split("/")):
+    """True for the files DMR downloads: weights and configs, never hidden files, and only plain
+    relative paths (a hostile mirror's listing may name "/etc/x.json" or "a/../../x.txt")."""
+    parts = path.split("/")
+    if path.startswith("/") or "\0" in path or "\\" in path or \
+            any(part in ("", ".", "..") or part.startswith(".") for part in parts):
         return False
     return is_weight(path) or is_config(path)
 

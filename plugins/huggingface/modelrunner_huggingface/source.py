@@ -135,8 +135,13 @@ def _git_blob_oid(path, size):
 
 def _staging_dir(store):
     root = Path(getattr(store, "root", tempfile.gettempdir())) / STAGING
-    root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=root, prefix="pull-"))
+    for _ in range(3):  # another pull's clean-up may remove an empty .hf-staging meanwhile
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(tempfile.mkdtemp(dir=root, prefix="pull-"))
+        except FileNotFoundError:
+            continue
+    raise SourceError(f"cannot make a staging folder in {root}", status=500)
 
 
 def _remove_staging(path):
@@ -147,8 +152,11 @@ def _remove_staging(path):
         pass
 
 
-def _link(src, dst):
-    """Hard link (same filesystem: the staging folder is in the store root), else a symlink."""
+def _link(src, dst, staging):
+    """Hard link (same filesystem: the staging folder is in the store root), else a symlink;
+    never outside ``staging``, whatever name a listing gave."""
+    if not dst.resolve().is_relative_to(staging.resolve()):
+        raise SourceError(f"refusing the file path {dst.name!r}: outside the model", status=502)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
@@ -343,7 +351,7 @@ class HuggingFaceSource(Source):
 
         progress.layer(digest, f.size, 0)
         fetch_blob(store, digest, f.size, open_body, progress=progress,
-                   where=f" (hf.co/{repo_id}/{f.path})", transient=_http_errors(), retry_delays=())
+                   where=f" (hf.co/{repo_id}/{f.path})", transient=_http_errors() + (ConnectionError, TimeoutError), retry_delays=())
         progress.layer(digest, f.size, f.size)
         return digest
 
@@ -360,13 +368,20 @@ class HuggingFaceSource(Source):
                     with session.stream("GET", url, headers=dict(headers)) as response:
                         self._check_response(response, f, repo_id)
                         for chunk in response.iter_bytes(CHUNK):
+                            size += len(chunk)
+                            if f.size is not None and size > f.size:
+                                # a mirror sending more than its listing said: never fill the disk
+                                raise SourceError(f"hf.co/{repo_id}/{f.path}: the server sent more "
+                                                  f"than the {f.size} bytes listed", status=502)
                             out.write(chunk)
                             sha.update(chunk)
-                            size += len(chunk)
                             progress.layer(f.path, f.size, size)
                 except _http_errors() as exc:
                     raise SourceError(f"downloading hf.co/{repo_id}/{f.path} failed: {exc}", status=502) from exc
             os.chmod(tmp, 0o644)
+            if f.size is not None and size != f.size:
+                raise SourceError(f"hf.co/{repo_id}/{f.path}: {size} bytes arrived, the listing "
+                                  f"says {f.size}", status=502)
             if f.git_oid and len(f.git_oid) == 40 and _git_blob_oid(tmp, size) != f.git_oid:
                 raise SourceError(f"hf.co/{repo_id}/{f.path}: downloaded content does not match its git "
                                   f"blob id {f.git_oid}", status=502)
@@ -385,7 +400,7 @@ class HuggingFaceSource(Source):
                 blob = store.blob_path(digests[f.path])
                 os.chmod(blob, 0o644)  # the layer metadata records the mode: keep IDs stable
                 target = staging / name
-                _link(blob, target)
+                _link(blob, target, staging)
                 paths[f.path] = target
             try:
                 if plan["format"] == "gguf":

@@ -104,3 +104,9 @@ def test_safetensors_selection_keeps_configs_and_subfolders():
                                                 "model-00002-of-00002.safetensors", "tokenizer.json",
                                                 "vae/diffusion.safetensors"]
     assert available_quants(files) == []
+
+
+@pytest.mark.parametrize("path", ["/etc/cron.d/x.json", "a/../../x.txt", "./config.json",
+                                  "sub//model.safetensors", "..\\x.json", ".git/config.json"])
+def test_a_hostile_listing_cannot_name_a_file_outside_the_model(path):
+    assert not keep(path)

@@ -44,7 +44,8 @@ def _proxied(url):
 
 def open_blob(url, headers, authorization=None, user_agent=None, timeout=60.0):
     """GET ``url``; an open RawBlobResponse for 200/206, else None (ask through httpx)."""
-    origin = urlsplit(url).netloc
+    first = urlsplit(url)
+    origin = (first.scheme, first.netloc)
     for _ in range(REDIRECTS + 1):
         if _proxied(url):
             return None
@@ -52,7 +53,7 @@ def open_blob(url, headers, authorization=None, user_agent=None, timeout=60.0):
         sent = dict(headers)
         if user_agent:
             sent["User-Agent"] = user_agent
-        if authorization and parts.netloc == origin:
+        if authorization and (parts.scheme, parts.netloc) == origin:  # never to http on a downgrade
             sent["Authorization"] = authorization
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,

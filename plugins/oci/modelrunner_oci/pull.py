@@ -10,6 +10,7 @@ model enters the store's index only after every blob is in and verified.
 import hashlib
 import http.client
 import json
+import re
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
@@ -21,6 +22,7 @@ from .registry import (INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST, RETRY_DELAYS,
                        SUPPORTED_CONFIG_TYPES, Registry, httpx)
 
 MAX_PARALLEL = 4
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ACCEPT = ", ".join(MANIFEST_TYPES + INDEX_TYPES)
 
 
@@ -47,13 +49,19 @@ def fetch_manifest(reg, reference):
             manifest = json.loads(data)
         except ValueError:
             raise SourceError(f"manifest {reference} is not JSON", status=502) from None
+        if not isinstance(manifest, dict):
+            raise SourceError(f"manifest {reference} is not a JSON object", status=502)
         media_type = manifest.get("mediaType") or \
             response.headers.get("content-type", "").split(";")[0].strip()
         if media_type in INDEX_TYPES or (not media_type and "manifests" in manifest):
             entries = manifest.get("manifests") or []
             if not entries:
                 raise SourceError(f"index {reference} lists no manifest", status=422)
-            reference = entries[0]["digest"]
+            first = entries[0] if isinstance(entries, list) else None
+            digest = first.get("digest") if isinstance(first, dict) else None
+            if not isinstance(digest, str) or not DIGEST.match(digest):
+                raise SourceError(f"index {reference} names no valid manifest digest", status=502)
+            reference = digest  # a digest, so the manifest fetched next is checked against it
             continue
         if media_type and media_type not in MANIFEST_TYPES:
             raise SourceError(f"unsupported manifest media type {media_type!r} for {reference}: "
