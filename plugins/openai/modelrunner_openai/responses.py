@@ -37,7 +37,8 @@ from .responses_objects import (assistant_message, base_response, chat_to_respon
                                 convert_logprobs, finish, function_item, message_item,
                                 output_text_part, reasoning_item, sampling, wants_logprobs)
 from .responses_store import ResponseStore
-from .responses_validation import RequestError, check_tool_outputs, page_params, validate
+from .responses_validation import (RequestError, check_tool_outputs, page_params, previous_response,
+                                   validate)
 
 # Chat-completion sampling fields passed through when a client sends them as extra body fields.
 PASSTHROUGH = ("seed", "stop", "top_k", "min_p", "repeat_penalty", "logit_bias")
@@ -327,6 +328,7 @@ class EventStream:
 
 class ResponsesResource:
     """POST .../responses."""
+
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, runtime, store):
@@ -341,14 +343,7 @@ class ResponsesResource:
             return send_error(resp, 400, f"invalid JSON body: {e}")
         try:
             validate(data)
-            previous = None
-            if data.get("previous_response_id"):
-                previous = self.store.get(data["previous_response_id"])
-                if previous is None:
-                    raise RequestError(f"previous response {data['previous_response_id']!r} not "
-                                       "found (responses are kept for 1 hour)",
-                                       "previous_response_id", status=404,
-                                       code="previous_response_not_found")
+            previous = previous_response(self.store, data)
             body, conversation, items = build_chat_request(data, previous)
             check_images(self.runtime, data, items)
         except RequestError as e:

@@ -25,7 +25,8 @@ from modelrunner import GatewayError
 from .errors import send_error
 from .responses_items import compaction_token, input_items, items_to_messages, new_id
 from .responses_objects import convert_usage
-from .responses_validation import RequestError, check_tool_outputs, validate_compact
+from .responses_validation import (RequestError, check_tool_outputs, previous_response,
+                                   validate_compact)
 
 # The summary's budget: about half the transcript's tokens (4 characters a token), within bounds.
 SUMMARY_TOKENS = (64, 512)
@@ -115,15 +116,8 @@ class CompactResource:
             return send_error(resp, 400, f"invalid JSON body: {e}")
         try:
             validate_compact(data)
-            history = []
-            if data.get("previous_response_id"):
-                previous = self.store.get(data["previous_response_id"])
-                if previous is None:
-                    raise RequestError(f"previous response {data['previous_response_id']!r} not "
-                                       "found (responses are kept for 1 hour)",
-                                       "previous_response_id", status=404,
-                                       code="previous_response_not_found")
-                history = list(previous["messages"])
+            previous = previous_response(self.store, data)
+            history = list(previous["messages"]) if previous else []
             conversation = history + items_to_messages(input_items(data.get("input")))
             check_tool_outputs(conversation)
             if not conversation:

@@ -375,3 +375,17 @@ def page_params(params):
     order = params.get("order") or "desc"
     string({"order": order}, "order", values=("asc", "desc"))
     return limit, order, params.get("after") or None
+
+
+def previous_response(store, data):
+    """The stored response ``previous_response_id`` names, None when the request names none;
+    404 when it is unknown or expired."""
+    response_id = data.get("previous_response_id")
+    if not response_id:
+        return None
+    previous = store.get(response_id)
+    if previous is None:
+        raise RequestError(f"previous response {response_id!r} not found (responses are kept "
+                           "for 1 hour)", "previous_response_id", status=404,
+                           code="previous_response_not_found")
+    return previous
