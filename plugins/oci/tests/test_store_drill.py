@@ -48,7 +48,7 @@ def _children(pid):
         try:
             with open(f"/proc/{pid}/task/{task}/children") as f:
                 found += [int(x) for x in f.read().split()]
-        except FileNotFoundError:
+        except OSError:
             pass  # a thread that just ended
     return found
 
@@ -73,8 +73,9 @@ class Drill:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if b"worker" in f.read():
                         found.append(pid)
-            except FileNotFoundError:
-                pass  # a child that just ended (a scheduler start, a dead worker being reaped)
+            except OSError:
+                pass  # a child that just ended (a scheduler start, a dead worker being reaped):
+                # FileNotFoundError, or ProcessLookupError when /proc/PID is still listed
         return found
 
     def wait_for(self, not_pids):
