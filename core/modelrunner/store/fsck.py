@@ -99,8 +99,14 @@ def _check_index(store, report):
         index = store._read_index()
     except StoreError as e:
         def rebuild():
-            entries = _entries_from_manifests(store)
-            store._write_index({"models": entries})
+            with store._lock:  # a writer that repaired or rewrote it meanwhile wins
+                try:
+                    store._read_index()
+                    return "already rewritten by another writer"
+                except StoreError:
+                    pass
+                entries = _entries_from_manifests(store)
+                store._write_index({"models": entries})
             return f"rebuilt from {len(entries)} manifest(s), without tags"
         report.problem("models.json", str(e), rebuild)
         with contextlib.suppress(StoreError):
