@@ -42,7 +42,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self):
-        if self.path.startswith("/lines"):
+        if self.path.startswith("/hostile/"):  # a chunk that announces more than it sends
+            size = self.path.rsplit("/", 1)[1].encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             + size + b"\r\nabc")
+            self.wfile.flush()
+            self.close_connection = True
+        elif self.path.startswith("/lines"):
             self._send(200, [b"data: 1\r\n", b"\r\nda", b"ta: 2\n", b"last"], chunked=True,
                        ctype="text/event-stream")
         else:
@@ -94,3 +100,9 @@ def test_nothing_listening_is_a_connect_error():
     with pytest.raises(ConnectError):
         HTTP(f"http://127.0.0.1:{port}").get("/version")
     assert issubclass(ConnectError, HTTPError)
+
+
+@pytest.mark.parametrize("size", ["ffffffffffff", "-1", "zz"])
+def test_a_server_announcing_a_huge_or_bad_chunk_is_an_error_not_a_huge_read(base, size):
+    with pytest.raises(HTTPError):
+        HTTP(base).get(f"/hostile/{size}").read()

@@ -83,16 +83,21 @@ class Response:
         reader = self._reader
         if "chunked" in self.headers.get("transfer-encoding", "").lower():
             while True:
-                size = int(self._line().split(b";")[0].strip() or b"0", 16)
+                field = self._line().split(b";")[0].strip() or b"0"
+                if not all(c in b"0123456789abcdefABCDEF" for c in field) or len(field) > 16:
+                    raise HTTPError(f"bad chunk size {field[:20]!r} in the response")
+                size = int(field, 16)
                 if size == 0:
                     while self._line().strip():  # trailers
                         pass
                     return
-                data = reader.read(size)
-                if len(data) < size:
-                    raise HTTPError("the response ended inside a chunk")
+                while size:  # in pieces: a chunk's announced size is never allocated at once
+                    data = reader.read(min(size, 65536))
+                    if not data:
+                        raise HTTPError("the response ended inside a chunk")
+                    size -= len(data)
+                    yield data
                 self._line()
-                yield data
         length = self.headers.get("content-length")
         left = int(length) if length is not None else None
         while left is None or left > 0:
