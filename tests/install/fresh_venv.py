@@ -8,9 +8,11 @@ Used by test_fresh_venv_install.py and bench/install.py (which prints install ti
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,9 +44,22 @@ def pip(*args, python=None, check=True):
 
 def build_wheels(wheelhouse, projects):
     """Wheels of our ``projects`` (folders) and every third-party wheel they need, into
-    ``wheelhouse``, in one pip resolve (third-party wheels come from pip's cache)."""
-    pip("wheel", "--quiet", "--wheel-dir", wheelhouse, *projects)
+    ``wheelhouse``, in one pip resolve (third-party wheels come from pip's cache). Each project
+    is built from a copy: setuptools leaves build/ and *.egg-info behind in the folder it
+    builds, and a stale build/lib would carry removed modules into later wheels."""
+    wheelhouse = Path(wheelhouse)
+    sources = Path(tempfile.mkdtemp(prefix="sources-", dir=wheelhouse.parent))
+    copies = [source_copy(p, sources / f"{i}-{p.name}") for i, p in enumerate(projects)]
+    pip("wheel", "--quiet", "--wheel-dir", wheelhouse, *copies)
     return wheelhouse
+
+
+def source_copy(folder, target):
+    """What a distribution's build reads, without tests, build outputs or shipped binaries."""
+    skip = shutil.ignore_patterns("tests", "build", "dist", "*.egg-info", "__pycache__", "bin",
+                                  ".git", "plugins", "examples", "bench", "deploy", "docs")
+    shutil.copytree(folder, target, ignore=skip)
+    return target
 
 
 def project(name):
