@@ -102,7 +102,8 @@ class Engine:
     :meth:`runner_command`, which checks the mode and validates runtime flags against
     ``runtime_flags`` before asking the engine for its command; so an engine never sees a mode
     it did not declare, nor a flag outside its allow-list. Every method runs in the scheduler
-    process except :meth:`installed` (also in API workers, for /engines/status); none may
+    process except :meth:`installed` and :meth:`build_info` (also in API workers, for
+    /engines/status and /engines/builds); none may
     import the engine's heavy libraries: the runner process does that.
     """
 
@@ -139,6 +140,13 @@ class Engine:
     def installed(self):
         """(True, details) when the runtime is there, else (False, what to do)."""
         return True, ""
+
+    def build_info(self):
+        """Which build of the runtime runs, for ``model status``: a JSON-able dict, by convention
+        ``version``, ``gpu`` (the GPU backend: "CUDA", "Vulkan", "Metal" or "none"),
+        ``cpu_features`` (list) and ``path``; {} when there is nothing to say. Runs in API
+        workers, like :meth:`installed`: cheap, and no heavy imports."""
+        return {}
 
     def command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
         """The runner process for ``bundle``, serving OpenAI's API at ``address``.

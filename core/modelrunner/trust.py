@@ -80,6 +80,7 @@ SCOPES = {
     ("GET", "/models"): INFERENCE,
     ("GET", "/models/{ref:path}"): INFERENCE,
     ("GET", "/engines/status"): INFERENCE,
+    ("GET", "/engines/builds"): INFERENCE,
     ("GET", "/engines/ps"): INFERENCE,
 }
 

@@ -119,7 +119,7 @@ def test_hosts_beyond_loopback_need_naming(app_with_a_model):
 # -- API keys -------------------------------------------------------------------------------------
 
 INFERENCE_ROUTES = re.compile(
-    r"^(GET (/version|/models|/models/\{ref:path\}|/engines/status|/engines/ps"
+    r"^(GET (/version|/models|/models/\{ref:path\}|/engines/status|/engines/builds|/engines/ps"
     r"|/api/(version|tags|ps)|.*/v1/models(/\{name:path\})?"
     r"|.*/responses/\{response_id\}(/input_items)?)"
     r"|HEAD /api/(version|tags)"

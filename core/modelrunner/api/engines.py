@@ -32,6 +32,22 @@ class StatusResource:
         resp.media = status
 
 
+class BuildsResource:
+    """GET /engines/builds (modelrunner's): {engine: what build of its runtime runs}, for
+    ``model status``. DMR's /engines/status stays a map of strings, as its clients expect."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp):
+        builds = {}
+        for name, engine in self.runtime.engines.items():
+            info = engine.build_info()
+            if info:
+                builds[name] = info
+        resp.media = builds
+
+
 class PsResource:
     def __init__(self, runtime):
         self.runtime = runtime

@@ -257,11 +257,35 @@ def openai_endpoint(base_url):
     return base_url.rstrip("/") + "/v1/"
 
 
+def describe_build(info):
+    """One line for an engine's build (Engine.build_info): version, GPU backend, CPU features."""
+    parts = [str(info["version"])] if info.get("version") else []
+    if info.get("gpu"):
+        parts.append(f"GPU: {info['gpu']}")
+    if "cpu_features" in info:
+        parts.append(f"CPU: {' '.join(info['cpu_features']) or 'unknown'}")
+    parts += [f"{key}: {value}" for key, value in info.items()
+              if key not in ("version", "gpu", "cpu_features", "path") and isinstance(value, str)
+              and value]
+    return ", ".join(parts)
+
+
+def _builds(client):
+    """GET /engines/builds, or {} (a server without it, or a key that may not ask)."""
+    from .http import HTTPError
+    try:
+        resp = client.http.get("/engines/builds")
+        return resp.json() if resp.status_code < 400 else {}
+    except (HTTPError, ValueError):
+        return {}
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True,
-              help="DMR's JSON: running, backends, kind, endpoint, endpointHost")
+              help="DMR's JSON: running, backends, kind, endpoint, endpointHost; and builds "
+                   "(modelrunner's: each engine's version, GPU backend, CPU features)")
 def status(as_json):
-    """Whether the server runs, and each engine's state."""
+    """Whether the server runs, each engine's state, and which build of each runs."""
     from .http import HTTPError
     client = Client()
     try:
@@ -270,10 +294,12 @@ def status(as_json):
         running = resp.status_code < 400
     except (HTTPError, ValueError):
         data, running = {}, False
+    builds = _builds(client) if running else {}
     if as_json:
         endpoint = openai_endpoint(client.base_url)
         click.echo(json.dumps({"running": running, "backends": data, "kind": ENGINE_KIND,
-                               "endpoint": endpoint, "endpointHost": endpoint}))
+                               "endpoint": endpoint, "endpointHost": endpoint,
+                               "builds": builds}))
         if not running:
             sys.exit(1)
         return
@@ -285,6 +311,8 @@ def status(as_json):
         state, _, details = text.partition(": ")
         table.add_row(name, state, details)
     print_table(table)
+    for name, info in builds.items():
+        click.echo(f"{name} build: {describe_build(info)}")
 
 
 @click.command()

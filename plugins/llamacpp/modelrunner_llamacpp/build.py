@@ -5,20 +5,32 @@ Where the binary is looked for, in order:
 1. ``MODELRUNNER_LLAMA_SERVER_PATH`` (setting ``llama_server_path``), then DMR's
    ``LLAMA_SERVER_PATH``: a file, or a directory holding ``llama-server`` (or DMR's
    ``com.docker.llama-server``);
-2. the cache, ``$MODELRUNNER_CACHE_DIR`` (default ``~/.cache/modelrunner``)
-   ``/llama-server/<llama-cpp-python version>/bin/llama-server``;
-3. ``llama-server`` on ``PATH``.
+2. the binary shipped in this package, ``modelrunner_llamacpp/bin/llama-server``: building the
+   wheel (or an editable install) puts it there (``build_backend/``), so ``pip install
+   modelrunner-llamacpp`` gives a working engine with no second step;
+3. the cache, ``$MODELRUNNER_CACHE_DIR`` (default ``~/.cache/modelrunner``)
+   ``/llama-server/<key>/bin/llama-server``, key = the llama-cpp-python version, plus a hash of
+   the extra cmake arguments when there are any (``CMAKE_ARGS``);
+4. ``llama-server`` on ``PATH``.
 
-Building (``modelrunner-llamacpp-build``, or ``python -m modelrunner_llamacpp.build``) takes the
-llama.cpp source vendored in the llama-cpp-python sdist from PyPI, pinned below, so the build needs
-only PyPI, a C++ compiler and cmake. CUDA is enabled when ``nvcc`` is found and ``nvidia-smi -L``
-lists a GPU. The result is copied into the cache atomically; a build is skipped when the cached
-binary exists (``--force`` rebuilds).
+Building (at wheel build time, or ``modelrunner-llamacpp-build`` / ``python -m
+modelrunner_llamacpp.build`` to rebuild) takes the llama.cpp source vendored in the
+llama-cpp-python sdist from PyPI, pinned below, so the build needs only PyPI, a C++ compiler and
+cmake. GPU builds take ``CMAKE_ARGS`` as llama-cpp-python's users know it (``-DGGML_CUDA=on``,
+``-DGGML_VULKAN=on``; Metal is on by default on Apple silicon); with no ``CMAKE_ARGS``, CUDA is
+enabled when ``nvcc`` is found and ``nvidia-smi -L`` lists a GPU. The result is copied into the
+cache atomically, with ``build-info.json`` beside it (its CMAKE_ARGS and GPU backend: ``model
+status`` shows them); a finished build in the cache is reused, never recompiled (``--force`` rebuilds).
 """
 
 import argparse
+import functools
+import hashlib
+import json
 import os
 import platform
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +43,7 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 
 BINARY = "llama-server"
 DMR_BINARY = "com.docker.llama-server"
+INFO = "build-info.json"   # beside a binary we built: what it was built for
 
 CMAKE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
@@ -49,26 +62,55 @@ CMAKE_FLAGS = [
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 
-def cmake_flags(cuda):
+def cmake_flags(cuda=False, extra=()):
+    """Our flags, then ``extra`` (CMAKE_ARGS): cmake keeps the last value, so the user's win."""
     flags = list(CMAKE_FLAGS)
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags += [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
     if cuda:
         flags.append("-DGGML_CUDA=ON")
-    return flags
+    return flags + list(extra)
+
+
+def extra_cmake_args(cuda=None):
+    """The build's own cmake arguments: ``CMAKE_ARGS`` (split as a shell would); with none,
+    ``-DGGML_CUDA=ON`` when ``cuda`` says so (None: when an NVIDIA GPU and nvcc are here)."""
+    extra = shlex.split(os.environ.get("CMAKE_ARGS", ""))
+    if not extra and (cuda if cuda is not None else cuda_available()):
+        extra = ["-DGGML_CUDA=ON"]
+    return extra
+
+
+def build_key(extra=()):
+    """The cache folder's name: the llama-cpp-python version, plus a hash of ``extra``."""
+    if not extra:
+        return LLAMA_CPP_PYTHON_VERSION
+    digest = hashlib.sha256("\0".join(extra).encode()).hexdigest()[:12]
+    return f"{LLAMA_CPP_PYTHON_VERSION}-{digest}"
 
 
 def _log(message):
     print(f"[modelrunner-llamacpp-build] {message}", flush=True)
 
 
-def cache_dir():
+def cache_dir(extra=None):
+    """The cache folder of the build ``extra`` asks for (None: the one this environment asks for)."""
     root = os.environ.get("MODELRUNNER_CACHE_DIR") or "~/.cache/modelrunner"
-    return Path(os.path.expanduser(root)) / "llama-server" / LLAMA_CPP_PYTHON_VERSION
+    key = build_key(extra_cmake_args() if extra is None else extra)
+    return Path(os.path.expanduser(root)) / "llama-server" / key
 
 
-def cached_binary():
-    return cache_dir() / "bin" / BINARY
+def cached_binary(extra=None):
+    return cache_dir(extra) / "bin" / BINARY
+
+
+def shipped_binary():
+    """The binary inside this package, put there when its wheel (or editable install) was built."""
+    return Path(__file__).resolve().parent / "bin" / BINARY
+
+
+def _runnable(path):
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def _from_setting(value):
@@ -98,13 +140,14 @@ def find_llama_server(settings=None):
     if explicit:
         # An explicit setting that points nowhere is an error, not a reason to use another binary.
         return _from_setting(explicit)
-    cached = cached_binary()
-    if cached.is_file() and os.access(cached, os.X_OK):
-        return cached
+    for candidate in (shipped_binary(), cached_binary()):
+        if _runnable(candidate):
+            return candidate
     found = shutil.which(BINARY)
     return Path(found) if found else None
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_available():
     """True when nvcc is installed and an NVIDIA GPU is visible (nvidia-smi -L lists one)."""
     if not shutil.which("nvcc") or not shutil.which("nvidia-smi"):
@@ -139,10 +182,10 @@ def download_source(workdir):
     return sources[0]
 
 
-def configure(source, build_dir, cuda=None):
-    cuda = cuda_available() if cuda is None else cuda
-    flags = cmake_flags(cuda)
-    _log(f"configuring ({'CUDA' if cuda else 'CPU'} build) in {build_dir}")
+def configure(source, build_dir, extra=()):
+    flags = cmake_flags(extra=extra)
+    _log(f"configuring ({describe_gpu(flags)} build{', ' + shlex.join(extra) if extra else ''}) "
+         f"in {build_dir}")
     subprocess.run(["cmake", "-S", str(source), "-B", str(build_dir), *flags], check=True)
 
 
@@ -157,19 +200,77 @@ def compile_server(build_dir, jobs=None):
     return binary
 
 
-def install(binary, target=None):
-    """Copy ``binary`` to the cache path atomically (copy to a temp name, then rename)."""
-    target = Path(target or cached_binary())
+# What cmake option turns on which GPU backend of ggml, as ``model status`` names it.
+GPU_OPTIONS = {"GGML_CUDA": "CUDA", "GGML_HIP": "ROCm", "GGML_VULKAN": "Vulkan",
+               "GGML_METAL": "Metal", "GGML_SYCL": "SYCL", "GGML_MUSA": "MUSA",
+               "GGML_OPENCL": "OpenCL", "GGML_CANN": "CANN"}
+_ON = ("on", "1", "yes", "true", "y")
+
+
+def _options(flags):
+    """{NAME: value} of the ``-DNAME=value`` (or ``-DNAME:TYPE=value``) flags; the last wins."""
+    found = {}
+    for flag in flags:
+        match = re.match(r"-D([A-Za-z0-9_]+)(?::\w+)?=(.*)", flag)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def describe_gpu(flags, system=None):
+    """The GPU backends a build with these cmake flags has: "CUDA", "Vulkan", ... or "none".
+    ggml turns Metal on by itself on macOS unless told ``-DGGML_METAL=OFF``."""
+    options = _options(flags)
+    system = system or platform.system()
+    found = [name for option, name in GPU_OPTIONS.items()
+             if options.get(option, "").lower() in _ON
+             or (option == "GGML_METAL" and system == "Darwin" and option not in options)]
+    return "+".join(found) or "none"
+
+
+def build_info(extra):
+    """What ``build-info.json`` records beside a binary built with ``extra``."""
+    flags = cmake_flags(extra=extra)
+    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_args": list(extra),
+            "gpu": describe_gpu(flags), "machine": platform.machine()}
+
+
+def _atomic_copy(source, target, mode=0o755):
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{BINARY}.", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     try:
-        shutil.copyfile(binary, tmp)
-        os.chmod(tmp, 0o755)
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return target
+
+
+def _write_info(folder, info):
+    fd, tmp = tempfile.mkstemp(prefix=".build-info.", dir=folder)
+    with os.fdopen(fd, "w") as out:
+        json.dump(info, out, indent=2)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, Path(folder) / INFO)
+
+
+
+def read_build_info(binary):
+    """The ``build-info.json`` beside ``binary``, or {} (a build made elsewhere)."""
+    try:
+        return json.loads((Path(binary).parent / INFO).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def install(binary, target=None, extra=None):
+    """Copy ``binary`` to the cache path atomically, with its build-info.json."""
+    extra = extra_cmake_args() if extra is None else extra
+    target = _atomic_copy(binary, Path(target or cached_binary(extra)))
+    _write_info(target.parent, build_info(extra))
     _log(f"installed {target}")
     return target
 
@@ -177,9 +278,11 @@ def install(binary, target=None):
 def build(force=False, jobs=None, cuda=None, workdir=None, configure_only=False, keep=False):
     """Build llama-server into the cache unless it is there; returns the binary path.
 
-    With ``configure_only`` it stops after cmake's configure step and returns the build dir.
+    ``CMAKE_ARGS`` (or ``cuda``) chooses the build and so its cache folder. With
+    ``configure_only`` it stops after cmake's configure step and returns the build dir.
     """
-    target = cached_binary()
+    extra = extra_cmake_args(cuda)
+    target = cached_binary(extra)
     if target.is_file() and not force and not configure_only:
         _log(f"{target} already exists; nothing to do (--force rebuilds)")
         return target
@@ -198,12 +301,12 @@ def build(force=False, jobs=None, cuda=None, workdir=None, configure_only=False,
         try:
             source = download_source(tmp)
             build_dir = tmp / "build"
-            configure(source, build_dir, cuda=cuda)
+            configure(source, build_dir, extra=extra)
             if configure_only:
                 _log(f"configured in {time.monotonic() - started:.0f}s; stopping (--configure-only)")
                 return build_dir
             binary = compile_server(build_dir, jobs=jobs)
-            result = install(binary, target)
+            result = install(binary, target, extra=extra)
             _log(f"done in {time.monotonic() - started:.0f}s")
             return result
         finally:
@@ -211,16 +314,43 @@ def build(force=False, jobs=None, cuda=None, workdir=None, configure_only=False,
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ship(folder=None, cuda=None):
+    """Put the llama-server this environment asks for (``CMAKE_ARGS``) into ``folder`` (default:
+    this package's ``bin/``), with its build-info.json: from the cache when a finished build is
+    there, else built into the cache first. What the wheel build calls; returns the binary."""
+    folder = Path(folder) if folder else shipped_binary().parent
+    extra = extra_cmake_args(cuda)
+    cached = cached_binary(extra)
+    if _runnable(cached):
+        _log(f"reusing the finished build {cached}")
+    else:
+        cached = build(cuda=cuda)
+    info = read_build_info(cached)
+    if not info:
+        # a build made before build-info.json existed: its cache key says how it was built
+        info = build_info(extra)
+        _write_info(cached.parent, info)
+    target = folder / BINARY
+    if not (target.is_file() and read_build_info(target) == info
+            and target.stat().st_size == cached.stat().st_size):
+        _atomic_copy(cached, target)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_info(folder, info)
+    _log(f"shipping {target} (GPU backend: {info['gpu']})")
+    return target
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="modelrunner-llamacpp-build",
         description=f"Find or build llama-server (llama.cpp from llama-cpp-python "
-                    f"{LLAMA_CPP_PYTHON_VERSION}) for modelrunner's llama.cpp engine.")
+                    f"{LLAMA_CPP_PYTHON_VERSION}) for modelrunner's llama.cpp engine. "
+                    f"CMAKE_ARGS chooses the build (-DGGML_CUDA=on, -DGGML_VULKAN=on, ...).")
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache has it")
     parser.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
     gpu = parser.add_mutually_exclusive_group()
     gpu.add_argument("--cuda", dest="cuda", action="store_true", default=None,
-                     help="force a CUDA build")
+                     help="force a CUDA build (when CMAKE_ARGS is empty)")
     gpu.add_argument("--no-cuda", dest="cuda", action="store_false", help="force a CPU build")
     parser.add_argument("--workdir", help="build here instead of a temporary directory (kept)")
     parser.add_argument("--configure-only", action="store_true",
@@ -248,7 +378,10 @@ def main(argv=None):
     try:
         result = build(force=args.force, jobs=args.jobs, cuda=args.cuda, workdir=args.workdir,
                        configure_only=args.configure_only)
-    except (subprocess.CalledProcessError, RuntimeError) as exc:
+        if not args.configure_only and os.access(shipped_binary().parent.parent, os.W_OK):
+            # the package's own copy comes first in the lookup: a rebuild replaces it too
+            result = ship(cuda=args.cuda)
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
         _log(f"failed: {exc}")
         return 1
     print(result)

@@ -2,12 +2,13 @@
 
 Each loaded model is one ``llama-server`` process at the address the scheduler gives (a Unix
 socket today), its argv built by :mod:`modelrunner_llamacpp.args`. The binary comes from
-:mod:`modelrunner_llamacpp.build` (``modelrunner-llamacpp-build``); this module asks it what it
-supports (``--help``, ``--list-devices``) once per binary.
+:mod:`modelrunner_llamacpp.build` (shipped in the package by the wheel build); this module asks
+it what it supports (``--help``, ``--list-devices``, its system info) once per binary.
 """
 
 import re
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -15,20 +16,31 @@ import modelrunner
 from modelrunner import Engine, EngineError, RunnerCommand
 
 from .args import RUNTIME_FLAGS, _as_int, _per_layer, build_argv, plan
-from .build import find_llama_server
+from .build import find_llama_server, read_build_info
 
 BUILD_HINT = "run: modelrunner-llamacpp-build"
 
 
+# ggml's backend registration functions, as found in a binary's symbols or strings; and the
+# names its system info gives backends, where they differ from ours.
+SYSTEM_INFO_NAMES = {"MTL": "Metal", "BLAS": None, "CPU": None}
+GPU_SYMBOLS = {b"ggml_backend_cuda_reg": "CUDA", b"ggml_backend_vk_reg": "Vulkan",
+               b"ggml_backend_metal_reg": "Metal", b"ggml_backend_sycl_reg": "SYCL",
+               b"ggml_backend_opencl_reg": "OpenCL", b"ggml_backend_cann_reg": "CANN"}
+
+
 class _BinaryInfo:
-    """What one llama-server binary supports: version, flags from --help, GPU devices."""
+    """What one llama-server binary supports: version, flags from --help, GPU devices, and
+    what it was built for (build-info.json beside our builds; else read from the binary)."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.version = self._version()
         self.flags = self._flags()
         self.gpu = self._gpu()
-        self.amx = self._amx()
+        self.amx, self.gpu_backends = self._scan()
+        self.build = read_build_info(self.path)
+        self.system_info = self._system_info()
 
     def _run(self, *args):
         try:
@@ -53,12 +65,46 @@ class _BinaryInfo:
         # A CPU-only build lists "(none)"; a GPU build lists e.g. "CUDA0: NVIDIA H100 (...)".
         return any(re.match(r"^\s*\w+\d+:", line) for line in devices.splitlines())
 
-    def _amx(self):
-        """Whether ggml's AMX matmul is compiled in (it crashes on Q4_1 weights; see build.py)."""
+    def _system_info(self):
+        """{backend: [features on]} from llama.cpp's own system info line, e.g. {"CPU": ["SSE3",
+        "AVX2", ...], "CUDA": ["USE_GRAPHS", ...]}: what this binary was compiled for. Verbose
+        logging prints it before the model loads, so a missing model file gets it in
+        milliseconds, with nothing loaded."""
+        with tempfile.TemporaryDirectory(prefix="mr-llama-probe-") as tmp:
+            text = self._run("-m", f"{tmp}/none.gguf", "--host", f"{tmp}/probe.sock", "-lv", "4")
+        match = re.search(r"system_info: [^|]*\|(.*)$", text, re.MULTILINE)
+        found, backend = {}, None
+        for part in (match.group(1).split("|") if match else []):
+            head, sep, rest = part.partition(" : ")
+            if sep:
+                backend, part = head.strip(), rest
+                found.setdefault(backend, [])
+            key, _, value = part.partition("=")
+            if backend and key.strip() and value.strip() not in ("0", ""):
+                found[backend].append(key.strip())
+        return found
+
+    def _scan(self):
+        """(AMX, GPU backends) compiled in: ggml's AMX matmul crashes on Q4_1 weights (see
+        build.py); the backends name what the binary can offload to, GPU or not."""
         try:
-            return b"AMX is not ready to be used!" in self.path.read_bytes()
+            data = self.path.read_bytes()
         except OSError:
-            return False
+            return False, "unknown"
+        gpus = [name for symbol, name in GPU_SYMBOLS.items() if symbol in data]
+        return b"AMX is not ready to be used!" in data, "+".join(gpus) or "none"
+
+    def describe(self):
+        """Engine.build_info: version, GPU backend, CPU features (from llama.cpp's system info),
+        and for our own builds the llama-cpp-python source and CMAKE_ARGS (build-info.json)."""
+        gpus = {SYSTEM_INFO_NAMES.get(b, b) for b in self.system_info} - {None}
+        gpus |= set(self.gpu_backends.split("+")) - {"none", "unknown"}
+        info = {"version": f"llama-server {self.version}", "gpu": "+".join(sorted(gpus)) or "none",
+                "cpu_features": self.system_info.get("CPU", []), "path": str(self.path)}
+        if self.build:
+            info["source"] = f"llama-cpp-python {self.build.get('llama_cpp_python')} sdist"
+            info["cmake_args"] = " ".join(self.build.get("cmake_args") or [])
+        return info
 
     def has(self, flag):
         return flag in self.flags
@@ -118,6 +164,15 @@ class LlamaCppEngine(Engine):
         if info.version == "unknown" and not info.flags:
             return False, f"llama-server at {path} does not run; {BUILD_HINT}"
         return True, f"llama-server {info.version} at {path}"
+
+    def build_info(self):
+        path = self.binary()
+        if path is None:
+            return {}
+        try:
+            return binary_info(path).describe()
+        except OSError:
+            return {}
 
     def command(self, bundle, config, address):
         if not bundle.gguf_files:

@@ -50,9 +50,12 @@ def _fake_binary(path):
 
 
 def test_binary_resolution_order(monkeypatch, tmp_path):
-    for var in ("MODELRUNNER_LLAMA_SERVER_PATH", "LLAMA_SERVER_PATH"):
+    """Setting/env, then the binary shipped in the package, then the cache, then PATH."""
+    for var in ("MODELRUNNER_LLAMA_SERVER_PATH", "LLAMA_SERVER_PATH", "CMAKE_ARGS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MODELRUNNER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(build, "cuda_available", lambda: False)
+    monkeypatch.setattr(build, "shipped_binary", lambda: tmp_path / "pkg" / "bin" / "llama-server")
     on_path = _fake_binary(tmp_path / "pathdir" / "llama-server")
     monkeypatch.setenv("PATH", f"{on_path.parent}{os.pathsep}/usr/bin:/bin")
     assert build.find_llama_server() == on_path
@@ -62,6 +65,9 @@ def test_binary_resolution_order(monkeypatch, tmp_path):
     assert build.cached_binary() == cached
     assert build.find_llama_server() == cached
 
+    shipped = _fake_binary(tmp_path / "pkg" / "bin" / "llama-server")
+    assert build.find_llama_server() == shipped
+
     dmr_dir = tmp_path / "dmr"
     dmr = _fake_binary(dmr_dir / "com.docker.llama-server")
     monkeypatch.setenv("LLAMA_SERVER_PATH", str(dmr_dir))  # DMR's name: a directory
@@ -70,6 +76,46 @@ def test_binary_resolution_order(monkeypatch, tmp_path):
     ours = _fake_binary(tmp_path / "ours" / "llama-server")
     monkeypatch.setenv("MODELRUNNER_LLAMA_SERVER_PATH", str(ours))
     assert build.find_llama_server() == ours
+
+
+def test_cmake_args_choose_the_build_and_its_cache_folder(monkeypatch, tmp_path):
+    """CMAKE_ARGS as llama-cpp-python's users know it: a GPU build has a cache folder of its own
+    (never mistaken for the CPU build), and the user's flags come last, so they win."""
+    monkeypatch.setenv("MODELRUNNER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(build, "cuda_available", lambda: False)
+    monkeypatch.delenv("CMAKE_ARGS", raising=False)
+    cpu = build.cache_dir()
+    assert cpu == tmp_path / "llama-server" / build.LLAMA_CPP_PYTHON_VERSION
+    monkeypatch.setenv("CMAKE_ARGS", "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES='86;89'")
+    assert build.extra_cmake_args() == ["-DGGML_CUDA=on", "-DCMAKE_CUDA_ARCHITECTURES=86;89"]
+    cuda = build.cache_dir()
+    assert cuda != cpu and cuda.name.startswith(build.LLAMA_CPP_PYTHON_VERSION + "-")
+    flags = build.cmake_flags(extra=build.extra_cmake_args())
+    assert flags[-2:] == ["-DGGML_CUDA=on", "-DCMAKE_CUDA_ARCHITECTURES=86;89"]
+    assert build.describe_gpu(flags) == "CUDA"
+    monkeypatch.setenv("CMAKE_ARGS", "-DGGML_VULKAN=on")
+    assert build.cache_dir() not in (cpu, cuda)
+    assert build.describe_gpu(build.cmake_flags(extra=["-DGGML_VULKAN=on"])) == "Vulkan"
+    # ggml turns Metal on by itself on macOS
+    assert build.describe_gpu(build.cmake_flags(), system="Darwin") == "Metal"
+    assert build.describe_gpu(build.cmake_flags(extra=["-DGGML_METAL=OFF"]), system="Darwin") \
+        == "none"
+    assert build.describe_gpu(build.cmake_flags()) == "none" or build.platform.system() == "Darwin"
+
+
+def test_a_wheel_build_ships_the_finished_build_from_the_cache(monkeypatch, tmp_path):
+    """What the wheel build does before setuptools packs: the cached build is copied into the
+    package with its build-info.json, and nothing is compiled (no cmake is even looked for)."""
+    monkeypatch.setenv("MODELRUNNER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(build, "cuda_available", lambda: False)
+    monkeypatch.delenv("CMAKE_ARGS", raising=False)
+    cached = _fake_binary(build.cached_binary())
+    monkeypatch.setattr(build, "build", lambda **kw: pytest.fail("compiled instead of reusing"))
+    shipped = build.ship(tmp_path / "pkg" / "bin")
+    assert shipped.read_bytes() == cached.read_bytes() and os.access(shipped, os.X_OK)
+    info = build.read_build_info(shipped)
+    assert info["llama_cpp_python"] == build.LLAMA_CPP_PYTHON_VERSION
+    assert info["cmake_args"] == [] and info["gpu"] in ("none", "Metal")
 
 
 def test_build_is_idempotent_when_cached(monkeypatch, tmp_path, capsys):
