@@ -313,8 +313,8 @@ def plugins(as_json):
 
 @click.command()
 def ps():
-    """Models loaded now."""
-    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL")
+    """Models loaded now, with the context each got and why."""
+    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT")
     for r in Client().json("GET", "/engines/ps"):
         if r["loading"]:
             until = "Loading..."
@@ -325,7 +325,10 @@ def ps():
         else:
             left = max(0, r["last_used"] + r["keep_alive"] - time.time())
             until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
-        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
+        context = str(r.get("context_size") or "")
+        if context and r.get("context_reason"):
+            context += f" ({r['context_reason']})"
+        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until, context)
     print_table(table)
 
 
