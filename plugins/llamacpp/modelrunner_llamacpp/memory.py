@@ -91,12 +91,12 @@ def fit_context(fixed, per_token, slots, budget, max_context):
     top = max_context or UNKNOWN_MAX
     most = "model maximum" if max_context else "the model declares no maximum"
     if not budget:
-        return top, f"{most} (no memory budget)"
+        return top, f"{most}; no memory budget"
     per_request = per_token * slots
     fits = int((budget - fixed) // per_request) // PAD * PAD if per_request else top
     room = f"memory budget of {_gib(budget)} with {slots} slot{'s' if slots != 1 else ''}"
     if fits >= top:
-        return top, f"{most} (fits {room})"
+        return top, f"{most}; fits {room}"
     floor = min(MIN_CONTEXT, top)
     if fits < floor:
         return floor, (f"minimum {floor}: the {room} holds only {max(fits, 0)}; "

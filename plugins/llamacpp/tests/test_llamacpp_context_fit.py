@@ -40,8 +40,8 @@ def test_an_unconfigured_context_is_the_largest_multiple_of_256_that_fits_with_a
 
 def test_a_model_that_fits_whole_gets_its_maximum_and_no_budget_means_the_maximum():
     assert memory.fit_context(GIB, 1024, 4, 64 * GIB, 8192) == (
-        8192, "model maximum (fits memory budget of 64.00 GiB with 4 slots)")
-    assert memory.fit_context(GIB, 1024, 4, 0, 131072) == (131072, "model maximum (no memory budget)")
+        8192, "model maximum; fits memory budget of 64.00 GiB with 4 slots")
+    assert memory.fit_context(GIB, 1024, 4, 0, 131072) == (131072, "model maximum; no memory budget")
 
 
 def test_the_context_is_never_below_4096_unless_the_model_maximum_is_smaller():
