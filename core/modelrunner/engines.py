@@ -161,6 +161,26 @@ class Engine:
         """Bytes of memory the runner will hold once loaded (weights + caches)."""
         return 0
 
+    def choose_context(self, bundle: Bundle, config: RunnerConfig, budget: int):
+        """(tokens each request may use, why): the context this runner will start with.
+
+        The scheduler asks before anything else and writes the answer into
+        ``config.context_size``, so :meth:`estimate_memory` and :meth:`command` see the same
+        context and the memory the scheduler reserves is the memory the runner holds. The
+        reason is shown by ``model ps`` and GET /engines/ps. ``budget`` is the scheduler's
+        memory budget in bytes (0: none). A context the user configured (``config.context_size``)
+        must come back unchanged: shrinking it would silently cut their prompts. This default
+        keeps the configured context, else the one the model declares; an engine that knows its
+        cache's size per token can fit an unconfigured context to the budget instead.
+        """
+        if config.context_size is not None:
+            return config.context_size, "configured"
+        declared = (bundle.config or {}).get("context_size") if isinstance(bundle.config, dict) \
+            else None
+        if declared:
+            return declared, "declared by the model"
+        return None, f"the {self.name} engine's default"
+
     def runner_command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
         """What the scheduler calls: the mode and flags checked, then the engine's command."""
         if config.mode not in self.modes:

@@ -75,6 +75,16 @@ def socket_dir(models_path):
     return private_dir(fallback / digest)
 
 
+def user_runtime_dir():
+    """A private per-user folder for what is about this machine's servers rather than a store
+    (the CLI's record of the servers it started, its start locks): ``$XDG_RUNTIME_DIR/modelrunner``
+    when that is ours, else ``/tmp/modelrunner-<uid>`` (created 0700 and owner-checked)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime) and _ours(runtime):
+        return private_dir(Path(runtime) / "modelrunner")
+    return private_dir(Path(tempfile.gettempdir()) / f"modelrunner-{os.getuid()}")
+
+
 def _ours(path):
     try:
         info = os.stat(path)

@@ -21,20 +21,38 @@ from .http import HTTP, ConnectError, HTTPError  # noqa: F401  (exported to plug
 
 
 class Client:
-    def __init__(self, base_url=None, api_key=None):
+    """``autostart=True``: when nothing answers at the modelrunner server's address and that
+    address is this machine's, start the server there and go on (see :mod:`.launch`); commands
+    that mean to use a model (`model run`, `pull`, `package`) ask for it."""
+
+    def __init__(self, base_url=None, api_key=None, autostart=False):
         if base_url is None:
             api_key = api_key or os.environ.get("MODEL_RUNNER_API_KEY") or None
+        self.autostart = autostart and base_url is None
         self.base_url = (base_url or server_url()).rstrip("/")
         self.http = HTTP(self.base_url, api_key=api_key,
                          ca_file=os.environ.get("MODEL_RUNNER_TLS_CA") or None)
 
-    def request(self, method, path, **kwargs):
+    def send(self, method, path, **kwargs):
+        """The response, whatever its status; exits when the server cannot be reached."""
         try:
-            resp = self.http.request(method, path, **kwargs)
+            return self.http.request(method, path, **kwargs)
         except ConnectError:
-            fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+            if not self.autostart:
+                fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
         except HTTPError as e:
             fail(f"the connection to the server failed: {e}")
+        self.start_server()
+        return self.send(method, path, **kwargs)
+
+    def start_server(self):
+        """Start the server this client found missing (once), or exit saying why not."""
+        from .launch import autostart
+        self.autostart = False
+        autostart(self.base_url)
+
+    def request(self, method, path, **kwargs):
+        resp = self.send(method, path, **kwargs)
         if resp.status_code >= 400:
             fail(error_text(resp))
         return resp
@@ -48,7 +66,10 @@ class Client:
             ctx = self.http.stream(method, path, **kwargs)
             resp = ctx.__enter__()
         except ConnectError:
-            fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+            if not self.autostart:
+                fail(f"modelrunner is not running at {self.base_url} (start it with: model serve)")
+            self.start_server()
+            return self.stream(method, path, **kwargs)
         except HTTPError as e:
             fail(f"the connection to the server failed: {e}")
         if resp.status_code >= 400:

@@ -14,6 +14,7 @@ from .compose import compose
 from .docker import install_docker_plugin
 from .show import purge, show
 from .tables import print_table, table as _table
+from .runner_commands import COMMANDS as RUNNER_COMMANDS
 from .telemetry import logs, requests
 
 
@@ -125,7 +126,7 @@ def pull_model(model):
     body = {"from": model}
     if refs.parse(model).is_huggingface and os.environ.get("HF_TOKEN"):
         body["bearer-token"] = os.environ["HF_TOKEN"]
-    with Client().stream("POST", "/models/create", json=body,
+    with Client(autostart=True).stream("POST", "/models/create", json=body,
                          headers={"Accept": "application/json"}) as resp:
         _show_progress(resp.iter_lines())
 
@@ -182,7 +183,7 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
     import threading
     threading.Thread(target=produce, daemon=True).start()
     with os.fdopen(read_fd, "rb") as tar:
-        data = Client().json("POST", "/models/load", params={"tag": name},
+        data = Client(autostart=True).json("POST", "/models/load", params={"tag": name},
                              content=iter(lambda: tar.read(1 << 20), b""),
                              headers={"Content-Type": "application/x-tar"})
     click.echo(f"Model packaged as {refs.display(refs.normalize(name))} "
@@ -341,8 +342,8 @@ def plugins(as_json):
 
 @click.command()
 def ps():
-    """Models loaded now."""
-    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL")
+    """Models loaded now, with the context each got and why."""
+    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT")
     for r in Client().json("GET", "/engines/ps"):
         if r["loading"]:
             until = "Loading..."
@@ -353,7 +354,10 @@ def ps():
         else:
             left = max(0, r["last_used"] + r["keep_alive"] - time.time())
             until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
-        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
+        context = str(r.get("context_size") or "")
+        if context and r.get("context_reason"):
+            context += f" ({r['context_reason']})"
+        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until, context)
     print_table(table)
 
 
@@ -400,54 +404,28 @@ def configure(model, flags, context_size, keep_alive, mode, backend):
 @click.option("--host", help="Address to bind (default: settings host, 127.0.0.1)")
 @click.option("--port", type=int, help="Port (default: settings port, 12434)")
 @click.option("-w", "--workers", type=int, help="gunicorn worker processes")
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers "
+                                                   "(`model stop-runner` stops it)")
 @click.option("--tls", is_flag=True,
               help="Serve https: with tls_cert/tls_key (MODEL_RUNNER_TLS_CERT/_KEY), else a "
                    "self-signed certificate made in <models_path>/tls/")
 def serve(host, port, workers, detach, tls):
     """Serve the API with gunicorn and gevent workers."""
-    from pathlib import Path
-
-    from ..settings import load_settings
-    settings = load_settings()
-    host = host or settings.host
-    bind = f"{host}:{port or settings.port}"
-    conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", bind]
-    if workers:
-        argv += ["--workers", str(workers)]
-    cert = str(settings.get("tls_cert") or "")
-    if tls and not cert:
-        from ..tls import self_signed
-        hosts = [host, *(settings.get("allowed_hosts") or [])]
-        cert, key = map(str, self_signed(Path(settings.models_path) / "tls", hosts))
-        argv += ["--certfile", cert, "--keyfile", key]
-    argv.append("modelrunner.app:create_app()")
+    from .launch import LaunchError, gunicorn_argv, new_spec, start
     if not detach:
+        from ..settings import load_settings
+        settings = load_settings()
+        argv, _ = gunicorn_argv(settings, host or settings.host, port or settings.port, workers,
+                                tls)
         os.execv(sys.executable, argv)
-    import subprocess
-    from ..private import private_dir, private_open
-    log_dir = private_dir(Path(settings.models_path) / "logs")
-    with private_open(log_dir / "serve.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    from .http import HTTP
-    scheme = "https" if cert else "http"
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    url = f"{scheme}://{local if ':' not in local else f'[{local}]'}:{port or settings.port}"
-    probe = HTTP(url, ca_file=os.environ.get("MODEL_RUNNER_TLS_CA") or cert or None)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            fail(f"the server exited; see {log_dir / 'serve.log'}")
-        try:
-            probe.get("/", timeout=1)
-            click.echo(f"modelrunner is serving at {url} (pid {proc.pid}, "
-                       f"logs in {log_dir / 'serve.log'})")
-            return
-        except Exception:
-            time.sleep(0.1)
-    fail("the server did not answer within 30 s")
+    spec = new_spec(host=host, port=port, workers=workers, tls=tls)
+    try:
+        pid = start(spec, timeout=30)
+    except LaunchError as e:
+        fail(str(e))
+    if pid is None:
+        fail(f"modelrunner is already running at {spec['url']}")
+    click.echo(f"modelrunner is serving at {spec['url']} (pid {pid}, logs in {spec['log']})")
 
 
 COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, prune, fsck, status, version,
@@ -467,4 +445,5 @@ def core_commands():
     commands["purge"] = purge
     commands["stop"] = unload         # DMR: `unload`/`stop`
     commands["config"] = configure    # DMR: `configure`/`config`
+    commands.update(RUNNER_COMMANDS)  # start-runner, stop-runner, restart-runner
     return commands

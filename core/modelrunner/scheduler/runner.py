@@ -93,6 +93,7 @@ class Runner:
         self.last_used = time.time()
         self.started = None
         self.load_seconds = None
+        self.context_reason = ""        # why config.context_size is what it is (choose_context)
 
     @property
     def model_name(self):
@@ -205,6 +206,7 @@ class Runner:
             "leases": len(self.leases),
             "load_seconds": self.load_seconds,
             "context_size": self.config.context_size or self.model.inner_config.get("context_size"),
+            "context_reason": self.context_reason,
             "expires_at": (None if self.keep_alive is None or self.keep_alive < 0 or self.in_use
                            else self.last_used + self.keep_alive),
         }

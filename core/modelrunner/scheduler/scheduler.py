@@ -67,8 +67,7 @@ class Scheduler:
             data = configs.get(config_key(engine_name, model.id, "completion"))
         config = RunnerConfig.from_dict(data)
         config.mode = mode
-        if config.context_size is None:
-            config.context_size = model.inner_config.get("context_size")
+        # No context configured stays None: the engine's choose_context decides (and tells why).
         return config
 
     def configure(self, engine, model, mode, context_size=None, runtime_flags=None,
@@ -158,6 +157,8 @@ class Scheduler:
             raise SchedulerError(f"engine {engine.name} is not installed: {detail}", status=412)
         bundle = self.store.bundle(model)
         config = self.config_for(engine.name, model, mode)
+        # The context first: the estimate and the command are then for the same context.
+        config.context_size, context_reason = engine.choose_context(bundle, config, self.budget)
         memory = int(engine.estimate_memory(bundle, config) or 0)
         keep_alive = parse_keep_alive(config.keep_alive)
         if keep_alive is None:
@@ -166,9 +167,10 @@ class Scheduler:
         runner = Runner((engine.name, model.id, mode), model, engine, config,
                         str(self.sockets / f"runner-{slot}.sock"), memory, keep_alive,
                         self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
+        runner.context_reason = context_reason
         # the command first: a model the engine refuses (EngineError) evicts nothing
         command = engine.runner_command(bundle, config, unix_url(runner.socket_path))
-        self._make_room(memory, model)
+        self._make_room(memory, model, config.context_size, context_reason)
         self.runners[runner.key] = runner
         self._emit("loading", runner)
         threading.Thread(target=self._load, args=(runner, command), daemon=True,
@@ -201,19 +203,23 @@ class Scheduler:
 
     # -- room -----------------------------------------------------------------------------------
 
-    def _make_room(self, memory, model):
+    def _make_room(self, memory, model, context=None, context_reason=""):
         """Evict idle runners, least recently used first, until the new one fits.
 
         A model that would not fit even with every idle runner gone is refused before anything is
         evicted: unloading models for a request that fails anyway only costs their next load.
+        The refusal names the context the memory is for, and why it is that context.
         """
         name = model.tags[0] if model.tags else model.id
+        what = f"{name} with context {context} ({context_reason})" if context else name
+        hint = ("; configure a smaller context (model configure --context-size N) or raise "
+                "memory_budget" if context else "")
         if self.budget:
             held = sum(r.memory for r in self.runners.values() if r.in_use or r.loading)
             if held + memory > self.budget:
                 raise SchedulerError(
-                    f"not enough memory to load {name}: it needs {_gib(memory)}, the budget is "
-                    f"{_gib(self.budget)} and busy runners hold {_gib(held)}", status=503)
+                    f"not enough memory to load {what}: it needs {_gib(memory)}, the budget is "
+                    f"{_gib(self.budget)} and busy runners hold {_gib(held)}{hint}", status=503)
         while True:
             loaded = list(self.runners.values())
             used = sum(r.memory for r in loaded)
@@ -235,8 +241,8 @@ class Scheduler:
             self._unload(idle[0], "evicted")
         if not fits_memory:
             raise SchedulerError(
-                f"not enough memory to load {name}: it needs {_gib(memory)}, the budget is "
-                f"{_gib(self.budget)} and busy runners hold {_gib(used)}", status=503)
+                f"not enough memory to load {what}: it needs {_gib(memory)}, the budget is "
+                f"{_gib(self.budget)} and busy runners hold {_gib(used)}{hint}", status=503)
         raise SchedulerError(f"cannot load {name}: {len(loaded)} models are loaded and busy "
                              f"(max_loaded={self.max_loaded})", status=503)
 

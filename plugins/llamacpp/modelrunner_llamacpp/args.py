@@ -133,9 +133,10 @@ def plan(bundle, config, slots_setting=4, has=None):
             exactly C. A ``--ctx-size``/``--parallel`` runtime flag means the same per-request
             context and slot count.
 
-            With no context configured ``--ctx-size`` is not passed (as DMR does): llama-server
-            sizes the pool to the model's training context; it is unified, so one request may use
-            all of it and concurrent requests share it.
+            Under the scheduler a context is always there: the configured one, else the one
+            the engine's ``choose_context`` fitted to the memory budget (engine.py, memory.py).
+            Called with none at all, ``--ctx-size`` is not passed: llama-server sizes the pool
+            to the model's training context, unified, shared by concurrent requests.
     """
     has = has or (lambda flag: True)
     flags = _split_flags(list(config.runtime_flags or []))

@@ -15,7 +15,8 @@ from pathlib import Path
 import modelrunner
 from modelrunner import Engine, EngineError, RunnerCommand
 
-from .args import RUNTIME_FLAGS, _as_int, _per_layer, build_argv, plan
+from . import memory
+from .args import RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, plan
 from .build import find_llama_server, read_build_info
 
 BUILD_HINT = "run: modelrunner-llamacpp-build"
@@ -197,46 +198,59 @@ class LlamaCppEngine(Engine):
         arch = str(meta.get("general.architecture", ""))
         return f"{arch}.pooling_type" in meta
 
-    def estimate_memory(self, bundle, config):
-        """Weights (the GGUF files, mmapped and all touched) + f16 KV cache + compute buffers.
+    def choose_context(self, bundle, config, budget):
+        """The context each request gets: the configured one exactly, else the largest that fits.
 
-        KV bytes = 2 bytes (f16) * pool tokens * sum over layers of head_count_kv *
-        (key_length + value_length), the pool being the ``--ctx-size`` of :func:`args.plan` (the
-        model's training context when none is configured). The compute allowance covers
-        llama-server's graph buffers, logits and the process itself.
+        Configured means ``--ctx-size``/``-c`` among the runtime flags, ``_configure``'s
+        context-size (-1: the model's maximum), or a context packaged into the model that differs
+        from the GGUF's own maximum (``model package --context-size``). Anything else is fitted
+        to ``budget`` with this runner's slots (:func:`memory.fit_context`), from the same parts
+        as :meth:`estimate_memory`.
         """
+        meta = self._metadata(bundle)
+        shape = memory.model_shape(meta)
+        flags = _split_flags(list(config.runtime_flags or []))
+        ctx_flag, _ = _take(flags, ("--ctx-size", "-c"))
+        configured, how = _as_int(ctx_flag), "configured (--ctx-size runtime flag)"
+        if configured is None and config.context_size is not None:
+            configured, how = _as_int(config.context_size), "configured"
+        if configured is not None:
+            if configured > 0:
+                return configured, how
+            return shape.max_context, "configured: the model's maximum"
+        packaged = _as_int((bundle.config or {}).get("context_size"))
+        if packaged and packaged > 0 and packaged != shape.max_context:
+            return packaged, "packaged with the model"
+        slots = plan(bundle, config, self.setting("llamacpp_slots"))["slots"]
+        fixed, per_token = self._memory_parts(bundle, config, shape, slots)
+        return memory.fit_context(fixed, per_token, slots, budget, shape.max_context)
+
+    def estimate_memory(self, bundle, config):
+        """Weights (the GGUF files, mmapped and all touched) + KV cache + compute buffers.
+
+        KV bytes = pool tokens * sum over layers of head_count_kv * (key_length + value_length)
+        * the cache type's bytes (f16: 2), the pool being the ``--ctx-size`` of :func:`args.plan`
+        (slots * the context :meth:`choose_context` gave; the model's training context when
+        none is configured). See :mod:`modelrunner_llamacpp.memory`.
+        """
+        shape = memory.model_shape(self._metadata(bundle))
+        the_plan = plan(bundle, config, self.setting("llamacpp_slots"))
+        pool = the_plan["pool"] or shape.max_context or memory.UNKNOWN_MAX
+        fixed, per_token = self._memory_parts(bundle, config, shape, the_plan["slots"])
+        return int(fixed + memory.pool_bytes(per_token, pool))
+
+    def _metadata(self, bundle):
+        try:
+            return _gguf_metadata(bundle)
+        except Exception:  # noqa: BLE001 - an unreadable file fails at load, not here
+            return {}
+
+    def _memory_parts(self, bundle, config, shape, slots):
         weights = sum(p.stat().st_size for p in bundle.gguf_files)
         if bundle.mmproj:
             weights += bundle.mmproj.stat().st_size
-        try:
-            meta = _gguf_metadata(bundle)
-        except Exception:  # noqa: BLE001 - an unreadable file fails at load, not here
-            meta = {}
-        arch = str(meta.get("general.architecture", "llama"))
-
-        def get(key, default=None):
-            return meta.get(f"{arch}.{key}", default)
-
-        n_layer = _as_int(get("block_count")) or 0
-        n_embd = _as_int(get("embedding_length")) or 0
-        n_head = _per_layer(get("attention.head_count", 0), n_layer) if n_layer else []
-        n_head_kv_raw = get("attention.head_count_kv")
-        n_head_kv = _per_layer(n_head_kv_raw, n_layer) if n_head_kv_raw is not None else n_head
-        max_head = max(n_head or [0])
-        key_len = _as_int(get("attention.key_length")) or (n_embd // max_head if max_head else 0)
-        val_len = _as_int(get("attention.value_length")) or key_len
-        n_ctx_train = _as_int(get("context_length")) or 4096
-        n_vocab = _as_int(get("vocab_size")) or _as_int(meta.get("tokenizer.vocab_size")) or 32000
-
-        the_plan = plan(bundle, config, self.setting("llamacpp_slots"))
-        pool = the_plan["pool"] or n_ctx_train
-        pool = -(-pool // 256) * 256  # llama.cpp pads the context to 256
-        kv = pool * sum(h * (key_len + val_len) for h in n_head_kv) * 2  # f16: 2 bytes
-
-        batch = _as_int(self.setting("llamacpp_batch_size")) or 2048
-        ubatch = min(batch, 512)
-        # Graph buffers for one ubatch of activations, logits for each slot, and a fixed allowance
-        # for the process (HTTP server, tokenizer, chat templates). Measured with SmolLM2-135M on
-        # CPU: RSS - weights - KV is about 30 MiB; this gives about 58 MiB.
-        compute = 48 * 2**20 + ubatch * 8 * max(n_embd, 1) * 4 + the_plan["slots"] * n_vocab * 4
-        return int(weights + kv + compute)
+        flags = _split_flags(list(config.runtime_flags or []))
+        cache_k, _ = _take(flags, ("--cache-type-k", "-ctk"))
+        cache_v, _ = _take(flags, ("--cache-type-v", "-ctv"))
+        return memory.memory_parts(weights, shape, slots, self.setting("llamacpp_batch_size"),
+                                   cache_k or "f16", cache_v or "f16")

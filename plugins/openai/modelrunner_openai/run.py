@@ -176,11 +176,9 @@ class _Tail:
 
 
 def ensure_model(client, model):
-    """Pull the model when the store lacks it (DMR's client-side auto-pull)."""
-    try:
-        resp = client.http.get(f"/models/{model}")
-    except ConnectError:
-        fail(f"modelrunner is not running at {client.base_url} (start it with: model serve)")
+    """Pull the model when the store lacks it (DMR's client-side auto-pull). The first call of
+    `model run`: a client made with autostart starts a local server here if none answers."""
+    resp = client.send("GET", f"/models/{model}")
     if resp.status_code == 200:
         return
     if resp.status_code != 404:
@@ -286,13 +284,14 @@ def interactive(chat):
 def run(model, prompt, color, debug, detach, openaiurl, max_tokens):
     """Chat with a model: one answer for PROMPT (or piped text), else an interactive chat.
 
-    A model missing from the store is pulled first.
+    A model missing from the store is pulled first; with no server answering at a local
+    MODEL_RUNNER_HOST one is started in the background (`model stop-runner` stops it).
     """
     if openaiurl:
         client = Client(openaiurl)
         chat_url = "/chat/completions"
     else:
-        client = Client()
+        client = Client(autostart=True)  # no server on this machine yet: start one, as DMR does
         chat_url = "/engines/v1/chat/completions"
         ensure_model(client, model)
         from .run_image import is_image_model, run_image

@@ -77,13 +77,14 @@ def test_unknown_model_that_cannot_be_pulled_fails_with_one_line(server):
     assert len(errors) == 1
 
 
-def test_server_down_fails_with_one_line(server):
-    env = dict(server.env, MODEL_RUNNER_HOST="http://127.0.0.1:1")
+def test_server_down_with_autostart_off_fails_with_one_line(server):
+    env = dict(server.env, MODEL_RUNNER_HOST="http://127.0.0.1:1", MODELRUNNER_AUTOSTART="0")
     result = subprocess.run([sys.executable, "-m", "modelrunner.cli", "run", MODEL, "hi"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "Error: modelrunner is not running at http://127.0.0.1:1 (start it with: model serve)"]
+        "Error: modelrunner is not running at http://127.0.0.1:1 (start it with: model "
+        "start-runner)"]
 
 
 def test_auto_pull_from_a_registry(server, tmp_path):
