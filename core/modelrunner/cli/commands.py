@@ -11,6 +11,7 @@ from .. import reference as refs
 from .client import Client, fail
 from .bench import bench
 from .compose import compose
+from .configure import configure
 from .docker import install_docker_plugin
 from .show import purge, show
 from .tables import print_table, table as _table
@@ -340,32 +341,6 @@ def unload(models, everything, backend):
     data = Client().json("POST", "/engines/unload",
                          json={"models": list(models), "all": everything, "backend": backend})
     click.echo(f"Unloaded {data['unloaded_runners']} model(s)")
-
-
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("model")
-@click.argument("flags", nargs=-1, type=click.UNPROCESSED)
-@click.option("--context-size", type=int)
-@click.option("--keep-alive")
-@click.option("--mode", type=click.Choice(["completion", "embedding", "reranking", "image-generation"]))
-@click.option("--backend")
-def configure(model, flags, context_size, keep_alive, mode, backend):
-    """Set a model's context size, runtime flags (after --) and keep-alive; persisted."""
-    if model == "show":
-        click.echo(json.dumps(Client().json("GET", "/engines/_configure",
-                                            params={"model": flags[0]} if flags else None), indent=2))
-        return
-    body = {"model": model, "mode": mode or "completion"}
-    if context_size is not None:
-        body["context-size"] = context_size
-    if keep_alive is not None:
-        body["keep_alive"] = keep_alive
-    if flags:
-        body["runtime-flags"] = list(flags)
-    path = f"/engines/{backend}/_configure" if backend else "/engines/_configure"
-    data = Client().json("POST", path, json=body)
-    click.echo(f"Configured {refs.display(data['Model'])} ({data['Backend']}, {data['Mode']}): "
-               f"{json.dumps(data['Config'])}")
 
 
 @click.command()
