@@ -152,10 +152,18 @@ def push(model):
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False))
 @click.option("--mmproj", type=click.Path(exists=True, dir_okay=False))
 @click.option("--context-size", type=click.IntRange(min=1))
+@click.option("--from", "source", metavar="MODEL",
+              help="Start from a stored model: a new context size or chat template, same weights")
 @click.option("--push", "push_after", is_flag=True, help="Push to the registry afterwards")
 def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, context_size,
-            push_after):
+            source, push_after):
     """Package model files as an OCI artifact and load it into the store as NAME."""
+    if source:
+        repackage(source, name, context_size, chat_template,
+                  others=gguf or safetensors_dir or dduf or licenses or mmproj)
+        if push_after:
+            push.callback(name)
+        return
     from .. import packaging
     try:
         refs.parse(name)
@@ -190,6 +198,27 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
                f"({data['id'].split(':')[1][:12]})")
     if push_after:
         push.callback(name)
+
+
+def repackage(source, name, context_size, chat_template, others=None):
+    """`package --from SOURCE`: POST /models/{SOURCE}/repackage; the server reuses the weights."""
+    if others:
+        fail("--from takes only --context-size and --chat-template (and --push): the weights "
+             "come from the model")
+    if context_size is None and chat_template is None:
+        fail("--from needs --context-size and/or --chat-template")
+    body = {"target": name}
+    if context_size is not None:
+        body["context_size"] = context_size
+    if chat_template is not None:
+        try:
+            with open(chat_template, encoding="utf-8") as f:
+                body["chat_template"] = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"cannot read the chat template {chat_template}: {e}")
+    data = Client().json("POST", f"/models/{source}/repackage", json=body)
+    click.echo(f"Model packaged as {refs.display(data['target'])} "
+               f"({data['id'].split(':')[1][:12]}) from {source}")
 
 
 def _show_progress(lines):
