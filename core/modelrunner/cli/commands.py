@@ -13,6 +13,7 @@ from .bench import bench
 from .compose import compose
 from .configure import configure
 from .docker import install_docker_plugin
+from .search import search
 from .show import purge, show
 from .tables import print_table, table as _table
 from .telemetry import logs, requests
@@ -441,6 +442,7 @@ def core_commands():
     commands["show"] = show
     commands["bench"] = bench
     commands["purge"] = purge
+    commands["search"] = search
     commands["stop"] = unload         # DMR: `unload`/`stop`
     commands["config"] = configure    # DMR: `configure`/`config`
     return commands
