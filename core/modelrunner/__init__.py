@@ -7,7 +7,7 @@ from the core (a test walks every plugin's imports). The names load on first use
 Hooks          hookimpl (the contract itself is modelrunner.hookspecs, documented in the guide)
 Errors         ModelRunnerError and its kinds: raise them, the dialect's format_error shapes them
 Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES
-Sources        Source, Progress, fetch_blob and BlobBody, chunks_readinto, format_size
+Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_readinto, format_size
 Store          Store (the protocol), Model, BlobWriter, store_operation (what a write relies on is
                never collected meanwhile; a full disk takes back what it wrote), bundle_files
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection
@@ -53,6 +53,7 @@ _EXPORTS = {
     "MODES": ".engines",
     # sources
     "Source": ".sources",
+    "SearchResult": ".sources",
     "Progress": ".sources",
     "fetch_blob": ".sources",
     "BlobBody": ".sources",

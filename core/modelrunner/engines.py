@@ -188,7 +188,17 @@ class Engine:
             raise EngineError(f"the {self.name} engine serves {serves}, not "
                               f"{MODE_REQUESTS.get(config.mode, config.mode)}")
         self.validate_runtime_flags(config.runtime_flags or [])
+        self.validate_configure(config.extra or {})
         return self.command(bundle, config, address)
+
+    def validate_configure(self, blocks):
+        """Raise EngineError(400) for a bad engine-specific `_configure` block.
+
+        ``blocks`` maps each of ``configure_blocks`` that a request gave to its value (e.g.
+        ``{"llamacpp": {"reasoning-budget": 0}}``). Called when `_configure` is asked, so a bad
+        value is the caller's 400 rather than a runner that fails to load later, and again before
+        a runner starts. The base accepts anything.
+        """
 
     def validate_runtime_flags(self, flags):
         """Raise EngineError(400) unless every flag is in ``runtime_flags`` and nothing is a path.

@@ -25,6 +25,7 @@ class SourceError(ModelRunnerError):
 class Source:
     name = ""
     fallback = False  # True: handles whatever no specific source claimed (OCI registries)
+    search_key = ""   # `model search --source KEY` ("dockerhub", "huggingface"); "" = no search
 
     def handles(self, ref) -> bool:
         return False
@@ -40,6 +41,33 @@ class Source:
     def push(self, ref, model, store, progress, token=None):
         """Push the stored ``model`` to ``ref``."""
         raise SourceError(f"{self.name} cannot push", status=400)
+
+    def search(self, term, limit):
+        """Models this source offers whose name or description holds ``term`` ("" = all), at
+        most ``limit``, most popular first: a list of :class:`SearchResult` (`model search`)."""
+        raise SourceError(f"{self.name} cannot search", status=501)
+
+
+@dataclass
+class SearchResult:
+    """One model found by a source's :meth:`Source.search` (DMR's ``search.SearchResult``).
+
+    ``name`` is what `model pull` takes (``ai/smollm2``, ``hf.co/org/repo``); ``source`` is
+    shown to people ("Docker Hub", "HuggingFace"); ``backend`` is the engine likely to run it.
+    """
+
+    name: str
+    description: str = ""
+    backend: str = ""
+    size: int = 0          # bytes, 0 when unknown
+    downloads: int = 0
+    stars: int = 0
+    source: str = ""
+    official: bool = False
+    updated_at: str = ""
+
+    def to_dict(self):
+        return dict(self.__dict__)
 
 
 def find_source(sources, ref):

@@ -120,10 +120,16 @@ class ConfigureResource:
             except ValueError as e:
                 raise dmr_error(400, str(e))
         extra = {k: body[k] for k in engine.configure_blocks if body.get(k)}
+        # modelrunner's addition: "persist": false holds for the runners started from now on
+        # and is never written (`model run`'s /set num_ctx, as Ollama's num_ctx option)
+        persist = body.get("persist", True)
+        if not isinstance(persist, bool):
+            raise dmr_error(400, "persist must be true or false")
         try:
             config = self.runtime.scheduler.configure(
                 model.id, engine.name, mode, context_size=body.get("context-size"),
-                runtime_flags=flags, keep_alive=keep_alive, extra=extra or None)
+                runtime_flags=flags, keep_alive=keep_alive, extra=extra or None,
+                persist=persist)
         except (SchedulerError, EngineError) as e:
             raise dmr_error(e.status, str(e))
         resp.status = falcon.HTTP_202

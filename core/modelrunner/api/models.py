@@ -19,6 +19,7 @@ from ..uploads import UPLOAD
 from ..bodies import read_json_body
 from ..store.operation import operation
 from .errors import dmr_error
+from .repackage import repackage_model
 from .tar import stream_model_tar
 
 _ACTIONS = ("tag", "push", "export", "repackage")
@@ -40,7 +41,8 @@ class ModelsResource:
 
 
 class ModelResource:
-    """/models/{ref} with GET (inspect), DELETE, and the /tag, /push, /export actions."""
+    """/models/{ref} with GET (inspect), DELETE, and the /tag, /push, /export, /repackage
+    actions."""
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -96,6 +98,8 @@ class ModelResource:
             return self._tag(req, resp, ref)
         if action == "push":
             return self._push(req, resp, ref)
+        if action == "repackage":
+            return repackage_model(self.runtime, req, resp, self._model(ref))
         raise dmr_error(404, f"unknown action on /models/{ref}")
 
     def _tag(self, req, resp, ref):

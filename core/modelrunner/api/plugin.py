@@ -2,7 +2,7 @@
 
 from .. import inspector as request_inspector
 from ..hookspecs import hookimpl
-from . import engines, inspector, integrity, logs, misc, models
+from . import engines, inspector, integrity, logs, misc, models, search
 
 
 @hookimpl
@@ -16,6 +16,7 @@ def register_routes(app, runtime):
     app.add_route("/models/purge", models.PurgeResource(runtime))
     app.add_route("/models/prune", integrity.PruneResource(runtime))
     app.add_route("/models/fsck", integrity.FsckResource(runtime))
+    app.add_route("/models/search", search.SearchResource(runtime))
     app.add_route("/models/{ref:path}", models.ModelResource(runtime))
     app.add_route("/engines/status", engines.StatusResource(runtime))
     app.add_route("/engines/builds", engines.BuildsResource(runtime))

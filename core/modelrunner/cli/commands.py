@@ -11,7 +11,9 @@ from .. import reference as refs
 from .client import Client, fail
 from .bench import bench
 from .compose import compose
+from .configure import configure
 from .docker import install_docker_plugin
+from .search import search
 from .show import purge, show
 from .tables import print_table, table as _table
 from .runner_commands import COMMANDS as RUNNER_COMMANDS
@@ -152,10 +154,18 @@ def push(model):
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False))
 @click.option("--mmproj", type=click.Path(exists=True, dir_okay=False))
 @click.option("--context-size", type=click.IntRange(min=1))
+@click.option("--from", "source", metavar="MODEL",
+              help="Start from a stored model: a new context size or chat template, same weights")
 @click.option("--push", "push_after", is_flag=True, help="Push to the registry afterwards")
 def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, context_size,
-            push_after):
+            source, push_after):
     """Package model files as an OCI artifact and load it into the store as NAME."""
+    if source:
+        repackage(source, name, context_size, chat_template,
+                  others=gguf or safetensors_dir or dduf or licenses or mmproj)
+        if push_after:
+            push.callback(name)
+        return
     from .. import packaging
     try:
         refs.parse(name)
@@ -190,6 +200,27 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
                f"({data['id'].split(':')[1][:12]})")
     if push_after:
         push.callback(name)
+
+
+def repackage(source, name, context_size, chat_template, others=None):
+    """`package --from SOURCE`: POST /models/{SOURCE}/repackage; the server reuses the weights."""
+    if others:
+        fail("--from takes only --context-size and --chat-template (and --push): the weights "
+             "come from the model")
+    if context_size is None and chat_template is None:
+        fail("--from needs --context-size and/or --chat-template")
+    body = {"target": name}
+    if context_size is not None:
+        body["context_size"] = context_size
+    if chat_template is not None:
+        try:
+            with open(chat_template, encoding="utf-8") as f:
+                body["chat_template"] = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"cannot read the chat template {chat_template}: {e}")
+    data = Client().json("POST", f"/models/{source}/repackage", json=body)
+    click.echo(f"Model packaged as {refs.display(data['target'])} "
+               f"({data['id'].split(':')[1][:12]}) from {source}")
 
 
 def _show_progress(lines):
@@ -374,32 +405,6 @@ def unload(models, everything, backend):
     click.echo(f"Unloaded {data['unloaded_runners']} model(s)")
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("model")
-@click.argument("flags", nargs=-1, type=click.UNPROCESSED)
-@click.option("--context-size", type=int)
-@click.option("--keep-alive")
-@click.option("--mode", type=click.Choice(["completion", "embedding", "reranking", "image-generation"]))
-@click.option("--backend")
-def configure(model, flags, context_size, keep_alive, mode, backend):
-    """Set a model's context size, runtime flags (after --) and keep-alive; persisted."""
-    if model == "show":
-        click.echo(json.dumps(Client().json("GET", "/engines/_configure",
-                                            params={"model": flags[0]} if flags else None), indent=2))
-        return
-    body = {"model": model, "mode": mode or "completion"}
-    if context_size is not None:
-        body["context-size"] = context_size
-    if keep_alive is not None:
-        body["keep_alive"] = keep_alive
-    if flags:
-        body["runtime-flags"] = list(flags)
-    path = f"/engines/{backend}/_configure" if backend else "/engines/_configure"
-    data = Client().json("POST", path, json=body)
-    click.echo(f"Configured {refs.display(data['Model'])} ({data['Backend']}, {data['Mode']}): "
-               f"{json.dumps(data['Config'])}")
-
-
 @click.command()
 @click.option("--host", help="Address to bind (default: settings host, 127.0.0.1)")
 @click.option("--port", type=int, help="Port (default: settings port, 12434)")
@@ -443,6 +448,7 @@ def core_commands():
     commands["show"] = show
     commands["bench"] = bench
     commands["purge"] = purge
+    commands["search"] = search
     commands["stop"] = unload         # DMR: `unload`/`stop`
     commands["config"] = configure    # DMR: `configure`/`config`
     commands.update(RUNNER_COMMANDS)  # start-runner, stop-runner, restart-runner

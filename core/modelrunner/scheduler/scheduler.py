@@ -80,6 +80,8 @@ class Scheduler:
         the configuration already in effect reloads nothing."""
         if runtime_flags is not None:
             engine.validate_runtime_flags(runtime_flags)
+        if extra:
+            engine.validate_configure(extra)
         if keep_alive is not None:
             parse_keep_alive(keep_alive)
         if context_size is not None and (not isinstance(context_size, int) or context_size < -1
@@ -100,8 +102,12 @@ class Scheduler:
                 current.runtime_flags = list(runtime_flags)
             if keep_alive is not None:
                 current.keep_alive = str(keep_alive)
-            if extra:
-                current.extra.update(extra)
+            for block, value in (extra or {}).items():
+                # a block's keys merge: `configure --think` keeps an earlier hf-overrides
+                previous = current.extra.get(block)
+                if isinstance(value, dict) and isinstance(previous, dict):
+                    value = {**previous, **value}
+                current.extra[block] = value
             if not persist and current.to_dict() == before:
                 return current
             runner = self.runners.get((engine.name, model.id, mode))

@@ -167,6 +167,11 @@ def _link(src, dst, staging):
 class HuggingFaceSource(Source):
     name = "huggingface"
     fallback = False
+    search_key = "huggingface"
+
+    def search(self, term, limit):
+        from .search import search
+        return search(term, limit)
 
     def handles(self, ref):
         return ref.registry == "huggingface.co"

@@ -230,8 +230,9 @@ class RangeRelay:
     """Forwards to ``upstream``; answers ``Range`` on file downloads with 206 (olah's mirror
     route ignores Range) and records (path, range header, bytes sent) per request."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, repos=None):
         self.upstream = upstream
+        self.repos = repos or {}  # {repo_id: {path: sha256}}: what /api/models lists
         self.requests = []
         self.authorizations = []
         self.gated = set()  # repo ids answered as the Hub answers a gated repository
@@ -249,8 +250,40 @@ class RangeRelay:
                         return repo_id
                 return None
 
+            def _listing(self):
+                """GET /api/models?search=&filter=&limit=: the Hub's model search, which olah
+                lacks, over the fixture's repositories; each entry is olah's own model info for
+                the repository, with the tags the Hub derives from its files."""
+                from urllib.parse import parse_qs, urlsplit
+                query = parse_qs(urlsplit(self.path).query)
+                term = (query.get("search") or [""])[0].lower()
+                wanted = set(query.get("filter") or [])
+                limit = int((query.get("limit") or ["1000"])[0])
+                found = []
+                for repo_id, files in relay.repos.items():
+                    tags = sorted({"gguf" for p in files if p.endswith(".gguf")}
+                                  | {"safetensors" for p in files if p.endswith(".safetensors")})
+                    if term not in repo_id.lower() or not wanted <= set(tags):
+                        continue
+                    info = httpx.get(f"{relay.upstream}/api/models/{repo_id}", timeout=30).json()
+                    found.append({"id": repo_id, "modelId": repo_id, "private": False,
+                                  "downloads": info.get("downloads", 0) or 0,
+                                  "likes": info.get("likes", 0) or 0,
+                                  "tags": sorted(set(info.get("tags") or []) | set(tags)),
+                                  "pipeline_tag": "text-generation",
+                                  "createdAt": info.get("createdAt") or LAST_MODIFIED})
+                body = json.dumps(found[:limit]).encode()
+                relay.requests.append((self.path, None, len(body)))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self):
                 relay.authorizations.append(self.headers.get("Authorization"))
+                if self.path == "/api/models" or self.path.startswith("/api/models?"):
+                    return self._listing()
                 gated = self._gated()
                 if gated:
                     message = f"Access to model {gated} is restricted. You must have access to it and be authenticated to access it. Please log in."
@@ -304,7 +337,7 @@ class RangeRelay:
 
 @pytest.fixture
 def relay(hub, monkeypatch):
-    r = RangeRelay(hub.url)
+    r = RangeRelay(hub.url, hub.files)
     monkeypatch.setenv("HF_ENDPOINT", r.url)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     yield r

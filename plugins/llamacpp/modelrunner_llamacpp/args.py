@@ -165,6 +165,21 @@ def plan(bundle, config, slots_setting=4, has=None):
     return {"slots": slots, "context": ctx, "pool": pool, "args": args, "rest": flags}
 
 
+def reasoning_budget(config):
+    """The ``_configure`` body's ``llamacpp.reasoning-budget`` (DMR's ``configure --think``):
+    an int >= -1, or None when unset. Raises ValueError for anything else."""
+    block = (config.extra or {}).get("llamacpp") or {}
+    if not isinstance(block, dict):
+        raise ValueError("llamacpp must be an object")
+    value = block.get("reasoning-budget", block.get("reasoning_budget"))
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ValueError(f"llamacpp.reasoning-budget must be an integer >= -1 (-1 unlimited, "
+                         f"0 no thinking), not {value!r}")
+    return value
+
+
 def listen_args(address):
     """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
     if address.startswith("unix://"):
@@ -181,7 +196,8 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     """``llama-server`` for ``bundle`` at ``address``, with DMR's arguments.
 
     ``--model <first shard> --host <socket> --metrics``, ``--jinja`` (or ``--mmproj``), the
-    mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, ``--cont-batching``,
+    mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, ``--reasoning-budget`` from
+    ``_configure``'s ``llamacpp`` block (``configure --think``), ``--cont-batching``,
     ``--threads`` (physical cores), GPU offload when the build has a GPU backend, then the
     user's runtime flags (last, so they override the defaults). ``has(flag)`` says whether this
     llama-server knows a flag.
@@ -204,6 +220,9 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     elif config.mode == "reranking":
         argv += ["--embeddings", "--reranking"]
     argv += the_plan["args"]
+    budget = reasoning_budget(config)
+    if budget is not None and has("--reasoning-budget"):
+        argv += ["--reasoning-budget", str(budget)]
     if has("--cont-batching"):
         argv += ["--cont-batching"]
     threads = _as_int(threads) or 0

@@ -16,7 +16,7 @@ import modelrunner
 from modelrunner import Engine, EngineError, RunnerCommand
 
 from . import memory
-from .args import RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, plan
+from .args import RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, plan, reasoning_budget
 from .build import find_llama_server, read_build_info
 
 BUILD_HINT = "run: modelrunner-llamacpp-build"
@@ -153,6 +153,13 @@ class LlamaCppEngine(Engine):
 
     def binary(self):
         return find_llama_server(self.settings)
+
+    def validate_configure(self, blocks):
+        """``llamacpp.reasoning-budget`` must be an int >= -1 (a 400 at `_configure` time)."""
+        try:
+            reasoning_budget(modelrunner.RunnerConfig(extra=dict(blocks)))
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
 
     def installed(self):
         path = self.binary()

@@ -82,3 +82,30 @@ def test_a_generative_model_embeds_with_mean_pooling(bundle):
 def test_no_flag_in_the_allow_list_names_a_file_or_the_listening_address():
     assert not RUNTIME_FLAGS & {"--model", "-m", "--host", "--port", "--mmproj", "--log-file",
                                 "--chat-template-file", "--api-key", "--slot-save-path"}
+
+
+@pytest.mark.parametrize("budget", [0, -1, 256])
+def test_configure_think_becomes_llama_servers_reasoning_budget(bundle, budget):
+    config = RunnerConfig(extra={"llamacpp": {"reasoning-budget": budget}})
+    argv = build_argv("llama-server", bundle, config, "unix:///r.sock", has=everything)
+    assert value(argv, "--reasoning-budget") == str(budget)
+    # a runtime flag comes later and wins, as llama-server takes the last value
+    config.runtime_flags = ["--reasoning-budget", "8"]
+    argv = build_argv("llama-server", bundle, config, "unix:///r.sock", has=everything)
+    assert argv[len(argv) - 1 - argv[::-1].index("--reasoning-budget") + 1] == "8"
+
+
+def test_no_thinking_setting_leaves_llama_server_its_default(bundle):
+    argv = build_argv("llama-server", bundle, RunnerConfig(), "unix:///r.sock", has=everything)
+    assert "--reasoning-budget" not in argv
+    old = build_argv("llama-server", bundle, RunnerConfig(extra={"llamacpp": {"reasoning-budget": 0}}),
+                     "unix:///r.sock", has=nothing)
+    assert "--reasoning-budget" not in old  # a build without the flag is not made to fail
+
+
+@pytest.mark.parametrize("bad", [-2, "0", 1.5, True, [1]])
+def test_a_reasoning_budget_that_is_not_an_integer_from_minus_one_is_refused(bundle, bad):
+    from modelrunner import EngineError
+    from modelrunner_llamacpp.engine import LlamaCppEngine
+    with pytest.raises(EngineError, match="reasoning-budget"):
+        LlamaCppEngine().validate_configure({"llamacpp": {"reasoning-budget": bad}})

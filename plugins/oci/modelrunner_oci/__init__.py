@@ -3,7 +3,8 @@
 Handles every reference except Hugging Face ones (``huggingface.co/...``), as the fallback
 source: Docker Hub (``ai/smollm2`` -> ``docker.io/ai/smollm2:latest``) or any ``host[:port]/repo``.
 
-Modules: :mod:`.registry` (endpoints, credentials, auth, requests), :mod:`.pull`, :mod:`.push`.
+Modules: :mod:`.registry` (endpoints, credentials, auth, requests), :mod:`.pull`, :mod:`.push`,
+:mod:`.search` (`model search --source dockerhub`; setting ``dockerhub_search_url``).
 Environment and settings read: ``DEFAULT_REGISTRY``, ``INSECURE_REGISTRY`` (DMR's names),
 ``insecure_registries``, ``registry_credentials_host``, ``registry_auth_hosts`` (settings; see
 :mod:`.scope`), ``MODELRUNNER_REGISTRY_USERNAME``/``_PASSWORD``,
@@ -19,4 +20,4 @@ from .source import OciSource
 @hookimpl
 def register_sources(register, settings):
     use_settings(settings)
-    register(OciSource())
+    register(OciSource(settings))

@@ -4,11 +4,16 @@ from modelrunner import HF_REGISTRY, Source
 
 from . import pull as _pull
 from . import push as _push
+from . import search as _search
 
 
 class OciSource(Source):
     name = "oci"
     fallback = True
+    search_key = "dockerhub"
+
+    def __init__(self, settings=None):
+        self.settings = settings
 
     def handles(self, ref):
         return ref.registry != HF_REGISTRY
@@ -18,3 +23,6 @@ class OciSource(Source):
 
     def push(self, ref, model, store, progress, token=None):
         return _push.push(ref, model, store, progress, token)
+
+    def search(self, term, limit):
+        return _search.search(term, limit, self.settings)

@@ -8,6 +8,7 @@ from modelrunner import MODE_BY_PATH, GatewayError, ModelRunnerError
 
 from .errors import sse_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
+from .vision import refuse_images_without_projector
 
 
 class InferenceResource:
@@ -30,6 +31,7 @@ class InferenceResource:
         runtime = self.runtime
         forced = None
         if self.runner_path == "/v1/chat/completions":
+            refuse_images_without_projector(runtime, data)
             try:
                 forced = forced_functions(data)
             except ToolChoiceError as e:

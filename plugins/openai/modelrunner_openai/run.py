@@ -5,7 +5,9 @@
 2. Preload: an empty-messages chat request with ``X-Preload-Only: true``, so loading time is not
    mistaken for a slow answer.
 3. With a PROMPT (or text piped on stdin) one streamed answer; otherwise a REPL with history:
-   ``/bye``, ``/set system <text>``, ``/clear``, ``\"\"\"`` for multi-line input, ``/?`` for help.
+   ``/bye``, ``/set system <text>``, ``/set num_ctx <n>``, ``/clear``, ``\"\"\"`` for multi-line
+   input, ``/?`` for help. In either, ``@file`` includes a file's text and an image path sends
+   the image (:mod:`.run_prompt`).
 
 Answers stream from ``/engines/v1/chat/completions`` (SSE). In a terminal they are rendered as
 Markdown while they arrive (the tail that fits the screen, then the whole answer once done); in a
@@ -22,13 +24,17 @@ import click
 from modelrunner import (Client, ConnectError, HTTPError, StreamError, error_text, fail, pull_model,
                          sse_events)
 
+from .run_prompt import PromptError, user_content
+
 HELP = """Available commands:
   /set system <text>   Set the system message
+  /set num_ctx <n>     Use a context of n tokens from the next message on (this session)
   /clear               Forget the conversation (keeps the system message)
   /bye                 Exit
   /?, /help            Show this help
   \"\"\"                  Begin or end a multi-line message
-Ctrl+D exits too; Ctrl+C stops an answer."""
+@file includes a file's text; a path to a .png/.jpg/.jpeg/.webp sends the image
+(models with a multimodal projector only). Ctrl+D exits too; Ctrl+C stops an answer."""
 
 
 class ChatError(Exception):
@@ -58,7 +64,11 @@ class Chat:
 
     def ask(self, prompt):
         """Send one user turn, print the streamed answer, keep both in the history."""
-        self.messages.append({"role": "user", "content": prompt})
+        try:
+            content = user_content(prompt)
+        except PromptError as e:
+            raise ChatError(str(e)) from None
+        self.messages.append({"role": "user", "content": content})
         try:
             answer = self.stream(self.request_messages())
         except BaseException:
@@ -66,6 +76,19 @@ class Chat:
             raise
         self.messages.append({"role": "assistant", "content": answer})
         return answer
+
+    def set_context(self, size):
+        """``/set num_ctx``: the context for this session's next requests, as Ollama's option
+        does: a `_configure` that is not persisted (the idle runner reloads with it)."""
+        if self.chat_url != "/engines/v1/chat/completions":
+            raise ChatError("/set num_ctx needs the modelrunner server (not --openaiurl)")
+        try:
+            resp = self.client.http.post("/engines/_configure", json={
+                "model": self.model, "context-size": size, "persist": False})
+        except (ConnectError, HTTPError) as e:
+            raise ChatError(f"the connection to the server failed: {e}") from None
+        if resp.status_code >= 400:
+            raise ChatError(error_text(resp))
 
     def stream(self, messages):
         body = {"model": self.model, "messages": messages, "stream": True}
@@ -256,8 +279,18 @@ def interactive(chat):
             if len(parts) >= 2 and parts[1] == "system":
                 chat.system = parts[2] if len(parts) > 2 else None
                 click.echo("Set system message." if chat.system else "Cleared system message.")
+            elif len(parts) >= 2 and parts[1] == "num_ctx":
+                size = parts[2].strip() if len(parts) > 2 else ""
+                if not size.isdigit() or int(size) < 1:
+                    click.echo("Usage: /set num_ctx <tokens>, a positive number")
+                    continue
+                try:
+                    chat.set_context(int(size))
+                    click.echo(f"Set context size to {int(size)} tokens.")
+                except ChatError as e:
+                    click.echo(f"Error: {one_line(e)}", err=True)
             else:
-                click.echo("Usage: /set system <text>")
+                click.echo("Usage: /set system <text> | /set num_ctx <tokens>")
             continue
         if command.startswith("/") and " " not in command:
             click.echo(f"Unknown command '{command}'. Type /? for help.")

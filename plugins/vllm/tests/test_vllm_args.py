@@ -24,3 +24,39 @@ def test_flags_that_take_paths_are_not_allow_listed_for_users():
     from modelrunner_vllm.engine import VLLMEngine
     assert not VLLMEngine.runtime_flags & _PATH_FLAGS
     assert VLLMEngine.runtime_flags <= RUNTIME_FLAG_ALLOWLIST
+
+
+def test_hf_overrides_become_compact_json_for_vllm():
+    from modelrunner_vllm.args import hf_overrides_arg
+    block = {"hf-overrides": {"rope_scaling": {"rope_type": "yarn", "factor": 4.0},
+                              "max_position_embeddings": 32768}}
+    assert hf_overrides_arg(block) == ('{"rope_scaling":{"rope_type":"yarn","factor":4.0},'
+                                       '"max_position_embeddings":32768}')
+    assert hf_overrides_arg({}) is None and hf_overrides_arg({"hf-overrides": {}}) is None
+
+
+@pytest.mark.parametrize("overrides, why", [
+    ([1, 2], "JSON object"),
+    ("{}", "JSON object"),
+    ({"a-b": 1}, "identifier"),
+    ({"tokenizer": "/etc/passwd"}, "path"),
+    ({"auto_map": {"AutoConfig": "../evil.Config"}}, "path"),
+    ({"names": ["ok", "x\\y"]}, "path"),
+])
+def test_hf_overrides_that_are_not_an_object_of_plain_values_are_refused(overrides, why):
+    from modelrunner_vllm.args import hf_overrides_arg
+    with pytest.raises(ValueError, match=why):
+        hf_overrides_arg({"hf-overrides": overrides})
+
+
+@pytest.mark.parametrize("given, expected", [(0.5, 0.5), ("0.9", 0.9), (1, 1.0), (None, None)])
+def test_gpu_memory_utilization_is_a_fraction(given, expected):
+    from modelrunner_vllm.args import gpu_memory_fraction
+    assert gpu_memory_fraction(given) == expected
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.01, "most", True])
+def test_gpu_memory_utilization_outside_zero_to_one_is_refused(bad):
+    from modelrunner_vllm.args import gpu_memory_fraction
+    with pytest.raises(ValueError, match="gpu-memory-utilization"):
+        gpu_memory_fraction(bad)

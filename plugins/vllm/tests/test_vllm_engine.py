@@ -151,6 +151,22 @@ def test_hf_override_keys_are_identifiers(tmp_path):
             bundle, RunnerConfig(extra={"vllm": {"hf-overrides": {"a-b": 1}}}), "/s")
 
 
+def test_configure_refuses_overrides_naming_files_and_bad_fractions_before_any_runner(tmp_path):
+    vllm = engine(vllm_device="cuda")
+    for block in ({"hf-overrides": {"tokenizer": "../../other-model"}},
+                  {"hf-overrides": "rope_theta=1"}, {"gpu-memory-utilization": 0},
+                  {"gpu-memory-utilization": 1.5}):
+        with pytest.raises(EngineError) as caught:
+            vllm.validate_configure({"vllm": block})
+        assert caught.value.status == 400
+    vllm.validate_configure({"vllm": {"hf-overrides": {"rope_theta": 1e6},
+                                      "gpu-memory-utilization": 0.8}})
+    # and a config that slipped past (an old store) never reaches vLLM's command line
+    with pytest.raises(EngineError, match="path"):
+        vllm.runner_command(make_bundle(tmp_path), RunnerConfig(
+            extra={"vllm": {"hf-overrides": {"tokenizer": "/etc"}}}), "/s")
+
+
 def test_context_size(tmp_path):
     bundle = make_bundle(tmp_path, context_size=512)
     e = engine()

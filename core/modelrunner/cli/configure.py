@@ -1,0 +1,90 @@
+"""`model configure MODEL [-- FLAGS]` (DMR's hidden `configure`, alias `config`): a model's
+runner configuration, persisted by the server (POST /engines/_configure).
+
+Besides the core's context size, keep-alive and mode it carries DMR's engine blocks: ``--think``
+and ``--reasoning-budget`` (the ``llamacpp`` block, llama-server's ``--reasoning-budget``),
+``--hf_overrides`` and ``--gpu-memory-utilization`` (the ``vllm`` block). The server validates
+them; this command only checks what it must parse (JSON) so a typo fails before any request.
+"""
+
+import json
+
+import click
+
+from .. import reference as refs
+from .client import Client, fail
+
+_TRUE = ("true", "1", "t", "yes", "on")
+_FALSE = ("false", "0", "f", "no", "off")
+
+
+class _ConfigureCommand(click.Command):
+    """DMR's ``--think`` is a Go bool flag: ``--think``, ``--think=true`` or ``--think=false``.
+    click spells the negative ``--no-think``; this maps the ``=value`` forms onto the two, before
+    ``--`` only (what follows it is the engine's runtime flags)."""
+
+    def parse_args(self, ctx, args):
+        out, passthrough = [], False
+        for arg in args:
+            if not passthrough and arg.startswith("--think="):
+                value = arg.split("=", 1)[1].strip().lower()
+                if value not in _TRUE + _FALSE:
+                    raise click.BadParameter(f"{value!r} is not a boolean", param_hint="--think")
+                arg = "--think" if value in _TRUE else "--no-think"
+            passthrough = passthrough or arg == "--"
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+@click.command(cls=_ConfigureCommand, context_settings={"ignore_unknown_options": True})
+@click.argument("model")
+@click.argument("flags", nargs=-1, type=click.UNPROCESSED)
+@click.option("--context-size", type=int, help="Context size in tokens (-1: the model's own)")
+@click.option("--keep-alive", help="How long an idle model stays loaded (5m, 0, -1 = forever)")
+@click.option("--mode", type=click.Choice(["completion", "embedding", "reranking", "image-generation"]))
+@click.option("--backend")
+@click.option("--think/--no-think", default=None,
+              help="Let a reasoning model think (llama.cpp reasoning budget -1) or not (0)")
+@click.option("--reasoning-budget", type=click.IntRange(min=-1),
+              help="llama.cpp thinking tokens: -1 unlimited, 0 none, N at most N")
+@click.option("--hf_overrides", "--hf-overrides", "hf_overrides",
+              help="vLLM: JSON object that overrides the model's Hugging Face config")
+@click.option("--gpu-memory-utilization", type=float,
+              help="vLLM: fraction of GPU memory for the model, in (0, 1]")
+def configure(model, flags, context_size, keep_alive, mode, backend, think, reasoning_budget,
+              hf_overrides, gpu_memory_utilization):
+    """Set a model's context size, runtime flags (after --), keep-alive, thinking and vLLM
+    options; persisted."""
+    if model == "show":
+        click.echo(json.dumps(Client().json("GET", "/engines/_configure",
+                                            params={"model": flags[0]} if flags else None), indent=2))
+        return
+    body = {"model": model, "mode": mode or "completion"}
+    if context_size is not None:
+        body["context-size"] = context_size
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    if flags:
+        body["runtime-flags"] = list(flags)
+    if reasoning_budget is None and think is not None:
+        reasoning_budget = -1 if think else 0
+    if reasoning_budget is not None:
+        body["llamacpp"] = {"reasoning-budget": reasoning_budget}
+    vllm = {}
+    if hf_overrides is not None:
+        try:
+            vllm["hf-overrides"] = json.loads(hf_overrides)
+        except ValueError as e:
+            fail(f"--hf_overrides is not JSON: {e}")
+        if not isinstance(vllm["hf-overrides"], dict):
+            fail("--hf_overrides must be a JSON object, e.g. '{\"rope_theta\": 20000}'")
+    if gpu_memory_utilization is not None:
+        if not 0 < gpu_memory_utilization <= 1:
+            fail("--gpu-memory-utilization must be in (0, 1]")
+        vllm["gpu-memory-utilization"] = gpu_memory_utilization
+    if vllm:
+        body["vllm"] = vllm
+    path = f"/engines/{backend}/_configure" if backend else "/engines/_configure"
+    data = Client().json("POST", path, json=body)
+    click.echo(f"Configured {refs.display(data['Model'])} ({data['Backend']}, {data['Mode']}): "
+               f"{json.dumps(data['Config'])}")

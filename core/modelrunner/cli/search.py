@@ -1,0 +1,52 @@
+"""`model search [TERM]` (DMR's `docker model search`): models on Docker Hub's ai/ namespace
+and Hugging Face, found by the server's source plugins (GET /models/search).
+
+Flags as DMR's: ``-n/--limit`` (32, per source), ``--source all|dockerhub|huggingface``,
+``--json``. The table is DMR's: NAME DESCRIPTION BACKEND SIZE DOWNLOADS STARS SOURCE, counts as
+1.2K / 3.4M. A source that failed while others answered is a warning on stderr.
+"""
+
+import json
+
+import click
+
+from .client import Client
+from .tables import print_table, table
+
+
+def count(n):
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1_000:.1f}K"
+    return str(n)
+
+
+@click.command()
+@click.argument("term", required=False, default="")
+@click.option("-n", "--limit", default=32, show_default=True, type=click.IntRange(1, 1000),
+              help="Maximum number of results to show (per source)")
+@click.option("--source", default="all", show_default=True,
+              type=click.Choice(["all", "dockerhub", "huggingface"], case_sensitive=False),
+              help="Source to search")
+@click.option("--json", "as_json", is_flag=True, help="Output results as JSON")
+def search(term, limit, source, as_json):
+    """Search for models on Docker Hub and Hugging Face."""
+    data = Client().json("GET", "/models/search",
+                         params={"q": term, "source": source.lower(), "limit": limit})
+    for error in data.get("errors") or []:
+        click.echo(f"Warning: {error}", err=True)
+    results = data.get("results") or []
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    if not results:
+        click.echo(f'No models found matching "{term}"' if term else "No models found")
+        return
+    from ..packaging.units import format_size
+    t = table("NAME", "DESCRIPTION", "BACKEND", "SIZE", "DOWNLOADS", "STARS", "SOURCE")
+    for r in results:
+        t.add_row(r["name"], r.get("description", ""), r.get("backend", ""),
+                  format_size(r["size"]) if r.get("size") else "-", count(r.get("downloads", 0)),
+                  count(r.get("stars", 0)), r.get("source", ""))
+    print_table(t)

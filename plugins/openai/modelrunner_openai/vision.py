@@ -1,0 +1,35 @@
+"""A chat with images for a GGUF model that has no multimodal projector is refused up front.
+
+llama-server without ``--mmproj`` answers such a request with a 500 ("image input is not
+supported"), after the model is loaded; DMR users met it as issues #122/#162. The store knows
+before anything loads: a GGUF model reads images only with an ``mmproj`` layer. Other formats
+(vLLM's safetensors) carry vision in the model itself, so their engine decides.
+"""
+
+from modelrunner import MEDIA_TYPE_MMPROJ, ModelRunnerError
+
+IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
+def has_images(data):
+    for message in data.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") in IMAGE_PARTS
+                                             for p in content):
+            return True
+    return False
+
+
+def refuse_images_without_projector(runtime, data):
+    """Raise a 400 when ``data`` (a chat request) sends images to a GGUF model that has no
+    multimodal projector layer."""
+    if not has_images(data):
+        return
+    model = runtime.find_model(data.get("model"))
+    if (model.inner_config.get("format") or "gguf") != "gguf":
+        return
+    layers = model.manifest.get("layers") or []
+    if not any(layer.get("mediaType") == MEDIA_TYPE_MMPROJ for layer in layers):
+        raise ModelRunnerError(
+            f"model {data.get('model')} cannot read images: it has no multimodal projector "
+            f"(package one with `model package --mmproj FILE`)", status=400)
