@@ -314,8 +314,11 @@ def plugins(as_json):
 @click.command()
 def ps():
     """Models loaded now."""
-    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL")
-    for r in Client().json("GET", "/engines/ps"):
+    rows = Client().json("GET", "/engines/ps")
+    # runners placed on other machines (a placement plugin) say where; DMR's columns otherwise
+    nodes = any(r.get("node") for r in rows)
+    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL", *(["NODE"] if nodes else []))
+    for r in rows:
         if r["loading"]:
             until = "Loading..."
         elif r["in_use"]:
@@ -325,7 +328,8 @@ def ps():
         else:
             left = max(0, r["last_used"] + r["keep_alive"] - time.time())
             until = f"{int(left // 60)} minutes from now" if left >= 60 else f"{int(left)} seconds from now"
-        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until)
+        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until,
+                      *([r.get("node") or "local"] if nodes else []))
     print_table(table)
 
 
