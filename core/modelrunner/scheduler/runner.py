@@ -10,7 +10,6 @@ import threading
 import time
 
 from ..runners import socket_path
-from .placement import LoadError  # noqa: F401  (re-exported: the scheduler's load errors)
 
 
 class Runner:
