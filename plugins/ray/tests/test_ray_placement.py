@@ -116,9 +116,16 @@ def test_a_request_straight_to_a_runner_without_its_secret_is_refused(placed):
     wrong = {"Authorization": "Bearer not-the-secret"}
     assert httpx.post(address + "/v1/chat/completions", json=body, headers=wrong,
                       timeout=30).status_code == 401
-    log = (placed.models_path / "logs").rglob("*.log")
-    text = "".join(p.read_text(errors="replace") for p in log)
-    assert "LLAMA_API_KEY" not in text
+    # the scheduler's secret is what opens it; it is in the runner's environment, never logged
+    runner = row(placed, "ai/smollm2")
+    with open(f"/proc/{runner['pid']}/environ", "rb") as f:
+        environ = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    secret = environ[b"LLAMA_API_KEY"].decode()
+    right = {"Authorization": f"Bearer {secret}"}
+    assert httpx.post(address + "/v1/chat/completions", json=body, headers=right,
+                      timeout=60).status_code == 200
+    logs = "".join(p.read_text(errors="replace") for p in placed.models_path.rglob("*.log"))
+    assert secret not in logs and secret not in json.dumps(ps(placed))
 
 
 def test_killing_the_runner_mid_stream_ends_the_stream_with_an_error_and_it_is_placed_again(placed):
