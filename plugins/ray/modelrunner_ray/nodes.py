@@ -4,7 +4,8 @@ Rules: a model with a configured node label goes to the node carrying it (a Ray 
 ``modelrunner/node``, a custom resource of that name, the node's IP or ID prefix); else to the
 node with the most free memory that fits the runner's estimate. Each node's budget is its own
 (Ray's ``memory`` resource, or the ``ray_node_memory`` setting), less what the runners placed
-there hold. Nothing fits: a 503 that says what would fit where.
+there hold. Nothing fits: a 503 that says what would fit where. A node that offers Ray no CPU
+(``--num-cpus=0``: a head, or the API's own pod joining the cluster) takes no runners.
 """
 
 from dataclasses import dataclass
@@ -33,12 +34,12 @@ class Node:
 
 
 def from_ray(entries, node_memory=None):
-    """``Node``s of the alive entries of ``ray.nodes()``."""
+    """``Node``s of the alive entries of ``ray.nodes()`` that offer CPUs."""
     nodes = []
     for e in entries:
-        if not e.get("Alive"):
-            continue
         resources = e.get("Resources") or {}
+        if not e.get("Alive") or not resources.get("CPU"):
+            continue
         budget = int(node_memory or resources.get("memory") or 0)
         nodes.append(Node(e["NodeID"], e.get("NodeManagerAddress", ""), dict(e.get("Labels") or {}),
                           resources, budget))

@@ -50,10 +50,12 @@ def test_labels_are_configured_by_the_names_users_type():
     assert label_for(labels, M(["docker.io/ai/other:latest"])) is None
 
 
-def test_dead_nodes_are_not_candidates_and_budgets_come_from_ray_or_the_setting():
+def test_dead_nodes_and_nodes_without_cpus_take_no_runners_and_budgets_come_from_ray():
     entries = [{"NodeID": "x" * 10, "Alive": True, "NodeManagerAddress": "10.0.0.9",
-                "Resources": {"memory": 3 * GIB}, "Labels": {}},
+                "Resources": {"memory": 3 * GIB, "CPU": 4}, "Labels": {}},
                {"NodeID": "y" * 10, "Alive": False, "NodeManagerAddress": "10.0.0.8",
-                "Resources": {"memory": 9 * GIB}}]
+                "Resources": {"memory": 9 * GIB, "CPU": 4}},
+               {"NodeID": "z" * 10, "Alive": True, "NodeManagerAddress": "10.0.0.7",
+                "Resources": {"memory": 9 * GIB}, "Labels": {}}]
     assert [n.budget for n in from_ray(entries)] == [3 * GIB]
     assert [n.budget for n in from_ray(entries, node_memory=GIB)] == [GIB]
