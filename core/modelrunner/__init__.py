@@ -11,6 +11,8 @@ Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_r
 Store          Store (the protocol), Model, BlobWriter, store_operation (what a write relies on is
                never collected meanwhile; a full disk takes back what it wrote), bundle_files
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection
+Placement      Placement, Placed, RunnerSpec, LoadError, LocalPlacement, runner_environment,
+               read_log_tail (where runner processes start: the make_placement hook)
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
 Request bodies read_json_body
@@ -71,6 +73,14 @@ _EXPORTS = {
     "MODE_BY_PATH": ".gateway",
     "runner_connection": ".runners",
     "UnixHTTPServer": ".unix_http",
+    # placement: where runner processes start
+    "Placement": ".scheduler.placement",
+    "Placed": ".scheduler.placement",
+    "RunnerSpec": ".scheduler.placement",
+    "LoadError": ".scheduler.placement",
+    "LocalPlacement": ".scheduler.local",
+    "runner_environment": ".scheduler.environment",
+    "read_log_tail": ".scheduler.local",
     "JSONRequestHandler": ".unix_http",
     # references
     "Reference": ".reference",

@@ -114,6 +114,9 @@ class Engine:
     runtime_flags = frozenset()   # the flags `_configure` may pass (DMR's allow-list, as data)
     configure_blocks = ()  # engine-specific `_configure` body keys kept in RunnerConfig.extra
     defaults = {}          # this engine's settings and their defaults (settings override them)
+    # the environment variable the runner reads its API key from (and then refuses requests
+    # without it); None: the engine cannot check one, so it only runs on a local socket
+    api_key_env = None
 
     def __init__(self, settings=None):
         self._settings = settings

@@ -89,7 +89,8 @@ class RunnerResponse:
 class Gateway:
     def __init__(self, runtime):
         self.runtime = runtime
-        self._last_address = {}  # (engine, model id, mode) -> the runner address of the last lease
+        # (engine, model id, mode) -> (address, secret) of the runner of the last lease
+        self._last_address = {}
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -181,12 +182,12 @@ class Gateway:
             pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive)
         except SchedulerError as e:
             raise GatewayError(str(e), status=e.status) from None
-        guess = self._last_address.get(key)
+        guess, guess_secret = self._last_address.get(key, (None, None))
         early = None
         if guess:
             early = runner_connection(guess)
             try:
-                early.request("POST", path, body=body, headers=headers)
+                early.request("POST", path, body=body, headers=_with_secret(headers, guess_secret))
             except OSError:
                 early.close()
                 early = None
@@ -196,14 +197,15 @@ class Gateway:
             if early is not None:
                 early.close()
             raise GatewayError(str(e), status=e.status) from None
-        self._last_address[key] = lease.address
-        conn = early if early is not None and lease.address == guess else None
+        self._last_address[key] = (lease.address, lease.secret)
+        same = lease.address == guess and lease.secret == guess_secret
+        conn = early if early is not None and same else None
         try:
             if conn is None:
                 if early is not None:
                     early.close()
                 conn = runner_connection(lease.address)
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request("POST", path, body=body, headers=_with_secret(headers, lease.secret))
             return lease, conn, conn.getresponse()
         except OSError:
             conn.close()
@@ -224,3 +226,11 @@ class Gateway:
         response.record.finish(status=response.status if not response.error else 500,
                                error=response.error)
         self.runtime.emit_request("finished", response.record)
+
+
+def _with_secret(headers, secret):
+    """The headers for a runner: its secret as a bearer token when it has one (a runner reached
+    over a network checks it)."""
+    if not secret:
+        return headers
+    return {**headers, "Authorization": f"Bearer {secret}"}

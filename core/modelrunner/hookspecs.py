@@ -12,6 +12,7 @@ Areas:
 * stores      ``make_store`` (first result wins; the core's filesystem store is the default)
 * sources     ``register_sources``: remote places references resolve to (OCI registries, Hugging Face)
 * engines     ``register_engines``: how to run a model format in its own runner process
+* placement   ``make_placement``: where runner processes start (first result wins; local default)
 * dialects    ``register_routes``: Falcon routes of an API surface (OpenAI, Ollama, metrics...)
 * commands    ``register_commands``: extra ``model`` CLI sub-commands
 * serving     ``on_server_start``, ``on_worker_exit``: set-up in the gunicorn master
@@ -67,6 +68,22 @@ def register_engines(register, settings):
     process for a model bundle at an address, and says how much memory that runner will need.
     Called in the scheduler process (which starts runners) and in API workers (which pick an
     engine for a model and show /engines/status). ``settings`` are modelrunner's settings.
+    """
+
+
+# -- placement ----------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def make_placement(settings):
+    """Return the ``modelrunner.Placement`` that starts runner processes, or None.
+
+    Called once in the scheduler process. The first plugin to return one wins; the core's
+    ``LocalPlacement`` (children of the scheduler on Unix sockets) is registered last, so it is
+    the default. A placement chooses where a runner goes (``place``), starts the engine's
+    command there and waits for its health (``start``), watches it (``alive``) and stops it
+    (``terminate``/``stop``). A runner it reports as ``network`` gets a per-runner secret in the
+    engine's ``api_key_env``, which the gateway sends as ``Authorization: Bearer``.
     """
 
 

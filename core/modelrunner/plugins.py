@@ -19,6 +19,7 @@ DEFAULT_PLUGINS = (
     "modelrunner.api.plugin",
     "modelrunner.cli.plugin",
     "modelrunner.inspector",
+    "modelrunner.scheduler.plugin",
 )
 
 

@@ -374,8 +374,11 @@ def plugins(as_json):
 @click.command()
 def ps():
     """Models loaded now, with the context each got and why."""
-    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT")
-    for r in Client().json("GET", "/engines/ps"):
+    rows = Client().json("GET", "/engines/ps")
+    # runners placed on other machines (a placement plugin) say where; DMR's columns otherwise
+    nodes = any(r.get("node") for r in rows)
+    table = _table("MODEL NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT", *(["NODE"] if nodes else []))
+    for r in rows:
         if r["loading"]:
             until = "Loading..."
         elif r["in_use"]:
@@ -388,7 +391,8 @@ def ps():
         context = str(r.get("context_size") or "")
         if context and r.get("context_reason"):
             context += f" ({r['context_reason']})"
-        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until, context)
+        table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until, context,
+                      *([r.get("node") or "local"] if nodes else []))
     print_table(table)
 
 

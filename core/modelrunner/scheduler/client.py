@@ -28,6 +28,10 @@ class Lease:
     key: list
     lease: str
     load_seconds: float | None = None
+    secret: str | None = None  # the runner's API key (runners reached over a network)
+
+    def __repr__(self):  # the secret stays out of logs and tracebacks
+        return f"Lease(address={self.address!r}, key={self.key!r}, lease={self.lease!r})"
 
 
 class SchedulerClient:
@@ -179,7 +183,8 @@ def _acquire_payload(model_id, engine, mode, keep_alive):
 
 
 def _lease(data):
-    return Lease(data["address"], data["key"], data["lease"], data.get("load_seconds"))
+    return Lease(data["address"], data["key"], data["lease"], data.get("load_seconds"),
+                 data.get("secret"))
 
 
 def _default_watch_pid():

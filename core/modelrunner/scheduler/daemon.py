@@ -21,7 +21,6 @@ import threading
 import time
 
 from ..engines import EngineError
-from ..runners import unix_url
 from ..plugins import get_plugin_manager
 from ..settings import load_settings
 from ..store import StoreError
@@ -84,8 +83,8 @@ class Handler(JSONRequestHandler):
                                                data.get("keep_alive"), data.get("pid"))
         # only a request that waited for the load paid for it (Ollama's load_duration)
         waited = runner.started is not None and runner.started + (runner.load_seconds or 0) >= asked
-        return {"address": unix_url(runner.socket_path), "key": list(runner.key), "lease": lease,
-                "load_seconds": runner.load_seconds if waited else 0.0}
+        return {"address": runner.address, "key": list(runner.key), "lease": lease,
+                "secret": runner.secret, "load_seconds": runner.load_seconds if waited else 0.0}
 
     def release(self, data):
         self.scheduler.release(data["key"], data["lease"])
@@ -122,7 +121,10 @@ def main(argv=None):
     settings = load_settings()
     pm = get_plugin_manager()
     store = pm.hook.make_store(settings=settings)
-    scheduler = Scheduler(store, collect_engines(pm, settings), settings, hooks=pm.hook)
+    placement = pm.hook.make_placement(settings=settings)
+    log.info("runners start with the %s placement", placement.name)
+    scheduler = Scheduler(store, collect_engines(pm, settings), settings, hooks=pm.hook,
+                          placement=placement)
     Handler.scheduler = scheduler
     if os.path.exists(args.socket):
         os.unlink(args.socket)

@@ -13,6 +13,7 @@ This object lives in the scheduler daemon, one per store, shared by every API wo
 
 import itertools
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -20,9 +21,10 @@ from pathlib import Path
 from ..engines import EngineError, RunnerConfig
 from .. import private
 from ..errors import ModelRunnerError
-from ..runners import unix_url
 from .durations import format_keep_alive, parse_keep_alive
-from .runner import LoadError, Runner
+from .local import LocalPlacement
+from .placement import LoadError, RunnerSpec
+from .runner import Runner
 
 
 class SchedulerError(ModelRunnerError):
@@ -37,7 +39,7 @@ socket_dir = private.socket_dir  # a private folder for Unix sockets (see modelr
 
 
 class Scheduler:
-    def __init__(self, store, engines, settings, hooks=None):
+    def __init__(self, store, engines, settings, hooks=None, placement=None):
         self.store = store
         self.engines = engines            # name -> Engine
         self.settings = settings
@@ -52,7 +54,10 @@ class Scheduler:
         self._ids = itertools.count(1)
         self.default_keep_alive = parse_keep_alive(settings.get("keep_alive", "5m"))
         self.max_loaded = int(settings.get("max_loaded", 0) or 0)
-        self.budget = _memory_budget(settings.get("memory_budget", "auto"))
+        # where runners start (modelrunner.Placement; the make_placement hook): here by default
+        self.placement = placement or LocalPlacement(self.sockets)
+        self.budget = (0 if self.placement.manages_memory
+                       else _memory_budget(settings.get("memory_budget", "auto")))
         self.start_timeout = float(settings.get("runner_start_timeout", 300))
 
     # -- configuration --------------------------------------------------------------------------
@@ -169,23 +174,50 @@ class Scheduler:
         keep_alive = parse_keep_alive(config.keep_alive)
         if keep_alive is None:
             keep_alive = self.default_keep_alive
-        slot = next(self._ids)
-        runner = Runner((engine.name, model.id, mode), model, engine, config,
-                        str(self.sockets / f"runner-{slot}.sock"), memory, keep_alive,
-                        self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
+        name = model.tags[0] if model.tags else model.id
+        spec = RunnerSpec(name, engine, model, bundle, config, memory, next(self._ids),
+                          self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
+        placed = self._place(spec)
+        try:
+            secret = None
+            if placed.network:  # reached over a network: only the gateway may use it
+                if not engine.api_key_env:
+                    raise SchedulerError(f"the {engine.name} engine cannot check an API key, so "
+                                         f"it cannot run on a network address", status=412)
+                secret = secrets.token_urlsafe(32)
+            command_for = _CommandFor(engine, bundle, config, secret)
+            # the command first: a model the engine refuses (EngineError) evicts nothing
+            command_for(placed.address)
+            self._make_room(memory, model, config.context_size, context_reason)
+        except BaseException:
+            self.placement.stop(placed)
+            raise
+        runner = Runner((engine.name, model.id, mode), model, engine, config, self.placement,
+                        placed, memory, keep_alive, secret)
         runner.context_reason = context_reason
-        # the command first: a model the engine refuses (EngineError) evicts nothing
-        command = engine.runner_command(bundle, config, unix_url(runner.socket_path))
-        self._make_room(memory, model, config.context_size, context_reason)
         self.runners[runner.key] = runner
         self._emit("loading", runner)
-        threading.Thread(target=self._load, args=(runner, command), daemon=True,
+        threading.Thread(target=self._load, args=(runner, command_for), daemon=True,
                          name=f"load-{model.short_id}").start()
         return runner
 
-    def _load(self, runner, command):
+    def _place(self, spec):
+        """The placement's choice; a placement with its own (per node) memory budgets that
+        finds no room gets the idle runners evicted, least recently used first, until it does."""
+        while True:
+            try:
+                return self.placement.place(spec)
+            except SchedulerError as e:
+                idle = sorted((r for r in self.runners.values() if r.in_use == 0 and not r.loading),
+                              key=lambda r: r.last_used)
+                if e.status != 503 or not self.placement.manages_memory or not idle:
+                    raise
+                self._unload(idle[0], "evicted")
+                idle[0].gone.wait(idle[0].STOP_GRACE + 30)
+
+    def _load(self, runner, command_for):
         try:
-            runner.start(command, self.start_timeout)
+            runner.start(command_for, self.start_timeout)
         except LoadError as e:
             with self.lock:
                 runner.error = str(e)
@@ -273,9 +305,8 @@ class Scheduler:
 
     def _crashed(self, runner):
         self.runners.pop(runner.key, None)
-        code = runner.process.returncode if runner.process else None
         runner.stop()  # reaps it and removes its socket file
-        self._emit("crashed", runner, error=f"exit code {code}: {runner.log_tail(5)}")
+        self._emit("crashed", runner, error=runner.placed.exit_reason or "the runner is gone")
 
     # -- housekeeping ---------------------------------------------------------------------------
 
@@ -325,20 +356,40 @@ class Scheduler:
             exiting = list(self.stopping)
         for runner in exiting:
             runner.gone.wait(runner.STOP_GRACE + 5)
+        self.placement.close()
 
     def _emit(self, event, runner, **extra):
         if self.hooks is None:
             return
         info = {"model": runner.model_name, "model_id": runner.model.id,
                 "engine": runner.engine.name, "mode": runner.key[2],
-                "pid": runner.process.pid if runner.process else None,
-                "address": unix_url(runner.socket_path), "memory": runner.memory,
+                "pid": runner.pid, "node": runner.placed.node,
+                "address": runner.address, "memory": runner.memory,
                 "keep_alive": format_keep_alive(runner.keep_alive), **extra}
         try:
             self.hooks.on_runner(event=event, runner=info)
         except Exception:  # an observer must never break scheduling
             import logging
             logging.getLogger("modelrunner.scheduler").exception("on_runner observer failed")
+
+
+class _CommandFor:
+    """``command_for(address)``: the engine's command for a runner at ``address``, its secret
+    (if any) in the environment variable the engine reads it from: never in argv, which other
+    local users can read. Built once per address (the scheduler checks it before placing)."""
+
+    def __init__(self, engine, bundle, config, secret):
+        self.engine, self.bundle, self.config, self.secret = engine, bundle, config, secret
+        self._built = {}
+
+    def __call__(self, address):
+        command = self._built.get(address)
+        if command is None:
+            command = self.engine.runner_command(self.bundle, self.config, address)
+            if self.secret:
+                command.env = {**command.env, self.engine.api_key_env: self.secret}
+            self._built = {address: command}
+        return command
 
 
 def _pid_alive(pid):

@@ -55,6 +55,7 @@ def _gpu_visible():
 class DiffusersEngine(Engine):
     name = "diffusers"
     install_hint = INSTALL_HINT
+    api_key_env = "MODELRUNNER_DIFFUSERS_API_KEY"  # checked by runner.py
     formats = ("diffusers", "dduf")
     modes = ("image-generation",)
 

@@ -24,6 +24,7 @@ to stdout, which the scheduler writes to the runner's log file.
 
 import argparse
 import base64
+import hmac
 import importlib
 import importlib.metadata
 import importlib.util
@@ -41,6 +42,8 @@ import traceback
 from modelrunner import JSONRequestHandler, UnixHTTPServer
 
 MAX_BODY = 10 * 2**20
+# the engine's api_key_env: with it set, every request but /health needs "Authorization: Bearer"
+API_KEY_ENV = "MODELRUNNER_DIFFUSERS_API_KEY"
 MAX_IMAGES = 10
 MAX_STEPS = 1000
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -389,8 +392,23 @@ class Handler(JSONRequestHandler):
     def _send(self, status, payload):
         self.send_json(status, payload)
 
+    def _authorized(self):
+        """The scheduler's secret, when it gave one, is on the request; else a 401 is sent."""
+        key = os.environ.get(API_KEY_ENV)
+        if not key:
+            return True
+        given = self.headers.get("Authorization") or ""
+        if hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+            return True
+        self.close_connection = True
+        self._send(401, RequestError("invalid API key", status=401,
+                                     kind="authentication_error").body())
+        return False
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
+        if path != "/health" and not self._authorized():
+            return
         if path == "/health":
             self._quiet = True  # polled every 50 ms while loading
             if self.server.ready:
@@ -407,6 +425,8 @@ class Handler(JSONRequestHandler):
 
     def do_POST(self):
         path = self.path.split("?", 1)[0]
+        if not self._authorized():
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:

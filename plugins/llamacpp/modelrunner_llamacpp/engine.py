@@ -137,6 +137,7 @@ def _gguf_metadata(bundle):
 
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
+    api_key_env = "LLAMA_API_KEY"  # llama-server --api-key, from the environment (not argv)
     formats = ("gguf",)
     modes = ("completion", "embedding", "reranking")
     install_hint = BUILD_HINT

@@ -108,6 +108,7 @@ class VLLMEngine(Engine):
     name = "vllm"
     install_hint = INSTALL_HINT
     configure_blocks = ("vllm",)
+    api_key_env = "VLLM_API_KEY"  # vllm serve --api-key, from the environment (not argv)
     formats = ("safetensors",)
     modes = ("completion", "embedding")
     runtime_flags = RUNTIME_FLAG_ALLOWLIST - _PATH_FLAGS

@@ -1,0 +1,80 @@
+"""Which node a runner goes to: pure functions over the cluster's nodes, tested without Ray.
+
+Rules: a model with a configured node label goes to the node carrying it (a Ray node label
+``modelrunner/node``, a custom resource of that name, the node's IP or ID prefix); else to the
+node with the most free memory that fits the runner's estimate. Each node's budget is its own
+(Ray's ``memory`` resource, or the ``ray_node_memory`` setting), less what the runners placed
+there hold. Nothing fits: a 503 that says what would fit where. A node that offers Ray no CPU
+(``--num-cpus=0``: a head, or the API's own pod joining the cluster) takes no runners.
+"""
+
+from dataclasses import dataclass
+
+from modelrunner import SchedulerError, format_size
+
+LABEL = "modelrunner/node"
+
+
+@dataclass
+class Node:
+    id: str
+    ip: str
+    labels: dict
+    resources: dict
+    budget: int
+
+    @property
+    def name(self):
+        """What ps shows: the node's label, else its IP and the start of its ID."""
+        return self.labels.get(LABEL) or f"{self.ip}/{self.id[:8]}"
+
+    def answers_to(self, label):
+        return (self.labels.get(LABEL) == label or label in self.resources
+                or label == self.ip or (len(label) >= 6 and self.id.startswith(label)))
+
+
+def from_ray(entries, node_memory=None):
+    """``Node``s of the alive entries of ``ray.nodes()`` that offer CPUs."""
+    nodes = []
+    for e in entries:
+        resources = e.get("Resources") or {}
+        if not e.get("Alive") or not resources.get("CPU"):
+            continue
+        budget = int(node_memory or resources.get("memory") or 0)
+        nodes.append(Node(e["NodeID"], e.get("NodeManagerAddress", ""), dict(e.get("Labels") or {}),
+                          resources, budget))
+    return nodes
+
+
+def label_for(labels, model):
+    """The node label configured for ``model`` (any of its tags, or its ID), or None."""
+    for name in [*model.tags, model.id]:
+        if name in labels:
+            return labels[name]
+        short = name.removeprefix("docker.io/").removesuffix(":latest")
+        if short in labels:
+            return labels[short]
+    return None
+
+
+def choose(nodes, held, name, memory, label=None):
+    """The node for a runner of ``memory`` bytes; ``held`` maps node ID -> bytes placed there."""
+    def free(node):
+        return node.budget - held.get(node.id, 0)
+
+    if label is not None:
+        matching = [n for n in nodes if n.answers_to(label)]
+        if not matching:
+            raise SchedulerError(f"cannot place {name}: no node of the Ray cluster is labelled "
+                                 f"{label!r} (nodes: {', '.join(n.name for n in nodes) or 'none'})",
+                                 status=503)
+        candidates = matching
+    else:
+        candidates = nodes
+    fits = [n for n in candidates if free(n) >= memory]
+    if fits:
+        return max(fits, key=free)
+    where = ", ".join(f"{n.name} has {format_size(max(0, free(n)))} free of "
+                      f"{format_size(n.budget)}" for n in candidates) or "the cluster has no node"
+    raise SchedulerError(f"not enough memory on any node to place {name}: it needs "
+                         f"{format_size(memory)}; {where}", status=503)

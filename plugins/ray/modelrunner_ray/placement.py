@@ -1,0 +1,194 @@
+"""The Ray placement: each runner is a ``RunnerActor`` pinned to the node ``nodes.choose`` picks.
+
+The scheduler keeps its rules (load on demand, keep-alive, eviction, crash recovery); only where
+the process starts changes. Runner addresses are ``http://<node ip>:<port>``, so the gateway
+proxies to them as to a local socket, with the runner's secret as a bearer token.
+
+The model bundle reaches the node through a shared path: the store's folder as the nodes see it
+(``ray_models_path``, default the same path, e.g. one volume mounted everywhere); the engine's
+argv is rewritten from the scheduler's path to that one.
+
+Every Ray call has a timeout: an actor pinned to a node that has gone, or asking for what no
+node has, would otherwise wait forever.
+"""
+
+import json
+import logging
+import os
+import threading
+
+from modelrunner import LoadError, Placed, Placement, SchedulerError
+
+from . import nodes
+from .actor import RunnerActor
+from .connect import connect
+
+log = logging.getLogger("modelrunner.ray")
+
+
+def _mapping(value):
+    """A dict setting given as a dict or as JSON (MODELRUNNER_RAY_NODE_LABELS='{"ai/x": "gpu"}')."""
+    if not value:
+        return {}
+    if isinstance(value, str):
+        return json.loads(value)
+    return dict(value)
+
+
+def _url_host(host):
+    return f"[{host}]" if ":" in host else host
+
+
+class RayPlacement(Placement):
+    name = "ray"
+    manages_memory = True
+    STOP_GRACE = 5.0
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.labels = _mapping(settings.get("ray_node_labels"))
+        memory = settings.get("ray_node_memory")
+        self.node_memory = int(memory) if memory else None
+        self.place_timeout = float(settings.get("ray_place_timeout") or 60)
+        self.models_path = os.path.abspath(str(settings.models_path))
+        self.node_models_path = str(settings.get("ray_models_path") or self.models_path)
+        self.log_dir = str(settings.get("ray_log_dir")
+                           or os.path.join(self.node_models_path, "logs", "ray"))
+        self.held = {}                 # node ID -> bytes of the runners placed there
+        self.lock = threading.Lock()
+        self._ray = None
+        self._actor_class = None
+
+    def _connect(self):
+        if self._ray is None:
+            try:
+                self._ray = connect(self.settings)
+            except Exception as e:  # unreachable cluster, refused token...
+                raise SchedulerError(f"cannot reach the Ray cluster at "
+                                     f"{self.settings.get('ray_address')}: {e}", status=503) from None
+            self._actor_class = self._ray.remote(RunnerActor)
+        return self._ray
+
+    # -- the placement protocol -----------------------------------------------------------------
+
+    def place(self, spec):
+        ray = self._connect()
+        found = nodes.from_ray(ray.nodes(), self.node_memory)
+        label = nodes.label_for(self.labels, spec.model)
+        with self.lock:
+            node = nodes.choose(found, self.held, spec.name, spec.memory, label)
+            self.held[node.id] = self.held.get(node.id, 0) + spec.memory
+        log.info("placing %s on node %s (%s)", spec.name, node.name, node.id)
+        return Placed(address=f"http://{_url_host(node.ip)}:0", node=node.name, network=True,
+                      state={"node_id": node.id, "memory": spec.memory, "slot": spec.slot,
+                             "engine": spec.engine.name, "name": spec.name})
+
+    def start(self, placed, command_for, timeout):
+        try:
+            self._start(placed, command_for, timeout)
+        except BaseException:
+            self.stop(placed)
+            raise
+
+    def _start(self, placed, command_for, timeout):
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        state = placed.state
+        actor = self._actor_class.options(
+            num_cpus=0, max_concurrency=4, max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(state["node_id"], soft=False),
+        ).remote(self.log_dir)
+        state["actor"] = actor
+        try:
+            host, port = ray.get(actor.where.remote(), timeout=self.place_timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise LoadError(f"no Ray actor started on node {placed.node} within "
+                            f"{self.place_timeout:g}s (ray_place_timeout)") from None
+        except ray.exceptions.RayError as e:
+            raise LoadError(f"the Ray actor on node {placed.node} failed: {_cause(e)}") from None
+        placed.address = f"http://{_url_host(host)}:{port}"
+        command = command_for(placed.address)
+        timeout = command.start_timeout or timeout
+        log_name = f"runner-{state['slot']}-{state['engine']}.log"
+        try:
+            placed.pid, placed.load_seconds = ray.get(
+                actor.start.remote(self._on_node(command.argv), command.env, command.health_path,
+                                   host, port, timeout, log_name),
+                timeout=timeout + 30)
+        except ray.exceptions.GetTimeoutError:
+            raise LoadError(f"{state['engine']} on node {placed.node} did not become ready "
+                            f"within {timeout:g}s") from None
+        except ray.exceptions.RayError as e:
+            raise LoadError(f"{state['engine']} on node {placed.node}: {_cause(e)}") from None
+        state["exit"] = actor.wait_exit.remote()
+
+    def _on_node(self, argv):
+        """The engine's argv with the store's path as the nodes see it."""
+        if self.node_models_path == self.models_path:
+            return list(argv)
+        return [a.replace(self.models_path, self.node_models_path) if isinstance(a, str) else a
+                for a in argv]
+
+    def alive(self, placed):
+        exit_ref = placed.state.get("exit")
+        if exit_ref is None:
+            return placed.state.get("actor") is not None
+        ray = self._ray
+        ready, _ = ray.wait([exit_ref], timeout=0)
+        if not ready:
+            return True
+        if placed.exit_reason is None:
+            try:
+                code = ray.get(exit_ref, timeout=5)
+                placed.exit_reason = (f"exit code {code} on node {placed.node}: "
+                                      f"{self.log_tail(placed, 5)}")
+            except Exception as e:  # the actor or its node died
+                placed.exit_reason = f"the runner's node {placed.node} or its Ray actor died: " \
+                                     f"{type(e).__name__}"
+        return False
+
+    def terminate(self, placed):
+        actor = placed.state.get("actor")
+        if actor is not None:
+            try:
+                actor.terminate.remote()
+            except Exception:  # an actor already gone
+                pass
+
+    def stop(self, placed):
+        """End the process group on the node, kill the actor, give the node's memory back."""
+        actor = placed.state.pop("actor", None)
+        if actor is not None:
+            ray = self._ray
+            try:
+                ray.get(actor.stop.remote(self.STOP_GRACE), timeout=self.STOP_GRACE + 10)
+            except Exception:  # dead actor or node: nothing left to stop there
+                pass
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        with self.lock:
+            if not placed.state.get("released"):
+                placed.state["released"] = True
+                node_id = placed.state["node_id"]
+                self.held[node_id] = max(0, self.held.get(node_id, 0) - placed.state["memory"])
+
+    def log_tail(self, placed, lines=15):
+        actor = placed.state.get("actor")
+        if actor is None:
+            return ""
+        try:
+            return self._ray.get(actor.log_tail.remote(lines), timeout=5)
+        except Exception:
+            return ""
+
+    def close(self):
+        if self._ray is not None and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def _cause(error):
+    """The runner's own words from a Ray error (a RayTaskError wraps the actor's exception)."""
+    cause = getattr(error, "cause", None)
+    return str(cause) if cause is not None else str(error).strip().splitlines()[-1]

@@ -1,0 +1,169 @@
+"""Runners placed on a two-node Ray cluster: what a user relies on when they scale out.
+
+Real parts: a Ray cluster of two nodes on this machine (conftest), a real server, llama-server
+on the real SmolLM2 weights, the official openai client.
+"""
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import openai
+import pytest
+
+from modelrunner.engines import RunnerConfig
+from modelrunner.settings import load_settings
+from modelrunner.store import FilesystemStore
+from modelrunner.testing import Server, add_to_store, write_small_gguf
+from modelrunner_llamacpp.engine import LlamaCppEngine
+
+from plugins.ray.tests.ray_helpers import server_env
+
+CHAT = "/engines/v1/chat/completions"
+
+
+def gone(pid, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ", 1)[1][0] == "Z":
+                    return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def ps(server):
+    return httpx.get(server.url + "/engines/ps", timeout=30).json()
+
+
+def row(server, name):
+    return next(r for r in ps(server) if name in r["model_name"])
+
+
+@pytest.fixture(scope="module")
+def placed(ray_cluster, tmp_path_factory, smollm2, tiny_gguf):
+    """A server placing runners on the cluster: SmolLM2 labelled for node "a", each node's
+    budget one byte short of SmolLM2 and the tiny model together."""
+    tmp = tmp_path_factory.mktemp("ray")
+    models = tmp / "models"
+    store = FilesystemStore(models)
+    smol = add_to_store(store, smollm2, ["ai/smollm2"], context_size=1024)
+    tiny = add_to_store(store, tiny_gguf, ["ai/tiny"], context_size=256)
+    add_to_store(store, write_small_gguf(tmp / "nowhere.gguf"), ["ai/nowhere"])
+    engine = LlamaCppEngine(settings=load_settings(models_path=str(models)))
+    estimate = {m.tags[0]: engine.estimate_memory(store.bundle(m), RunnerConfig(
+        context_size=m.inner_config.get("context_size"))) for m in (smol, tiny)}
+    budget = sum(estimate.values()) - 1
+    server = Server(models, env=server_env(
+        tmp, ray_cluster, ray_node_memory=str(budget),
+        ray_node_labels={"ai/smollm2": "a", "ai/nowhere": "c"}, keep_alive="5m"))
+    server.start(timeout=60)
+    server.estimate = estimate
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/engines/v1", api_key="unused", timeout=120)
+
+
+def test_smollm2_placed_on_its_labelled_node_answers_and_streams_as_before(placed):
+    answer = client(placed).chat.completions.create(
+        model="ai/smollm2", max_tokens=8, messages=[{"role": "user", "content": "Say hi."}])
+    assert answer.choices[0].message.content
+    runner = row(placed, "ai/smollm2")
+    assert runner["node"] == "a"
+    assert runner["address"].startswith("http://127.0.0.1:")
+    assert "secret" not in json.dumps(runner)
+
+    chunks = list(client(placed).chat.completions.create(
+        model="ai/smollm2", max_tokens=8, stream=True,
+        messages=[{"role": "user", "content": "Count to three."}]))
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
+    assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason
+    assert "NODE" in placed.model("ps").stdout
+
+
+def test_a_model_that_does_not_fit_beside_it_lands_on_the_other_node(placed):
+    client(placed).chat.completions.create(
+        model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+    client(placed).completions.create(model="ai/tiny", prompt="a", max_tokens=1)
+    nodes = {r["model_name"].split(":")[0].removeprefix("docker.io/"): r["node"] for r in ps(placed)}
+    assert nodes["ai/smollm2"] == "a" and nodes["ai/tiny"] != "a"
+    assert {r["memory"] for r in ps(placed)} == set(placed.estimate.values())
+
+
+def test_a_model_whose_node_is_missing_gets_a_503_that_says_where_things_fit(placed):
+    response = httpx.post(placed.url + CHAT, timeout=60, json={
+        "model": "ai/nowhere", "messages": [{"role": "user", "content": "Hi"}]})
+    assert response.status_code == 503
+    assert "labelled 'c'" in response.text and "nodes: a, " in response.text
+
+
+def test_a_request_straight_to_a_runner_without_its_secret_is_refused(placed):
+    client(placed).chat.completions.create(
+        model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+    address = row(placed, "ai/smollm2")["address"]
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    assert httpx.post(address + "/v1/chat/completions", json=body, timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-secret"}
+    assert httpx.post(address + "/v1/chat/completions", json=body, headers=wrong,
+                      timeout=30).status_code == 401
+    # the scheduler's secret is what opens it; it is in the runner's environment, never logged
+    runner = row(placed, "ai/smollm2")
+    with open(f"/proc/{runner['pid']}/environ", "rb") as f:
+        environ = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    secret = environ[b"LLAMA_API_KEY"].decode()
+    right = {"Authorization": f"Bearer {secret}"}
+    assert httpx.post(address + "/v1/chat/completions", json=body, headers=right,
+                      timeout=60).status_code == 200
+    logs = "".join(p.read_text(errors="replace") for p in placed.models_path.rglob("*.log"))
+    assert secret not in logs and secret not in json.dumps(ps(placed))
+
+
+def test_killing_the_runner_mid_stream_ends_the_stream_with_an_error_and_it_is_placed_again(placed):
+    body = {"model": "ai/smollm2", "stream": True, "max_tokens": 256, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Tell me a very long story about a fox."}]}
+    events, killed = [], None
+    with httpx.stream("POST", placed.url + CHAT, json=body,
+                      timeout=httpx.Timeout(60, read=30)) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            events.append(line[len("data: "):])
+            if killed is None and '"content"' in line:
+                killed = row(placed, "ai/smollm2")["pid"]
+                os.kill(killed, signal.SIGKILL)
+    assert killed is not None, "the stream produced no content before it ended"
+    assert events[-1] != "[DONE]"
+    assert "error" in json.loads(events[-1]), events[-3:]
+    assert gone(killed)
+
+    answer = client(placed).chat.completions.create(
+        model="ai/smollm2", max_tokens=4, messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.content is not None
+    runner = row(placed, "ai/smollm2")
+    assert runner["pid"] != killed and runner["node"] == "a"
+
+
+def test_unload_ends_the_runner_on_its_node_and_frees_the_node_budget(placed):
+    client(placed).chat.completions.create(
+        model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+    pids = [r["pid"] for r in ps(placed)]
+    assert placed.model("unload", "--all").returncode == 0
+    assert all(gone(pid) for pid in pids)
+    assert ps(placed) == []
+    # node "a" holds nothing now: SmolLM2 fits there again, twice in a row
+    for _ in range(2):
+        client(placed).chat.completions.create(
+            model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+        assert row(placed, "ai/smollm2")["node"] == "a"
+        placed.model("unload", "ai/smollm2")
