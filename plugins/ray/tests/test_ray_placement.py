@@ -4,6 +4,7 @@ Real parts: a Ray cluster of two nodes on this machine (conftest), a real server
 on the real SmolLM2 weights, the official openai client.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -200,5 +201,26 @@ def test_a_node_that_does_not_see_the_store_gets_a_verified_private_copy_of_the_
         client(server).chat.completions.create(
             model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
         assert copies[0].stat().st_mtime_ns == mtime
+    finally:
+        server.stop()
+
+
+def test_an_image_model_placed_on_a_node_answers_the_images_api_behind_its_key(
+        ray_cluster, tmp_path, tiny_sd_dir):
+    server = Server(tmp_path / "models", env=server_env(
+        tmp_path, ray_cluster, ray_node_labels={"ai/tiny-sd": "b"}, diffusers_device="cpu",
+        diffusers_steps="2", diffusers_threads="1"))
+    server.start(timeout=60)
+    try:
+        server.model("package", "--safetensors-dir", str(tiny_sd_dir), "ai/tiny-sd")
+        images = openai.OpenAI(base_url=server.url + "/engines/v1", api_key="unused",
+                               timeout=600, max_retries=0).images.generate(
+            model="ai/tiny-sd", prompt="a red square", size="64x64", response_format="b64_json")
+        assert base64.b64decode(images.data[0].b64_json).startswith(b"\x89PNG")
+        runner = row(server, "ai/tiny-sd")
+        assert runner["node"] == "b" and runner["address"].startswith("http://127.0.0.1:")
+        body = {"prompt": "x", "size": "64x64"}
+        assert httpx.post(runner["address"] + "/v1/images/generations", json=body,
+                          timeout=60).status_code == 401
     finally:
         server.stop()
