@@ -38,6 +38,18 @@ def socket_path(address):
     return parts.path if parts.scheme == "unix" else None
 
 
+def listen_on(address):
+    """Where a runner given ``address`` listens, for its command line: ``(path, None)`` for a
+    unix:// address (or a bare path), ``(host, port)`` for http:// (IPv6 brackets removed)."""
+    path = socket_path(address)
+    if path is not None:
+        return path, None
+    parts = urlsplit(address)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"a runner cannot listen on {address!r}")
+    return parts.hostname, parts.port
+
+
 def runner_connection(address, timeout=None):
     """An ``http.client`` connection to the runner at ``address`` (unix://, http://, https://)."""
     path = socket_path(address)

@@ -28,7 +28,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from modelrunner import Engine, EngineError, ModelRunnerError, RunnerCommand, read_safetensors_header
+from modelrunner import (Engine, EngineError, ModelRunnerError, RunnerCommand, listen_on,
+                         read_safetensors_header)
 
 INSTALL_HINT = "pip install modelrunner-diffusers (with torch==2.13.0 first on a CPU machine)"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -138,9 +139,8 @@ class DiffusersEngine(Engine):
         return found[0]
 
     def command(self, bundle, config, address):
-        socket_path = socket_path_of(address)
         argv = [sys.executable, "-m", "modelrunner_diffusers.runner",
-                "--model", str(self.model_path(bundle)), "--socket", str(socket_path),
+                "--model", str(self.model_path(bundle)), *listen_args(address),
                 "--device", self.device(), "--dtype", self.dtype(),
                 "--steps", str(self.steps()), "--max-scale", str(self.max_scale())]
         # No "--served-model-name" check (DMR's 421): the gateway already routed the request by
@@ -221,10 +221,11 @@ def _dduf_weight_bytes(path, target):
         return Path(path).stat().st_size
 
 
-def socket_path_of(address):
-    """The runner serves HTTP on a Unix socket only: ``unix:///path`` (or a bare path) -> path."""
-    if "://" not in address:
-        return address
-    if not address.startswith("unix://"):
-        raise EngineError(f"the diffusers runner listens on a Unix socket, not {address}", status=500)
-    return address[len("unix://"):]
+def listen_args(address):
+    """``--socket PATH`` for a unix:// address (or a bare path), ``--host H --port P`` for
+    http:// (a runner placed on another machine; it then requires its API key)."""
+    try:
+        host, port = listen_on(address)
+    except ValueError as e:
+        raise EngineError(str(e), status=500) from None
+    return ["--socket", host] if port is None else ["--host", host, "--port", str(port)]

@@ -1,6 +1,7 @@
-"""The diffusers runner: one pipeline, served over HTTP on a Unix socket.
+"""The diffusers runner: one pipeline, served over HTTP on a Unix socket (or, placed on another
+machine, on a TCP address, where it requires its API key).
 
-    python -m modelrunner_diffusers.runner --model DIR_OR_DDUF --socket PATH
+    python -m modelrunner_diffusers.runner --model DIR_OR_DDUF (--socket PATH | --host H --port P)
         [--device auto|cpu|cuda[:N]|mps] [--dtype auto|float16|bfloat16|float32]
         [--steps 50] [--max-scale 2] [--threads 0]
 
@@ -38,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+from http.server import ThreadingHTTPServer
 
 from modelrunner import JSONRequestHandler, UnixHTTPServer
 
@@ -368,21 +370,31 @@ def _version(dist):
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-class RunnerServer(UnixHTTPServer):
-    allow_reuse_address = True
+class _Serving:
+    """What the handler reads from its server: the pipeline, and whether it is loaded."""
 
-    def __init__(self, path, handler, generator):
+    def __init__(self, address, handler, generator):
         self.generator = generator
         self.ready = False
         self.model_name = os.path.basename(os.path.abspath(generator.model))
-        super().__init__(path, handler)
+        super().__init__(address, handler)
+
+
+class RunnerServer(_Serving, UnixHTTPServer):
+    allow_reuse_address = True
+
+
+class NetworkRunnerServer(_Serving, ThreadingHTTPServer):
+    """On a TCP address (a runner placed on another machine): only with an API key set."""
+
+    daemon_threads = True
 
 
 class Handler(JSONRequestHandler):
     server_version = "modelrunner-diffusers"
 
     def address_string(self):
-        return "unix"
+        return "gateway"  # a Unix socket has no client address; on TCP only the gateway has the key
 
     def log_message(self, fmt, *args):
         if getattr(self, "_quiet", False):
@@ -468,11 +480,19 @@ class Handler(JSONRequestHandler):
 
 
 def serve(args):
+    if args.socket is None and not os.environ.get(API_KEY_ENV):
+        log(f"refusing to serve on {args.host}:{args.port} without an API key ({API_KEY_ENV})")
+        return 2
     generator = Generator(args.model, device=args.device, dtype=args.dtype, steps=args.steps,
                           max_scale=args.max_scale, threads=args.threads)
-    if os.path.exists(args.socket):
-        os.unlink(args.socket)
-    server = RunnerServer(args.socket, Handler, generator)
+    if args.socket is None:
+        server = NetworkRunnerServer((args.host, args.port), Handler, generator)
+        where = f"{args.host}:{args.port}"
+    else:
+        if os.path.exists(args.socket):
+            os.unlink(args.socket)
+        server = RunnerServer(args.socket, Handler, generator)
+        where = args.socket
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="http")
     thread.start()
 
@@ -491,7 +511,7 @@ def serve(args):
         _unlink(args.socket)
         return 1
     server.ready = True
-    log(f"ready on {args.socket}")
+    log(f"ready on {where}")
     thread.join()
     server.server_close()
     _unlink(args.socket)
@@ -499,6 +519,8 @@ def serve(args):
 
 
 def _unlink(path):
+    if path is None:
+        return
     try:
         os.unlink(path)
     except OSError:
@@ -507,10 +529,14 @@ def _unlink(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m modelrunner_diffusers.runner",
-                                     description="Serve a diffusers pipeline on a Unix socket.")
+                                     description="Serve a diffusers pipeline on a Unix socket "
+                                                 "(or a TCP address, with its API key).")
     parser.add_argument("--model", required=True,
                         help="a diffusers pipeline directory (model_index.json) or a .dduf file")
-    parser.add_argument("--socket", required=True, help="the Unix socket to listen on")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", help="the Unix socket to listen on")
+    where.add_argument("--host", help=f"the address to listen on (needs {API_KEY_ENV})")
+    parser.add_argument("--port", type=int, help="the TCP port, with --host")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float16", "bfloat16",
                                                             "float32"))
@@ -521,6 +547,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads; 0 = torch's default (one per core)")
     args = parser.parse_args(argv)
+    if (args.host is None) != (args.port is None):
+        parser.error("--host and --port go together")
     return serve(args)
 
 

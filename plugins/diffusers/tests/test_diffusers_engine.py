@@ -77,6 +77,17 @@ def test_runner_command_for_a_directory(tmp_path, tiny_sd_dir):
     assert cmd.env["HF_HUB_OFFLINE"] == "1"
 
 
+def test_runner_command_for_a_network_address(tmp_path, tiny_sd_dir):
+    b = bundle_of(tmp_path, tiny_sd_dir, "diffusers")
+    argv = engine().runner_command(b, RunnerConfig(mode="image-generation"),
+                                   "http://10.0.0.7:41234").argv
+    assert argv[argv.index("--host") + 1] == "10.0.0.7"
+    assert argv[argv.index("--port") + 1] == "41234"
+    assert "--socket" not in argv
+    with pytest.raises(EngineError, match="cannot listen"):
+        engine().runner_command(b, RunnerConfig(mode="image-generation"), "ftp://x:1")
+
+
 def test_runner_command_for_dduf(tmp_path, tiny_sd_files):
     dduf = tiny_sd_files[1]
     if dduf is None:

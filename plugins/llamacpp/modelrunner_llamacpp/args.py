@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from modelrunner import listen_on
+
 # Flags `_configure` may pass through. None of them takes a path; files are the engine's business.
 RUNTIME_FLAGS = frozenset({
     # slots, threads, batching, context
@@ -182,13 +184,8 @@ def reasoning_budget(config):
 
 def listen_args(address):
     """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
-    if address.startswith("unix://"):
-        return ["--host", address[len("unix://"):]]
-    if "://" not in address:
-        return ["--host", address]
-    host_port = address.split("://", 1)[1].rstrip("/")
-    host, _, port = host_port.rpartition(":")
-    return ["--host", host.strip("[]"), "--port", port]
+    host, port = listen_on(address)
+    return ["--host", host] + (["--port", str(port)] if port is not None else [])
 
 
 def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, has_pooling=True,

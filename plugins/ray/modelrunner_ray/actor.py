@@ -21,6 +21,8 @@ import time
 
 from modelrunner import read_log_tail, runner_environment
 
+from . import transfer
+
 
 def _die_with_actor():
     """preexec_fn: SIGTERM when the actor's worker process dies; own session for killpg."""
@@ -44,6 +46,26 @@ class RunnerActor:
         with socket.socket() as s:
             s.bind((ip, 0))
             return ip, s.getsockname()[1]
+
+    # -- the bundle, when this node does not see the store (transfer.py) -------------------------
+
+    def missing(self, root, files):
+        """The bundle files this node lacks; raises when its disk cannot take them."""
+        lacking = transfer.missing(root, files)
+        if lacking:
+            transfer.free_space_for(root, lacking)
+        return lacking
+
+    def write_chunk(self, root, rel, token, offset, data):
+        return transfer.write_chunk(root, rel, token, offset, data)
+
+    def commit(self, root, rel, token, size, sha256):
+        return transfer.commit(root, rel, token, size, sha256)
+
+    def discard(self, root, rel, token):
+        transfer.discard(root, rel, token)
+
+    # -- the runner process -----------------------------------------------------------------------
 
     def start(self, argv, env, health_path, host, port, timeout, log_name):
         """Start the runner and wait for its health; (pid, seconds) or raise with its log."""

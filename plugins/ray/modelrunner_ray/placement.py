@@ -4,9 +4,10 @@ The scheduler keeps its rules (load on demand, keep-alive, eviction, crash recov
 the process starts changes. Runner addresses are ``http://<node ip>:<port>``, so the gateway
 proxies to them as to a local socket, with the runner's secret as a bearer token.
 
-The model bundle reaches the node through a shared path: the store's folder as the nodes see it
-(``ray_models_path``, default the same path, e.g. one volume mounted everywhere); the engine's
-argv is rewritten from the scheduler's path to that one.
+The model bundle reaches the node at ``ray_models_path`` (the store's folder as the nodes see it;
+default the same path). On a shared volume the files are already there; a node with a folder of
+its own gets the bundle's files copied from the scheduler's store through Ray, verified by sha256
+(transfer.py). The engine's argv is rewritten from the scheduler's path to that one.
 
 Every Ray call has a timeout: an actor pinned to a node that has gone, or asking for what no
 node has, would otherwise wait forever.
@@ -16,10 +17,11 @@ import json
 import logging
 import os
 import threading
+import time
 
 from modelrunner import LoadError, Placed, Placement, SchedulerError
 
-from . import nodes
+from . import nodes, transfer
 from .actor import RunnerActor
 from .connect import connect
 
@@ -81,7 +83,8 @@ class RayPlacement(Placement):
         log.info("placing %s on node %s (%s)", spec.name, node.name, node.id)
         return Placed(address=f"http://{_url_host(node.ip)}:0", node=node.name, network=True,
                       state={"node_id": node.id, "memory": spec.memory, "slot": spec.slot,
-                             "engine": spec.engine.name, "name": spec.name})
+                             "engine": spec.engine.name, "name": spec.name,
+                             "files": transfer.bundle_files(self.models_path, spec.bundle.path)})
 
     def start(self, placed, command_for, timeout):
         try:
@@ -106,6 +109,7 @@ class RayPlacement(Placement):
                             f"{self.place_timeout:g}s (ray_place_timeout)") from None
         except ray.exceptions.RayError as e:
             raise LoadError(f"the Ray actor on node {placed.node} failed: {_cause(e)}") from None
+        self._bundle_to_node(placed, actor)
         placed.address = f"http://{_url_host(host)}:{port}"
         command = command_for(placed.address)
         timeout = command.start_timeout or timeout
@@ -121,6 +125,27 @@ class RayPlacement(Placement):
         except ray.exceptions.RayError as e:
             raise LoadError(f"{state['engine']} on node {placed.node}: {_cause(e)}") from None
         state["exit"] = actor.wait_exit.remote()
+
+    def _bundle_to_node(self, placed, actor):
+        """Copy the files of the runner's bundle that its node lacks (none on a shared volume)."""
+        ray = self._ray
+        try:
+            lacking = ray.get(actor.missing.remote(self.node_models_path, placed.state["files"]),
+                              timeout=self.place_timeout)
+            if lacking:
+                started = time.monotonic()
+                sent = transfer.send(ray, actor, self.node_models_path, self.models_path, lacking,
+                                     self.place_timeout)
+                log.info("copied %s's bundle to node %s: %d files, %d bytes in %.1fs",
+                         placed.state["name"], placed.node, len(lacking), sent,
+                         time.monotonic() - started)
+        except ray.exceptions.GetTimeoutError:
+            raise LoadError(f"copying the model to node {placed.node} stalled for over "
+                            f"{self.place_timeout:g}s (ray_place_timeout)") from None
+        except ray.exceptions.RayError as e:
+            raise LoadError(f"copying the model to node {placed.node}: {_cause(e)}") from None
+        except (OSError, transfer.TransferError) as e:
+            raise LoadError(f"copying the model to node {placed.node}: {e}") from None
 
     def _on_node(self, argv):
         """The engine's argv with the store's path as the nodes see it."""

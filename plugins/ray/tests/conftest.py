@@ -9,6 +9,9 @@ import secrets
 
 import pytest
 
+# the Diffusers plugin's tiny pipeline, for an image model placed on the cluster
+from plugins.diffusers.tests.conftest import tiny_sd_dir, tiny_sd_files  # noqa: F401
+
 TOKEN_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE",
              "RAY_AUTH_TOKEN")
 

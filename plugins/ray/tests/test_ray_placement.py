@@ -4,6 +4,8 @@ Real parts: a Ray cluster of two nodes on this machine (conftest), a real server
 on the real SmolLM2 weights, the official openai client.
 """
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -167,3 +169,58 @@ def test_unload_ends_the_runner_on_its_node_and_frees_the_node_budget(placed):
             model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
         assert row(placed, "ai/smollm2")["node"] == "a"
         placed.model("unload", "ai/smollm2")
+
+
+def test_a_node_that_does_not_see_the_store_gets_a_verified_private_copy_of_the_model(
+        ray_cluster, tmp_path, smollm2):
+    """No shared volume: node "b" keeps its own store (ray_models_path), filled through Ray."""
+    models, node_store = tmp_path / "models", tmp_path / "node-store"
+    add_to_store(FilesystemStore(models), smollm2, ["ai/smollm2"], context_size=1024)
+    server = Server(models, env=server_env(tmp_path, ray_cluster, ray_models_path=str(node_store),
+                                           ray_node_labels={"ai/smollm2": "b"}))
+    server.start(timeout=60)
+    try:
+        answer = client(server).chat.completions.create(
+            model="ai/smollm2", max_tokens=4, messages=[{"role": "user", "content": "Hi"}])
+        assert answer.choices[0].message.content is not None
+
+        copies = list(node_store.glob("bundles/sha256/*/model/*.gguf"))
+        assert len(copies) == 1
+        assert hashlib.sha256(copies[0].read_bytes()).digest() == \
+            hashlib.sha256(smollm2.read_bytes()).digest()
+        assert copies[0].stat().st_mode & 0o077 == 0 and node_store.stat().st_mode & 0o077 == 0
+        assert not list(node_store.rglob("*.partial-*"))
+        runner = row(server, "ai/smollm2")
+        assert runner["node"] == "b"
+        with open(f"/proc/{runner['pid']}/cmdline", "rb") as f:
+            assert str(copies[0]).encode() in f.read()  # the runner reads the node's copy
+
+        # the next load on that node finds the copy complete and sends nothing
+        mtime = copies[0].stat().st_mtime_ns
+        assert server.model("unload", "ai/smollm2").returncode == 0
+        client(server).chat.completions.create(
+            model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+        assert copies[0].stat().st_mtime_ns == mtime
+    finally:
+        server.stop()
+
+
+def test_an_image_model_placed_on_a_node_answers_the_images_api_behind_its_key(
+        ray_cluster, tmp_path, tiny_sd_dir):
+    server = Server(tmp_path / "models", env=server_env(
+        tmp_path, ray_cluster, ray_node_labels={"ai/tiny-sd": "b"}, diffusers_device="cpu",
+        diffusers_steps="2", diffusers_threads="1"))
+    server.start(timeout=60)
+    try:
+        server.model("package", "--safetensors-dir", str(tiny_sd_dir), "ai/tiny-sd")
+        images = openai.OpenAI(base_url=server.url + "/engines/v1", api_key="unused",
+                               timeout=600, max_retries=0).images.generate(
+            model="ai/tiny-sd", prompt="a red square", size="64x64", response_format="b64_json")
+        assert base64.b64decode(images.data[0].b64_json).startswith(b"\x89PNG")
+        runner = row(server, "ai/tiny-sd")
+        assert runner["node"] == "b" and runner["address"].startswith("http://127.0.0.1:")
+        body = {"prompt": "x", "size": "64x64"}
+        assert httpx.post(runner["address"] + "/v1/images/generations", json=body,
+                          timeout=60).status_code == 401
+    finally:
+        server.stop()

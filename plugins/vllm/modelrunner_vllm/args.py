@@ -7,7 +7,7 @@ import json
 import re
 
 from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY,
-                         InvalidReference, parse_reference)
+                         InvalidReference, listen_on, parse_reference)
 
 RUNTIME_FLAG_ALLOWLIST = frozenset({
     # parallelism
@@ -187,9 +187,5 @@ def take_flags(flags, names, nargs=1):
 def listen_args(address):
     """``--uds <socket>`` for a unix:// address (or a bare path), ``--host``/``--port`` for
     http://."""
-    if address.startswith("unix://"):
-        return ["--uds", address[len("unix://"):]]
-    if "://" not in address:
-        return ["--uds", address]
-    host, _, port = address.split("://", 1)[1].rstrip("/").rpartition(":")
-    return ["--host", host.strip("[]"), "--port", port]
+    host, port = listen_on(address)
+    return ["--uds", host] if port is None else ["--host", host, "--port", str(port)]
