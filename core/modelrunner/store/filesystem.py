@@ -74,6 +74,17 @@ class Model:
     def size(self):
         return sum(layer.get("size", 0) for layer in self.manifest.get("layers", []))
 
+    @property
+    def reads_images(self):
+        """Whether images may be sent to it. A GGUF model reads them only through a multimodal
+        projector layer (llama-server without one answers 500 after loading the model); other
+        formats (safetensors on vLLM) carry vision in the model itself, so their engine decides.
+        Every dialect refuses images up front with this rule, in its own error shape."""
+        if (self.inner_config.get("format") or "gguf") != "gguf":
+            return True
+        return any(str(layer.get("mediaType", "")).endswith(".mmproj")
+                   for layer in self.manifest.get("layers", []))
+
     def to_api(self):
         """GET /models shape: {id, tags, created, config}; a broken entry adds "broken"."""
         data = {"id": self.id, "tags": list(self.tags), "created": self.created,

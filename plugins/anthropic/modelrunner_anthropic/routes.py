@@ -50,6 +50,10 @@ class MessagesResource:
         body = read_json_body(req)
         chat, forced = translate.chat_request(body)
         model = body["model"]
+        if translate.has_images(chat) and not self.runtime.find_model(model).reads_images:
+            # llama-server without a projector would answer 500 after loading the model
+            raise translate.invalid(f"model {model} cannot read images: it has no multimodal "
+                                    f"projector")
         answer = _open(self.runtime, req, model, "/v1/chat/completions", chat, engine)
         stops = chat.get("stop")
         if not chat.get("stream"):

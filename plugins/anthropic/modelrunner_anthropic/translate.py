@@ -61,6 +61,13 @@ def _image_part(block):
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def has_images(chat):
+    """Whether a translated chat request carries an image (an ``image`` block became one)."""
+    return any(isinstance(part, dict) and part.get("type") == "image_url"
+               for message in chat.get("messages", [])
+               if isinstance(message.get("content"), list) for part in message["content"])
+
+
 def _tool_result_content(content):
     """A tool_result's content as the text a tool message carries (images are not carried)."""
     if isinstance(content, list):

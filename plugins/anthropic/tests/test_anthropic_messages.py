@@ -90,6 +90,20 @@ def test_an_unknown_model_is_not_found(client):
     assert e.value.body["error"]["type"] == "not_found_error"
 
 
+def test_an_image_to_a_model_without_a_projector_is_the_callers_error(client, server):
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+           "hKmMIQAAAABJRU5ErkJggg==")
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": png}}]}])
+    assert e.value.body["error"]["type"] == "invalid_request_error"
+    assert "no multimodal projector" in e.value.body["error"]["message"]
+    # nothing else is disturbed: the next plain request is answered
+    assert client.messages.create(model=MODEL, max_tokens=3, messages=ASK).content
+
+
 def test_a_missing_max_tokens_is_a_bad_request(server):
     request = urllib.request.Request(  # the client itself refuses to send it
         server.url + "/v1/messages", method="POST",

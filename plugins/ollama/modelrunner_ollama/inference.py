@@ -18,7 +18,7 @@ from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError,
 
 from . import convert
 from .errors import OllamaError, error_line
-from .models import find, has_projector, ollama_settings
+from .models import find, ollama_settings
 from .util import keep_alive_value, model_name, now_iso, ns, read_json
 
 
@@ -282,7 +282,7 @@ class ChatResource(ChatLike):
                                               if isinstance(m, dict)):
             history = [{"role": "system", "content": settings["system"]}] + history
         payload = {"model": name,
-                   "messages": convert.messages_to_openai(history, has_projector(model), name),
+                   "messages": convert.messages_to_openai(history, model.reads_images, name),
                    "stream": True, "stream_options": {"include_usage": True}}
         _common(payload, body, options)
         tools = convert.tools_to_openai(body.get("tools"))
@@ -336,7 +336,7 @@ class GenerateResource(ChatLike):
         messages += list(settings.get("messages") or [])
         messages.append({"role": "user", "content": prompt, "images": images})
         payload = {"model": name,
-                   "messages": convert.messages_to_openai(messages, has_projector(model), name),
+                   "messages": convert.messages_to_openai(messages, model.reads_images, name),
                    "stream": True, "stream_options": {"include_usage": True}}
         _common(payload, body, options)
         return "/v1/chat/completions", payload

@@ -138,11 +138,7 @@ def check_images(runtime, data, items):
     answer 500: it is the caller's mistake, not the server's)."""
     if not has_images(items):
         return
-    model = runtime.find_model(data["model"])
-    config = model.inner_config
-    layers = model.manifest.get("layers", [])
-    if config.get("format", "gguf") == "gguf" and not any(
-            layer.get("mediaType", "").endswith(".mmproj") for layer in layers):
+    if not runtime.find_model(data["model"]).reads_images:
         raise RequestError(f"the model {data['model']} takes no images: it has no multimodal "
                            "projector", "input", code="model_not_multimodal")
 

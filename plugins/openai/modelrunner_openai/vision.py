@@ -2,11 +2,10 @@
 
 llama-server without ``--mmproj`` answers such a request with a 500 ("image input is not
 supported"), after the model is loaded; DMR users met it as issues #122/#162. The store knows
-before anything loads: a GGUF model reads images only with an ``mmproj`` layer. Other formats
-(vLLM's safetensors) carry vision in the model itself, so their engine decides.
+before anything loads (``Model.reads_images``, the one rule every dialect applies).
 """
 
-from modelrunner import MEDIA_TYPE_MMPROJ, ModelRunnerError
+from modelrunner import ModelRunnerError
 
 IMAGE_PARTS = ("image_url", "input_image", "image")
 
@@ -25,11 +24,7 @@ def refuse_images_without_projector(runtime, data):
     multimodal projector layer."""
     if not has_images(data):
         return
-    model = runtime.find_model(data.get("model"))
-    if (model.inner_config.get("format") or "gguf") != "gguf":
-        return
-    layers = model.manifest.get("layers") or []
-    if not any(layer.get("mediaType") == MEDIA_TYPE_MMPROJ for layer in layers):
+    if not runtime.find_model(data.get("model")).reads_images:
         raise ModelRunnerError(
             f"model {data.get('model')} cannot read images: it has no multimodal projector "
             f"(package one with `model package --mmproj FILE`)", status=400)
