@@ -164,6 +164,12 @@ class Engine:
         """Bytes of memory the runner will hold once loaded (weights + caches)."""
         return 0
 
+    def gpus(self, bundle: Bundle, config: RunnerConfig) -> int:
+        """GPUs the runner uses, for a placement that hands GPUs out (the Ray plugin asks its
+        node for that many and the runner sees only those, through CUDA_VISIBLE_DEVICES).
+        0: it runs on CPUs, or takes whatever GPUs its machine shows (the local placement)."""
+        return 0
+
     def choose_context(self, bundle: Bundle, config: RunnerConfig, budget: int):
         """(tokens each request may use, why): the context this runner will start with.
 

@@ -21,6 +21,9 @@ class FakeEngine(Engine):
     formats = ("gguf",)
     api_key_env = "FAKE_RUNNER_API_KEY"
 
+    def gpus(self, bundle, config):  # what a placement that hands GPUs out is asked for
+        return 2 if "--two-gpus" in (config.runtime_flags or []) else 0
+
     def command(self, bundle, config, address):
         return RunnerCommand([sys.executable, str(FAKE_RUNNER), "--socket",
                               address.removeprefix("unix://")])
@@ -37,7 +40,7 @@ class NodePlacement(modelrunner.LocalPlacement):
     def place(self, spec):
         placed = super().place(spec)
         placed.node, placed.network = "node-a", self.network
-        self.placed.append(spec.name)
+        self.placed.append((spec.name, spec.gpus))
         return placed
 
 
@@ -73,10 +76,26 @@ def test_a_plugin_placement_starts_the_runner_and_ps_shows_its_node(
     scheduler = Scheduler(store, {"fake": FakeEngine()}, settings, placement=placement)
     try:
         runner, lease = scheduler.acquire(scheduler.engines["fake"], model)
-        assert placement.placed == [model.tags[0]]
+        assert placement.placed == [(model.tags[0], 0)]
         row, = scheduler.ps()
         assert row["node"] == "node-a" and row["address"].startswith("unix://")
         assert runner.secret is None  # a local socket needs none
+        scheduler.release(runner.key, lease)
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_placement_is_told_how_many_gpus_the_engine_says_the_runner_uses(
+        plugin_manager, settings, store, model):
+    plugin_manager.register(placement_plugin(network=False), name="nodes")
+    placement = plugin_manager.hook.make_placement(settings=settings)
+    engine = FakeEngine()
+    engine.runtime_flags = frozenset({"--two-gpus"})
+    scheduler = Scheduler(store, {"fake": engine}, settings, placement=placement)
+    try:
+        scheduler.configure(engine, model, "completion", runtime_flags=["--two-gpus"])
+        runner, lease = scheduler.acquire(engine, model)
+        assert placement.placed == [(model.tags[0], 2)]
         scheduler.release(runner.key, lease)
     finally:
         scheduler.shutdown()

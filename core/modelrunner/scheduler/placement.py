@@ -42,6 +42,7 @@ class RunnerSpec:
     memory: int            # the engine's estimate, bytes
     slot: int              # a number unique in this scheduler (socket and log names)
     log_path: object       # where the local placement writes the runner's output
+    gpus: int = 0          # GPUs the runner uses (Engine.gpus); 0: none to hand out
 
 
 @dataclass

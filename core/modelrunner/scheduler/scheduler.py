@@ -176,7 +176,8 @@ class Scheduler:
             keep_alive = self.default_keep_alive
         name = model.tags[0] if model.tags else model.id
         spec = RunnerSpec(name, engine, model, bundle, config, memory, next(self._ids),
-                          self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log")
+                          self.log_dir / f"runner-{engine.name}-{model.short_id}-{mode}.log",
+                          gpus=int(engine.gpus(bundle, config) or 0))
         placed = self._place(spec)
         try:
             secret = None

@@ -183,6 +183,17 @@ class LlamaCppEngine(Engine):
         except OSError:
             return {}
 
+    def gpus(self, bundle, config):
+        """One GPU for a build with a GPU backend compiled in (llama-server offloads all the
+        layers it can to what it sees; a placement that hands out none would hide them all),
+        none for a CPU build."""
+        binary = self.binary()
+        try:
+            return 1 if binary is not None and binary_info(binary).gpu_backends not in (
+                "none", "unknown") else 0
+        except OSError:
+            return 0
+
     def command(self, bundle, config, address):
         if not bundle.gguf_files:
             raise EngineError(f"model {bundle.model_id} has no GGUF file", status=400)

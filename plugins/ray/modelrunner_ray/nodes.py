@@ -4,7 +4,8 @@ Rules: a model with a configured node label goes to the node carrying it (a Ray 
 ``modelrunner/node``, a custom resource of that name, the node's IP or ID prefix); else to the
 node with the most free memory that fits the runner's estimate. Each node's budget is its own
 (Ray's ``memory`` resource, or the ``ray_node_memory`` setting), less what the runners placed
-there hold. Nothing fits: a 503 that says what would fit where. A node that offers Ray no CPU
+there hold. A runner that uses GPUs (``Engine.gpus``) goes only to a node with that many GPUs
+not yet handed to other runners. Nothing fits: a 503 that says what would fit where. A node that offers Ray no CPU
 (``--num-cpus=0``: a head, or the API's own pod joining the cluster) takes no runners.
 """
 
@@ -22,6 +23,10 @@ class Node:
     labels: dict
     resources: dict
     budget: int
+
+    @property
+    def gpus(self):
+        return int(self.resources.get("GPU") or 0)
 
     @property
     def name(self):
@@ -57,10 +62,16 @@ def label_for(labels, model):
     return None
 
 
-def choose(nodes, held, name, memory, label=None):
-    """The node for a runner of ``memory`` bytes; ``held`` maps node ID -> bytes placed there."""
+def choose(nodes, held, name, memory, label=None, gpus=0, held_gpus=None):
+    """The node for a runner of ``memory`` bytes and ``gpus`` GPUs; ``held`` and ``held_gpus``
+    map node ID -> bytes and GPUs of the runners placed there."""
+    held_gpus = held_gpus or {}
+
     def free(node):
         return node.budget - held.get(node.id, 0)
+
+    def free_gpus(node):
+        return node.gpus - held_gpus.get(node.id, 0)
 
     if label is not None:
         matching = [n for n in nodes if n.answers_to(label)]
@@ -71,6 +82,14 @@ def choose(nodes, held, name, memory, label=None):
         candidates = matching
     else:
         candidates = nodes
+    if gpus:
+        with_gpus = [n for n in candidates if free_gpus(n) >= gpus]
+        if not with_gpus:
+            where = ", ".join(f"{n.name} has {max(0, free_gpus(n))} of {n.gpus}"
+                              for n in candidates) or "the cluster has no node"
+            raise SchedulerError(f"cannot place {name}: it needs {gpus} free GPU"
+                                 f"{'s' if gpus > 1 else ''} on one node; {where}", status=503)
+        candidates = with_gpus
     fits = [n for n in candidates if free(n) >= memory]
     if fits:
         return max(fits, key=free)

@@ -57,6 +57,7 @@ class RayPlacement(Placement):
         self.log_dir = str(settings.get("ray_log_dir")
                            or os.path.join(self.node_models_path, "logs", "ray"))
         self.held = {}                 # node ID -> bytes of the runners placed there
+        self.held_gpus = {}            # node ID -> GPUs of the runners placed there
         self.lock = threading.Lock()
         self._ray = None
         self._actor_class = None
@@ -78,11 +79,14 @@ class RayPlacement(Placement):
         found = nodes.from_ray(ray.nodes(), self.node_memory)
         label = nodes.label_for(self.labels, spec.model)
         with self.lock:
-            node = nodes.choose(found, self.held, spec.name, spec.memory, label)
+            node = nodes.choose(found, self.held, spec.name, spec.memory, label,
+                                gpus=spec.gpus, held_gpus=self.held_gpus)
             self.held[node.id] = self.held.get(node.id, 0) + spec.memory
+            self.held_gpus[node.id] = self.held_gpus.get(node.id, 0) + spec.gpus
         log.info("placing %s on node %s (%s)", spec.name, node.name, node.id)
         return Placed(address=f"http://{_url_host(node.ip)}:0", node=node.name, network=True,
-                      state={"node_id": node.id, "memory": spec.memory, "slot": spec.slot,
+                      state={"node_id": node.id, "memory": spec.memory, "gpus": spec.gpus,
+                             "slot": spec.slot,
                              "engine": spec.engine.name, "name": spec.name,
                              "files": transfer.bundle_files(self.models_path, spec.bundle.path)})
 
@@ -98,7 +102,8 @@ class RayPlacement(Placement):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         state = placed.state
         actor = self._actor_class.options(
-            num_cpus=0, max_concurrency=4, max_restarts=0,
+            # num_gpus: Ray gives the actor (and so the runner) those GPUs, in CUDA_VISIBLE_DEVICES
+            num_cpus=0, num_gpus=state["gpus"], max_concurrency=4, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(state["node_id"], soft=False),
         ).remote(self.log_dir)
         state["actor"] = actor
@@ -198,6 +203,8 @@ class RayPlacement(Placement):
                 placed.state["released"] = True
                 node_id = placed.state["node_id"]
                 self.held[node_id] = max(0, self.held.get(node_id, 0) - placed.state["memory"])
+                self.held_gpus[node_id] = max(0, self.held_gpus.get(node_id, 0)
+                                              - placed.state["gpus"])
 
     def log_tail(self, placed, lines=15):
         actor = placed.state.get("actor")

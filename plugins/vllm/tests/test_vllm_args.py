@@ -2,7 +2,8 @@
 
 import pytest
 
-from modelrunner_vllm.args import _PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, listen_args, split_flags, take_flags
+from modelrunner_vllm.args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, listen_args, parallel_size,
+                                  split_flags, take_flags)
 
 
 @pytest.mark.parametrize("address, expected", [
@@ -60,3 +61,10 @@ def test_gpu_memory_utilization_outside_zero_to_one_is_refused(bad):
     from modelrunner_vllm.args import gpu_memory_fraction
     with pytest.raises(ValueError, match="gpu-memory-utilization"):
         gpu_memory_fraction(bad)
+
+
+@pytest.mark.parametrize("flags, gpus", [
+    ([], 1), (["--tensor-parallel-size", "2"], 2), (["-tp", "4"], 4),
+    (["--tensor-parallel-size=2", "--pipeline-parallel-size", "2"], 4), (["-pp", "3"], 3)])
+def test_a_vllm_runner_uses_tensor_times_pipeline_parallel_gpus(flags, gpus):
+    assert parallel_size(flags) == gpus
