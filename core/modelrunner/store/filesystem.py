@@ -82,8 +82,8 @@ class Model:
         Every dialect refuses images up front with this rule, in its own error shape."""
         if (self.inner_config.get("format") or "gguf") != "gguf":
             return True
-        return any(str(layer.get("mediaType", "")).endswith(".mmproj")
-                   for layer in self.manifest.get("layers", []))
+        return any(isinstance(layer, dict) and str(layer.get("mediaType", "")).endswith(".mmproj")
+                   for layer in self.manifest.get("layers") or [])
 
     def to_api(self):
         """GET /models shape: {id, tags, created, config}; a broken entry adds "broken"."""

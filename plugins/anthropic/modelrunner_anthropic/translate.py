@@ -45,13 +45,18 @@ def _text(content):
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(b.get("text", "") for b in content
-                         if isinstance(b, dict) and b.get("type") == "text")
+        texts = [b.get("text", "") for b in content
+                 if isinstance(b, dict) and b.get("type") == "text"]
+        if not all(isinstance(t, str) for t in texts):
+            raise invalid("a text block's text must be a string")
+        return "\n".join(texts)
     raise invalid("content must be a string or a list of content blocks")
 
 
 def _image_part(block):
     source = block.get("source") or {}
+    if not isinstance(source, dict):
+        raise invalid("image.source must be an object")
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
     elif source.get("type") == "url":
@@ -85,6 +90,8 @@ def _user_messages(content):
     for block in content:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
+            if not isinstance(block.get("text", ""), str):
+                raise invalid("a text block's text must be a string")
             parts.append({"type": "text", "text": block.get("text", "")})
         elif kind == "image":
             parts.append(_image_part(block))

@@ -18,6 +18,26 @@ def test_missing_max_tokens_is_a_bad_request():
     assert e.value.status == 400 and "max_tokens" in str(e.value)
 
 
+@pytest.mark.parametrize("block", [{"type": "image", "source": "x"},
+                                   {"type": "image", "source": {"type": "file"}},
+                                   {"type": "text", "text": 5}])
+def test_a_malformed_block_is_a_bad_request_not_a_server_error(block):
+    with pytest.raises(ModelRunnerError) as e:
+        translate.chat_request({"model": "m", "max_tokens": 5,
+                                "messages": [{"role": "user", "content": [block]}]})
+    assert e.value.status == 400
+
+
+def test_an_image_block_is_an_image_in_the_chat_the_runner_gets():
+    chat, _ = translate.chat_request({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "image", "source": {
+            "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]})
+    assert translate.has_images(chat)
+    text, _ = translate.chat_request({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "hi"}]})
+    assert not translate.has_images(text)
+
+
 def test_system_blocks_images_and_tool_results_become_chat_messages():
     chat, forced = translate.chat_request({
         "model": "m", "max_tokens": 5,

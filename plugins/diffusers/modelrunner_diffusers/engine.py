@@ -78,6 +78,14 @@ class DiffusersEngine(Engine):
 
     # -- settings -------------------------------------------------------------------------------
 
+    def gpus(self, bundle, config):
+        """One GPU unless it runs on the CPU ("auto" counts one where this machine shows an
+        NVIDIA GPU): a placement that hands GPUs out must not leave it all of a node's."""
+        device = self.device()
+        if device == "cpu" or device == "mps":
+            return 0
+        return 1 if device.startswith("cuda") or _gpu_visible() else 0
+
     def device(self):
         device = str(self._setting("diffusers_device", "auto")).strip().lower()
         if device.split(":")[0] not in DEVICES:

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -388,6 +389,11 @@ class NetworkRunnerServer(_Serving, ThreadingHTTPServer):
     """On a TCP address (a runner placed on another machine): only with an API key set."""
 
     daemon_threads = True
+
+    def __init__(self, address, handler, generator):
+        if ":" in address[0]:  # an IPv6 host
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler, generator)
 
 
 class Handler(JSONRequestHandler):

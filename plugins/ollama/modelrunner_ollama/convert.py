@@ -141,6 +141,8 @@ def messages_to_openai(messages, vision, model_name):
         if role not in ("system", "user", "assistant", "tool"):
             raise OllamaError(400, f"messages[{i}]: invalid role {role!r}")
         content = msg.get("content") or ""
+        if not isinstance(content, str):  # Ollama's content is text; images go in "images"
+            raise OllamaError(400, f"messages[{i}].content must be a string")
         item = {"role": role}
         images = msg.get("images") or []
         if images:

@@ -72,6 +72,14 @@ def test_images_need_a_projector_and_become_data_urls():
     assert out[1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
+def test_image_parts_in_content_cannot_slip_past_the_projector_check():
+    part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with pytest.raises(OllamaError) as err:
+        convert.messages_to_openai([{"role": "user", "content": [part]}], vision=False,
+                                   model_name="m")
+    assert err.value.status_code_int == 400 and "must be a string" in err.value.message
+
+
 def test_simple_go_templates_render():
     template = "{{ if .System }}<s>{{ .System }}</s>{{ end }}{{ .Prompt }}{{ .Response }}"
     assert convert.render_template(template, {"System": "be brief", "Prompt": "hi"}) == \

@@ -31,7 +31,8 @@ from modelrunner import GatewayError, StreamError, sse_events
 from .errors import openai_error_body, send_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
 from .responses_compact import CompactResource
-from .responses_items import has_images, input_items, items_to_messages, new_id, \
+from .vision import has_images as chat_has_images
+from .responses_items import input_items, items_to_messages, new_id, \
     stored_input_items
 from .responses_objects import (assistant_message, base_response, chat_to_response,
                                 convert_logprobs, finish, function_item, message_item,
@@ -133,10 +134,11 @@ def build_chat_request(data, previous):
     return body, conversation, items
 
 
-def check_images(runtime, data, items):
+def check_images(runtime, data, body):
     """400 for images sent to a GGUF model without a multimodal projector (the runner would
-    answer 500: it is the caller's mistake, not the server's)."""
-    if not has_images(items):
+    answer 500: it is the caller's mistake, not the server's). ``body`` is the whole chat the
+    runner would get: images of a previous response count too."""
+    if not chat_has_images(body):
         return
     if not runtime.find_model(data["model"]).reads_images:
         raise RequestError(f"the model {data['model']} takes no images: it has no multimodal "
@@ -341,7 +343,7 @@ class ResponsesResource:
             validate(data)
             previous = previous_response(self.store, data)
             body, conversation, items = build_chat_request(data, previous)
-            check_images(self.runtime, data, items)
+            check_images(self.runtime, data, body)
         except RequestError as e:
             return send_error(resp, e.status, str(e), e.param, e.code)
         except GatewayError as e:

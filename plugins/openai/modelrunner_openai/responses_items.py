@@ -70,18 +70,6 @@ def message_content(content):
     return parts
 
 
-def has_images(items):
-    """Whether any message (or tool output) among ``items`` carries an input_image."""
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        for key in ("content", "output"):
-            value = item.get(key)
-            if isinstance(value, list) and any(_is_image(p) for p in value):
-                return True
-    return False
-
-
 def input_items(value):
     """The request's ``input`` as a list of items (a string is one user message)."""
     if value is None:

@@ -11,7 +11,9 @@ IMAGE_PARTS = ("image_url", "input_image", "image")
 
 
 def has_images(data):
-    for message in data.get("messages") or []:
+    """Whether an OpenAI chat body carries an image part (any shape a runner would read)."""
+    messages = data.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") in IMAGE_PARTS
                                              for p in content):

@@ -56,8 +56,8 @@ class RunnerActor:
             transfer.free_space_for(root, lacking)
         return lacking
 
-    def write_chunk(self, root, rel, token, offset, data):
-        return transfer.write_chunk(root, rel, token, offset, data)
+    def write_chunk(self, root, rel, token, offset, data, size):
+        return transfer.write_chunk(root, rel, token, offset, data, size)
 
     def commit(self, root, rel, token, size, sha256):
         return transfer.commit(root, rel, token, size, sha256)

@@ -18,15 +18,19 @@ read. A bundle's path names its model's manifest digest, so a complete file ther
 actor on the node.
 """
 
+import glob
 import hashlib
 import os
 import shutil
+import stat
+import time
 import uuid
 
 from modelrunner import private_dir
 
 CHUNK = 8 << 20        # bytes per Ray call: big enough to amortise a call, small for memory
 IN_FLIGHT = 4          # chunks sent before waiting: at most 32 MiB of a transfer in Ray's store
+STALE = 3600           # seconds after which a .partial file no transfer finished is removed
 
 
 class TransferError(Exception):
@@ -63,7 +67,7 @@ def send(ray, actor, root, models_path, files, timeout):
                     if not data and offset < size:
                         raise TransferError(f"{rel} is shorter than {size} bytes in the store")
                     digest.update(data)
-                    pending.append(actor.write_chunk.remote(root, rel, token, offset, data))
+                    pending.append(actor.write_chunk.remote(root, rel, token, offset, data, size))
                     offset += len(data)
                     if len(pending) >= IN_FLIGHT:
                         done, pending = ray.wait(pending, num_returns=1, timeout=timeout)
@@ -76,31 +80,48 @@ def send(ray, actor, root, models_path, files, timeout):
             ray.get(actor.commit.remote(root, rel, token, size, digest.hexdigest()),
                     timeout=timeout + size / (50 << 20))  # the node re-reads it: >= 50 MB/s
         except BaseException:
-            try:
-                actor.discard.remote(root, rel, token)
-            except Exception:  # a dead actor has nothing to discard
-                pass
+            _abandon(ray, actor, root, rel, token, pending, timeout)
             raise
         sent += size
     return sent
+
+
+def _abandon(ray, actor, root, rel, token, pending, timeout):
+    """Remove a failed transfer's partial file once no chunk of it is still on its way (the
+    actor's threads run calls in any order: a late chunk would otherwise recreate it)."""
+    try:
+        if pending:
+            ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        ray.get(actor.discard.remote(root, rel, token), timeout=timeout)
+    except Exception:  # a dead actor or node: nothing to discard there (missing() sweeps later)
+        pass
 
 
 # -- node (the runner's actor) -----------------------------------------------------------------
 
 def _target(root, rel):
     """``root/rel`` for a relative path under ``bundles/`` with no '.', '..' or empty parts:
-    the node writes only where a bundle belongs (see also :func:`_inside`)."""
+    the node writes only where a bundle belongs."""
     parts = rel.split("/") if isinstance(rel, str) and "\0" not in rel else [""]
     if parts[0] != "bundles" or len(parts) < 3 or any(p in ("", ".", "..") for p in parts):
         raise TransferError(f"refused bundle path {rel!r}")
     return os.path.join(root, *parts)
 
 
-def _inside(root, folder):
-    """Refuse a folder that resolves outside ``root/bundles`` (a symlink planted on the way)."""
-    base = os.path.realpath(os.path.join(root, "bundles"))
-    if not os.path.realpath(folder).startswith(base + os.sep):
-        raise TransferError(f"refused {folder}: it resolves outside {base}")
+def _folder(root, rel, create):
+    """The folder of ``rel`` under ``root``, each step a plain folder (created 0700 when
+    ``create``): a symlink planted on the way is refused, never followed."""
+    path = root
+    for part in rel.split("/")[:-1]:
+        path = os.path.join(path, part)
+        if create:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise TransferError(f"refused {path}: not a plain folder (a symlink?)")
+    return path
 
 
 def _partial(path, token):
@@ -110,9 +131,26 @@ def _partial(path, token):
 
 
 def missing(root, files):
-    """The ``(rel, size)`` of ``files`` this node has no complete copy of under ``root``."""
-    return [(rel, size) for rel, size in files
-            if not (os.path.isfile(p := _target(root, rel)) and os.path.getsize(p) == size)]
+    """The ``(rel, size)`` of ``files`` this node has no complete copy of under ``root``: a
+    plain file of that size (a symlink never counts). Partial files older than ``STALE`` that
+    no transfer finished are removed on the way."""
+    lacking = []
+    for rel, size in files:
+        path = _target(root, rel)
+        for stale in glob.glob(glob.escape(path) + ".partial-*"):
+            try:
+                if time.time() - os.lstat(stale).st_mtime > STALE:
+                    os.unlink(stale)
+            except OSError:
+                pass
+        try:
+            info = os.lstat(path)
+            complete = stat.S_ISREG(info.st_mode) and info.st_size == size
+        except OSError:
+            complete = False
+        if not complete:
+            lacking.append((rel, size))
+    return lacking
 
 
 def free_space_for(root, files):
@@ -125,35 +163,44 @@ def free_space_for(root, files):
                             f"{need}")
 
 
-def write_chunk(root, rel, token, offset, data):
+def write_chunk(root, rel, token, offset, data, size):
+    """Write ``data`` at ``offset`` of the partial file of ``rel`` (``size`` bytes in all)."""
     path = _target(root, rel)
-    folder = os.path.dirname(path)
-    private_dir(root)  # prompts aside, a model is the user's: the node's store is theirs alone
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    _inside(root, folder)
+    if not (isinstance(offset, int) and isinstance(size, int)
+            and 0 <= offset and offset + len(data) <= size):
+        raise TransferError(f"refused a chunk at {offset} of {rel} ({size} bytes)")
+    private_dir(root)  # a model is the user's: the node's store is theirs alone
+    _folder(root, rel, create=True)
     fd = os.open(_partial(path, token), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        os.pwrite(fd, data, offset)
+        view = memoryview(data)
+        while view:  # pwrite may write less than asked
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
     finally:
         os.close(fd)
     return len(data)
 
 
 def commit(root, rel, token, size, sha256):
-    """Publish the partial file when its size and sha256 are what the sender read; else remove
-    it and raise."""
+    """Publish the partial file when its size and sha256 are what the sender read (flushed to
+    disk first: a crash never leaves a right-sized file of zeros at the final path); else
+    remove it and raise."""
     path = _target(root, rel)
-    _inside(root, os.path.dirname(path))
     partial = _partial(path, token)
     digest = hashlib.sha256()
     try:
-        with open(partial, "rb") as f:
+        _folder(root, rel, create=False)
+        fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
             while chunk := f.read(CHUNK):
                 digest.update(chunk)
             got = f.tell()
-        if got != size or digest.hexdigest() != sha256:
-            raise TransferError(f"{rel} arrived as {got} bytes with sha256 {digest.hexdigest()}, "
-                                f"expected {size} bytes with sha256 {sha256}")
+            if got != size or digest.hexdigest() != sha256:
+                raise TransferError(f"{rel} arrived as {got} bytes with sha256 "
+                                    f"{digest.hexdigest()}, expected {size} bytes with sha256 "
+                                    f"{sha256}")
+            os.fsync(f.fileno())
         os.replace(partial, path)
     except BaseException:
         discard(root, rel, token)

@@ -20,8 +20,8 @@ def sha(data):
 
 def test_a_bundle_file_arrives_whole_private_and_only_after_its_hash_matches(tmp_path):
     data = os.urandom(3 * 1024 + 7)
-    transfer.write_chunk(str(tmp_path), REL, "t1", 1024, data[1024:])
-    transfer.write_chunk(str(tmp_path), REL, "t1", 0, data[:1024])
+    transfer.write_chunk(str(tmp_path), REL, "t1", 1024, data[1024:], len(data))
+    transfer.write_chunk(str(tmp_path), REL, "t1", 0, data[:1024], len(data))
     target = tmp_path / REL
     assert not target.exists()  # nothing at the runner's path before the commit
 
@@ -36,12 +36,12 @@ def test_a_bundle_file_arrives_whole_private_and_only_after_its_hash_matches(tmp
 
 def test_bytes_changed_on_the_way_are_refused_and_leave_nothing_behind(tmp_path):
     data = b"weights" * 100
-    transfer.write_chunk(str(tmp_path), REL, "t2", 0, data[:-1] + b"X")
+    transfer.write_chunk(str(tmp_path), REL, "t2", 0, data[:-1] + b"X", len(data))
     with pytest.raises(transfer.TransferError, match="expected"):
         transfer.commit(str(tmp_path), REL, "t2", len(data), sha(data))
     assert list((tmp_path / REL).parent.iterdir()) == []
 
-    transfer.write_chunk(str(tmp_path), REL, "t3", 0, data[:10])  # a short transfer
+    transfer.write_chunk(str(tmp_path), REL, "t3", 0, data[:10], len(data))  # a short transfer
     with pytest.raises(transfer.TransferError):
         transfer.commit(str(tmp_path), REL, "t3", len(data), sha(data))
     assert list((tmp_path / REL).parent.iterdir()) == []
@@ -53,7 +53,7 @@ def test_bytes_changed_on_the_way_are_refused_and_leave_nothing_behind(tmp_path)
 def test_a_path_outside_the_nodes_bundles_is_refused(tmp_path, rel):
     root = tmp_path / "node"
     with pytest.raises(transfer.TransferError, match="refused"):
-        transfer.write_chunk(str(root), rel, "t", 0, b"x")
+        transfer.write_chunk(str(root), rel, "t", 0, b"x", 1)
     with pytest.raises(transfer.TransferError, match="refused"):
         transfer.missing(str(root), [(rel, 1)])
     assert not (tmp_path / "outside").exists()
@@ -64,19 +64,47 @@ def test_a_symlink_planted_in_the_nodes_bundles_is_not_followed(tmp_path):
     (root / "bundles").mkdir(parents=True)
     elsewhere.mkdir()
     (root / "bundles" / "sha256").symlink_to(elsewhere)
-    with pytest.raises(transfer.TransferError, match="outside"):
-        transfer.write_chunk(str(root), REL, "t", 0, b"x")
-    assert list(elsewhere.rglob("*.partial-*")) == []
+    with pytest.raises(transfer.TransferError, match="not a plain folder"):
+        transfer.write_chunk(str(root), REL, "t", 0, b"x", 1)
+    assert list(elsewhere.iterdir()) == []  # not even a folder was made there
+
+
+def test_a_symlink_at_a_bundle_files_place_is_not_a_copy_and_is_replaced(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"abc")
+    (tmp_path / REL).parent.mkdir(parents=True)
+    (tmp_path / REL).symlink_to(secret)
+    assert transfer.missing(str(tmp_path), [(REL, 3)]) == [(REL, 3)]
+    transfer.write_chunk(str(tmp_path), REL, "t", 0, b"xyz", 3)
+    transfer.commit(str(tmp_path), REL, "t", 3, sha(b"xyz"))
+    assert not (tmp_path / REL).is_symlink() and (tmp_path / REL).read_bytes() == b"xyz"
+    assert secret.read_bytes() == b"abc"
+
+
+def test_a_chunk_beyond_the_files_size_is_refused(tmp_path):
+    for offset, data, size in [(1 << 40, b"x", 10), (-1, b"x", 10), (8, b"xyz", 10)]:
+        with pytest.raises(transfer.TransferError, match="refused a chunk"):
+            transfer.write_chunk(str(tmp_path), REL, "t", offset, data, size)
+    assert not list(tmp_path.rglob("*.partial-*"))
+
+
+def test_partial_files_no_transfer_finished_are_swept_after_an_hour(tmp_path):
+    transfer.write_chunk(str(tmp_path), REL, "old", 0, b"x", 2)
+    transfer.write_chunk(str(tmp_path), REL, "new", 0, b"x", 2)
+    old = tmp_path / (REL + ".partial-old")
+    os.utime(old, (0, 0))
+    assert transfer.missing(str(tmp_path), [(REL, 2)]) == [(REL, 2)]
+    assert not old.exists() and (tmp_path / (REL + ".partial-new")).exists()
 
 
 def test_a_bad_transfer_token_cannot_name_another_file(tmp_path):
     with pytest.raises(transfer.TransferError, match="token"):
-        transfer.write_chunk(str(tmp_path), REL, "../../x", 0, b"x")
+        transfer.write_chunk(str(tmp_path), REL, "../../x", 0, b"x", 1)
 
 
 def test_missing_lists_absent_and_wrong_sized_files_and_a_full_disk_is_an_error(tmp_path):
     data = b"abc"
-    transfer.write_chunk(str(tmp_path), REL, "t", 0, data)
+    transfer.write_chunk(str(tmp_path), REL, "t", 0, data, 3)
     transfer.commit(str(tmp_path), REL, "t", 3, sha(data))
     other = REL.replace("model.gguf", "template.jinja")
     assert transfer.missing(str(tmp_path), [(REL, 3), (other, 5)]) == [(other, 5)]
