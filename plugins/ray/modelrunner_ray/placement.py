@@ -78,6 +78,7 @@ class RayPlacement(Placement):
         ray = self._connect()
         found = nodes.from_ray(ray.nodes(), self.node_memory)
         label = nodes.label_for(self.labels, spec.model)
+        files = transfer.bundle_files(self.models_path, spec.bundle.path)  # before reserving
         with self.lock:
             node = nodes.choose(found, self.held, spec.name, spec.memory, label,
                                 gpus=spec.gpus, held_gpus=self.held_gpus)
@@ -88,7 +89,7 @@ class RayPlacement(Placement):
                       state={"node_id": node.id, "memory": spec.memory, "gpus": spec.gpus,
                              "slot": spec.slot,
                              "engine": spec.engine.name, "name": spec.name,
-                             "files": transfer.bundle_files(self.models_path, spec.bundle.path)})
+                             "files": files})
 
     def start(self, placed, command_for, timeout):
         try:
