@@ -36,6 +36,9 @@ class Bundle:
     path: Path
     config: dict
     tags: list = field(default_factory=list)
+    # the draft model's bundle when the runner's configuration asks for speculative decoding
+    # (DMR's `_configure` block {"speculative": {"draft_model": ...}}); set by the scheduler
+    draft: "Bundle | None" = None
 
     @property
     def format(self):

@@ -98,3 +98,28 @@ def test_vllm_overrides_and_gpu_share_are_kept_for_the_runner(docker_cli, own_se
 def test_bad_vllm_options_are_refused_with_a_clear_message(docker_cli, own_server, args, says):
     result = docker_cli.run("model", "configure", *args, "ai/st", env=own_server.env, check=False)
     assert result.returncode == 1 and says in result.stderr
+
+
+def test_a_draft_model_starts_llama_server_with_speculative_decoding(docker_cli, own_server,
+                                                                     tiny_gguf):
+    own_server.package(tiny_gguf, "ai/draft")
+    docker_cli.run("model", "configure", "--speculative-draft-model", "ai/draft",
+                   "--speculative-num-tokens", "4", "--speculative-min-acceptance-rate", "0.5",
+                   "ai/thinker", env=own_server.env)
+    argv = runner_argv(own_server, "ai/thinker")
+    draft = Path(argv[argv.index("--model-draft") + 1])
+    assert "bundles" in draft.parts and draft.read_bytes()[:4] == b"GGUF"
+    assert argv[argv.index("--spec-draft-n-max") + 1] == "4"
+    assert argv[argv.index("--spec-draft-p-min") + 1] == "0.5"
+
+
+def test_a_draft_model_that_is_not_there_or_bad_numbers_are_refused_at_configure(own_server):
+    before = httpx.get(own_server.url + "/engines/_configure", timeout=30).json()
+    missing = httpx.post(own_server.url + "/engines/_configure", headers=HEADERS, timeout=30,
+                         json={"model": "ai/thinker", "speculative": {"draft_model": "ai/nope"}})
+    assert missing.status_code == 404 and "ai/nope" in missing.text
+    for bad in ({"num_tokens": -1}, {"num_tokens": "4"}, {"min_acceptance_rate": 2}):
+        resp = httpx.post(own_server.url + "/engines/_configure", headers=HEADERS, timeout=30,
+                          json={"model": "ai/thinker", "speculative": bad})
+        assert resp.status_code == 400, (bad, resp.text)
+    assert httpx.get(own_server.url + "/engines/_configure", timeout=30).json() == before

@@ -49,10 +49,16 @@ class _ConfigureCommand(click.Command):
               help="llama.cpp thinking tokens: -1 unlimited, 0 none, N at most N")
 @click.option("--hf_overrides", "--hf-overrides", "hf_overrides",
               help="vLLM: JSON object that overrides the model's Hugging Face config")
+@click.option("--speculative-draft-model", help="Draft model for speculative decoding")
+@click.option("--speculative-num-tokens", type=click.IntRange(0, 256),
+              help="Tokens the draft model proposes at a time")
+@click.option("--speculative-min-acceptance-rate", type=click.FloatRange(0, 1),
+              help="Minimum draft probability to propose a token")
 @click.option("--gpu-memory-utilization", type=float,
               help="vLLM: fraction of GPU memory for the model, in (0, 1]")
 def configure(model, flags, context_size, keep_alive, mode, backend, think, reasoning_budget,
-              hf_overrides, gpu_memory_utilization):
+              hf_overrides, gpu_memory_utilization, speculative_draft_model,
+              speculative_num_tokens, speculative_min_acceptance_rate):
     """Set a model's context size, runtime flags (after --), keep-alive, thinking and vLLM
     options; persisted."""
     if model == "show":
@@ -70,6 +76,11 @@ def configure(model, flags, context_size, keep_alive, mode, backend, think, reas
         reasoning_budget = -1 if think else 0
     if reasoning_budget is not None:
         body["llamacpp"] = {"reasoning-budget": reasoning_budget}
+    speculative = {key: value for key, value in (
+        ("draft_model", speculative_draft_model), ("num_tokens", speculative_num_tokens),
+        ("min_acceptance_rate", speculative_min_acceptance_rate)) if value is not None}
+    if speculative:
+        body["speculative"] = speculative
     vllm = {}
     if hf_overrides is not None:
         try:

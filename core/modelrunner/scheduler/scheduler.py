@@ -87,6 +87,7 @@ class Scheduler:
             engine.validate_runtime_flags(runtime_flags)
         if extra:
             engine.validate_configure(extra)
+            self._draft_model(extra)  # a draft model that is not in the store: 404 now
         if keep_alive is not None:
             parse_keep_alive(keep_alive)
         if context_size is not None and (not isinstance(context_size, int) or context_size < -1
@@ -126,6 +127,19 @@ class Scheduler:
             else:
                 self.transient[key] = current
         return current
+
+    def _draft_model(self, extra):
+        """The draft model a ``speculative`` block names (DMR's _configure), else None."""
+        speculative = (extra or {}).get("speculative")
+        name = speculative.get("draft_model") if isinstance(speculative, dict) else None
+        if not name:
+            return None
+        if not isinstance(name, str):
+            raise EngineError("speculative.draft_model must be a model name")
+        try:
+            return self.store.get(name)
+        except ModelRunnerError as e:  # not found (404), a bad reference (400)...
+            raise SchedulerError(f"draft model {name}: {e}", status=e.status) from None
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -168,6 +182,9 @@ class Scheduler:
             raise SchedulerError(f"engine {engine.name} is not installed: {detail}", status=412)
         bundle = self.store.bundle(model)
         config = self.config_for(engine.name, model, mode)
+        draft = self._draft_model(config.extra)
+        if draft is not None:
+            bundle.draft = self.store.bundle(draft)
         # The context first: the estimate and the command are then for the same context.
         config.context_size, context_reason = engine.choose_context(bundle, config, self.budget)
         memory = int(engine.estimate_memory(bundle, config) or 0)

@@ -182,6 +182,40 @@ def reasoning_budget(config):
     return value
 
 
+def speculative(config):
+    """DMR's ``speculative`` block: ``(num_tokens, min_acceptance_rate)`` (None when unset) for
+    llama-server's ``--spec-draft-n-max``/``--spec-draft-p-min``. Raises ValueError for a bad
+    block. The draft model itself reaches the engine as ``bundle.draft``."""
+    block = (config.extra or {}).get("speculative") or {}
+    if not isinstance(block, dict):
+        raise ValueError("speculative must be an object")
+    tokens, rate = block.get("num_tokens"), block.get("min_acceptance_rate")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)
+                               or not 0 <= tokens <= 256):
+        raise ValueError(f"speculative.num_tokens must be an integer from 0 to 256, not {tokens!r}")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                             or not 0 <= rate <= 1):
+        raise ValueError(f"speculative.min_acceptance_rate must be from 0 to 1, not {rate!r}")
+    return tokens or None, rate or None
+
+
+def draft_args(bundle, config, has):
+    """``--model-draft`` (the draft model's first GGUF file) and its tuning, when the runner's
+    configuration names a draft model (DMR's ``configure --speculative-draft-model``)."""
+    draft = getattr(bundle, "draft", None)
+    if draft is None:
+        return []
+    if not draft.gguf_files:
+        raise ValueError(f"the draft model {draft.model_id} has no GGUF file")
+    tokens, rate = speculative(config)
+    args = ["--model-draft", str(draft.gguf_files[0])]
+    if tokens and has("--spec-draft-n-max"):
+        args += ["--spec-draft-n-max", str(tokens)]
+    if rate and has("--spec-draft-p-min"):
+        args += ["--spec-draft-p-min", str(rate)]
+    return args
+
+
 def listen_args(address):
     """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
     host, port = listen_on(address)
@@ -193,7 +227,8 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     """``llama-server`` for ``bundle`` at ``address``, with DMR's arguments.
 
     ``--model <first shard> --host <socket> --metrics``, ``--jinja`` (or ``--mmproj``), the
-    mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, ``--reasoning-budget`` from
+    mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, the draft model
+    (:func:`draft_args`), ``--reasoning-budget`` from
     ``_configure``'s ``llamacpp`` block (``configure --think``), ``--cont-batching``,
     ``--threads`` (physical cores), GPU offload when the build has a GPU backend, then the
     user's runtime flags (last, so they override the defaults). ``has(flag)`` says whether this
@@ -217,6 +252,7 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     elif config.mode == "reranking":
         argv += ["--embeddings", "--reranking"]
     argv += the_plan["args"]
+    argv += draft_args(bundle, config, has)
     budget = reasoning_budget(config)
     if budget is not None and has("--reasoning-budget"):
         argv += ["--reasoning-budget", str(budget)]

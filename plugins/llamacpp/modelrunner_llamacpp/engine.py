@@ -16,7 +16,8 @@ import modelrunner
 from modelrunner import Engine, EngineError, RunnerCommand
 
 from . import memory
-from .args import RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, plan, reasoning_budget
+from .args import (RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, plan,
+                   reasoning_budget, speculative)
 from .build import find_llama_server, read_build_info
 
 BUILD_HINT = "run: modelrunner-llamacpp-build"
@@ -156,9 +157,11 @@ class LlamaCppEngine(Engine):
         return find_llama_server(self.settings)
 
     def validate_configure(self, blocks):
-        """``llamacpp.reasoning-budget`` must be an int >= -1 (a 400 at `_configure` time)."""
+        """``llamacpp.reasoning-budget`` must be an int >= -1, ``speculative``'s numbers in
+        range (a 400 at `_configure` time)."""
         try:
             reasoning_budget(modelrunner.RunnerConfig(extra=dict(blocks)))
+            speculative(modelrunner.RunnerConfig(extra=dict(blocks)))
         except ValueError as exc:
             raise EngineError(str(exc)) from None
 
@@ -201,12 +204,15 @@ class LlamaCppEngine(Engine):
         if binary is None:
             raise EngineError(f"llama-server is not installed: {BUILD_HINT}", status=412)
         info = binary_info(binary)
-        argv = build_argv(
-            binary, bundle, config, address, has=info.has, gpu=info.gpu, amx=info.amx,
-            has_pooling=config.mode != "embedding" or self._has_pooling(bundle),
-            slots=self.setting("llamacpp_slots"), threads=self.setting("llamacpp_threads"),
-            batch_size=self.setting("llamacpp_batch_size"), mmap=self.setting("llamacpp_mmap"),
-            gpu_layers=self.setting("llamacpp_gpu_layers"))
+        try:
+            argv = build_argv(
+                binary, bundle, config, address, has=info.has, gpu=info.gpu, amx=info.amx,
+                has_pooling=config.mode != "embedding" or self._has_pooling(bundle),
+                slots=self.setting("llamacpp_slots"), threads=self.setting("llamacpp_threads"),
+                batch_size=self.setting("llamacpp_batch_size"),
+                mmap=self.setting("llamacpp_mmap"), gpu_layers=self.setting("llamacpp_gpu_layers"))
+        except ValueError as exc:  # a draft model without GGUF, a bad configured block
+            raise EngineError(str(exc)) from None
         return RunnerCommand(argv=argv, env={}, health_path="/health")
 
     def _has_pooling(self, bundle):
@@ -256,7 +262,14 @@ class LlamaCppEngine(Engine):
         the_plan = plan(bundle, config, self.setting("llamacpp_slots"))
         pool = the_plan["pool"] or shape.max_context or memory.UNKNOWN_MAX
         fixed, per_token = self._memory_parts(bundle, config, shape, the_plan["slots"])
-        return int(fixed + memory.pool_bytes(per_token, pool))
+        total = fixed + memory.pool_bytes(per_token, pool)
+        draft = getattr(bundle, "draft", None)
+        if draft is not None:  # the draft model's weights and its own cache, for the same pool
+            draft_shape = memory.model_shape(self._metadata(draft))
+            draft_fixed, draft_per_token = self._memory_parts(draft, config, draft_shape,
+                                                              the_plan["slots"])
+            total += draft_fixed + memory.pool_bytes(draft_per_token, pool)
+        return int(total)
 
     def _metadata(self, bundle):
         try:

@@ -79,6 +79,8 @@ class RayPlacement(Placement):
         found = nodes.from_ray(ray.nodes(), self.node_memory)
         label = nodes.label_for(self.labels, spec.model)
         files = transfer.bundle_files(self.models_path, spec.bundle.path)  # before reserving
+        if getattr(spec.bundle, "draft", None) is not None:  # speculative decoding's draft model
+            files += transfer.bundle_files(self.models_path, spec.bundle.draft.path)
         with self.lock:
             node = nodes.choose(found, self.held, spec.name, spec.memory, label,
                                 gpus=spec.gpus, held_gpus=self.held_gpus)
