@@ -76,9 +76,9 @@ def choose(nodes, held, name, memory, label=None, gpus=0, held_gpus=None):
     if label is not None:
         matching = [n for n in nodes if n.answers_to(label)]
         if not matching:
+            names = ", ".join(sorted(n.name for n in nodes)) or "none"
             raise SchedulerError(f"cannot place {name}: no node of the Ray cluster is labelled "
-                                 f"{label!r} (nodes: {', '.join(n.name for n in nodes) or 'none'})",
-                                 status=503)
+                                 f"{label!r} (nodes: {names})", status=503)
         candidates = matching
     else:
         candidates = nodes

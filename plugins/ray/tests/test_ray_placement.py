@@ -106,7 +106,7 @@ def test_a_model_whose_node_is_missing_gets_a_503_that_says_where_things_fit(pla
     response = httpx.post(placed.url + CHAT, timeout=60, json={
         "model": "ai/nowhere", "messages": [{"role": "user", "content": "Hi"}]})
     assert response.status_code == 503
-    assert "labelled 'c'" in response.text and "nodes: a, " in response.text
+    assert "labelled 'c'" in response.text and "(nodes: a, b)" in response.text
 
 
 def test_a_request_straight_to_a_runner_without_its_secret_is_refused(placed):
