@@ -40,7 +40,7 @@ def test_nothing_fits_is_a_503_saying_what_is_free_where():
 
 
 def test_a_label_no_node_carries_is_a_503_naming_the_nodes():
-    with pytest.raises(SchedulerError, match="labelled 'tpu'.*gpu, 10.0.0.2/bbbbbbbb"):
+    with pytest.raises(SchedulerError, match=r"labelled 'tpu' \(nodes: 10.0.0.2/bbbbbbbb, gpu\)"):
         choose(cluster(), {}, "m", GIB, label="tpu")
 
 
