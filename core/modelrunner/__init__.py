@@ -11,7 +11,7 @@ Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_r
 Store          Store (the protocol), Model, BlobWriter, store_operation (what a write relies on is
                never collected meanwhile; a full disk takes back what it wrote), bundle_files
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection,
-               listen_on
+               listen_on, runner_healthy
 Placement      Placement, Placed, RunnerSpec, LoadError, LocalPlacement, runner_environment,
                read_log_tail (where runner processes start: the make_placement hook)
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
@@ -74,6 +74,7 @@ _EXPORTS = {
     "MODE_BY_PATH": ".gateway",
     "runner_connection": ".runners",
     "listen_on": ".runners",
+    "runner_healthy": ".runners",
     "UnixHTTPServer": ".unix_http",
     # placement: where runner processes start
     "Placement": ".scheduler.placement",

@@ -50,6 +50,22 @@ def listen_on(address):
     return parts.hostname, parts.port
 
 
+def runner_healthy(address, health_path, timeout=2):
+    """Whether the runner at ``address`` answers ``GET health_path`` with 200 (the readiness
+    check of every placement: a Unix socket here, a port on another node)."""
+    try:
+        conn = runner_connection(address, timeout=timeout)
+    except ValueError:
+        return False
+    try:
+        conn.request("GET", health_path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
 def runner_connection(address, timeout=None):
     """An ``http.client`` connection to the runner at ``address`` (unix://, http://, https://)."""
     path = socket_path(address)

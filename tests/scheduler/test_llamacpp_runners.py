@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from modelrunner.testing import Server
+from modelrunner.testing import Server, process_gone
 from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
 
 CHAT = "/engines/v1/chat/completions"
@@ -80,20 +80,6 @@ def llama_servers(models_path):
         if any(str(models_path).encode() in arg for arg in argv):
             found.append(int(entry.name))
     return found
-
-
-def gone(pid, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1][0] == "Z":
-                    return True
-        except (ProcessLookupError, FileNotFoundError):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def write_wrong_shape_gguf(path):
@@ -174,7 +160,7 @@ def test_keep_alive_expiry_unloads(start_server, tiny_gguf):
     while ps(server) and time.monotonic() < deadline:
         time.sleep(0.25)
     assert ps(server) == []
-    assert gone(pid)
+    assert process_gone(pid)
     assert llama_servers(server.models_path) == []
 
 
@@ -194,12 +180,12 @@ def test_eviction_order_with_max_loaded_one_and_two_models(start_server, tiny_gg
     assert chat(server, "ai/tiny-b").status_code == 200
     [(name, pid_b)] = loaded()
     assert name == "tiny-b:latest"
-    assert gone(pid_a), "tiny-a was evicted for tiny-b"
+    assert process_gone(pid_a), "tiny-a was evicted for tiny-b"
     assert llama_servers(server.models_path) == [pid_b]
     assert chat(server, "ai/tiny-a").status_code == 200
     [(name, _)] = loaded()
     assert name == "tiny-a:latest"
-    assert gone(pid_b)
+    assert process_gone(pid_b)
     assert ps(server)[0]["context_size"] == 512
 
 
@@ -228,7 +214,7 @@ def test_kill_9_of_a_runner_mid_stream_gives_the_client_an_error_and_next_reques
     last = json.loads(events[-1])
     assert "error" in last, events[-3:]
     assert "runner" in last["error"]["message"]
-    assert gone(killed)
+    assert process_gone(killed)
 
     answer = chat(server, "ai/smollm2")
     assert answer.status_code == 200, answer.text

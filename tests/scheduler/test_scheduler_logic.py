@@ -24,7 +24,7 @@ from modelrunner.runners import UnixHTTPConnection
 from modelrunner.settings import load_settings
 from modelrunner.store.filesystem import FilesystemStore
 
-from modelrunner.testing import FAKE_RUNNER  # noqa: E402
+from modelrunner.testing import FAKE_RUNNER, process_gone  # noqa: E402
 GIB = 1024**3
 
 
@@ -150,27 +150,6 @@ def chat(runner, **fields):
         conn.close()
 
 
-def wait_gone(pid, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def loaded_names(scheduler):
     return sorted(entry["model_name"].removeprefix("docker.io/") for entry in scheduler.ps())
 
@@ -230,7 +209,7 @@ def test_max_loaded_one_evicts_least_recently_used_idle_runner(make_scheduler, e
     second, lease = scheduler.acquire(engine, models[1])
     scheduler.release(second.key, lease)
     assert loaded_names(scheduler) == ["test/model-1:latest"]
-    assert wait_gone(first_pid)
+    assert process_gone(first_pid)
     assert scheduler.events.count("evicted") == 1
     assert chat(second)["echo"]["pid"] == second.process.pid
 
@@ -248,7 +227,7 @@ def test_with_two_slots_the_least_recently_used_runner_goes_first(make_scheduler
     c, lease = scheduler.acquire(engine, models[2])
     scheduler.release(c.key, lease)
     assert loaded_names(scheduler) == ["test/model-0:latest", "test/model-2:latest"]
-    assert wait_gone(b.process.pid)
+    assert process_gone(b.process.pid)
     assert a.alive()
 
 
@@ -265,7 +244,7 @@ def test_busy_runner_is_never_evicted_and_the_newcomer_gets_503(make_scheduler, 
     newcomer, lease = scheduler.acquire(engine, models[1])  # now the idle one can go
     scheduler.release(newcomer.key, lease)
     assert loaded_names(scheduler) == ["test/model-1:latest"]
-    assert wait_gone(busy.process.pid)
+    assert process_gone(busy.process.pid)
 
 
 def test_memory_budget_refuses_a_model_that_cannot_fit_with_the_memory_it_needs(
@@ -297,7 +276,7 @@ def test_a_runner_slow_to_exit_does_not_hold_up_other_models(make_scheduler, eng
     assert time.monotonic() - started < 2.5, "the unload held the scheduler while it exited"
     assert loaded_names(scheduler) == ["test/model-1:latest"]
     assert slow.alive(), "still exiting in the background"
-    assert wait_gone(slow.process.pid)
+    assert process_gone(slow.process.pid)
 
 
 def test_a_load_that_needs_an_exiting_runners_memory_waits_for_it(make_scheduler, engine,
@@ -326,7 +305,7 @@ def test_memory_budget_evicts_idle_runners_to_make_room(make_scheduler, engine, 
         runners.append(runner)
         time.sleep(0.02)
     assert loaded_names(scheduler) == ["test/model-1:latest", "test/model-2:latest"]
-    assert wait_gone(runners[0].process.pid)
+    assert process_gone(runners[0].process.pid)
     assert sum(entry["memory"] for entry in scheduler.ps()) == 2 * GIB
 
 
@@ -344,7 +323,7 @@ def test_keep_alive_expiry_unloads_idle_runner(make_scheduler, engine, models):
     time.sleep(1.1)
     scheduler.tick()
     assert scheduler.ps() == []
-    assert wait_gone(runner.process.pid)
+    assert process_gone(runner.process.pid)
     assert scheduler.events.count("unloaded") == 1
 
 
@@ -369,7 +348,7 @@ def test_keep_alive_zero_unloads_after_the_request(make_scheduler, engine, model
     assert runner.alive(), "still in use by the second request"
     scheduler.release(runner.key, other_lease)
     assert scheduler.ps() == []
-    assert wait_gone(runner.process.pid)
+    assert process_gone(runner.process.pid)
 
 
 def test_keep_alive_minus_one_never_unloads(make_scheduler, engine, models):
@@ -458,7 +437,7 @@ def test_a_runner_that_never_becomes_ready_times_out(make_scheduler, engine, mod
     assert "did not become ready within 1" in str(err.value)
     assert "fake runner" in str(err.value) and "starting" in str(err.value)
     pid = int(str(err.value).split("fake runner ")[1].split()[0])
-    assert wait_gone(pid)
+    assert process_gone(pid)
     assert scheduler.ps() == []
 
 
@@ -485,7 +464,7 @@ def test_lease_of_a_dead_worker_with_keep_alive_zero_unloads_once(make_scheduler
     runner, lease = scheduler.acquire(engine, models[0], keep_alive="0", pid=worker.pid)
     scheduler.tick()
     assert scheduler.ps() == []
-    assert wait_gone(runner.process.pid)
+    assert process_gone(runner.process.pid)
     assert scheduler.events.count("unloaded") == 1
 
 
@@ -505,7 +484,7 @@ def test_configure_busy_runner_gives_409_and_idle_runner_reloads_with_new_contex
                                  runtime_flags=["--threads", "1"])
     assert config.context_size == 4096
     assert scheduler.ps() == [], "the idle runner is unloaded to apply the new configuration"
-    assert wait_gone(runner.process.pid)
+    assert process_gone(runner.process.pid)
     saved = store.runner_configs()[f"fake|{models[0].id}|completion"]
     assert saved["context_size"] == 4096 and saved["runtime_flags"] == ["--threads", "1"]
 
@@ -531,7 +510,7 @@ def test_unload_takes_idle_runners_now_and_busy_ones_after_their_request(
     busy, busy_lease = scheduler.acquire(engine, models[1])
     assert scheduler.unload(everything=True) == 2
     assert loaded_names(scheduler) == ["test/model-1:latest"]
-    assert wait_gone(idle.process.pid)
+    assert process_gone(idle.process.pid)
     assert chat(busy)["echo"]["pid"] == busy.process.pid
     scheduler.release(busy.key, busy_lease)
     assert scheduler.ps() == []
@@ -610,7 +589,7 @@ def test_gateway_replaces_a_runner_that_died_just_before_the_request(gateway, en
     assert first["echo"]["pid"] == runner.process.pid
     # the runner dies right after the scheduler saw it alive: the request is not lost
     os.kill(runner.process.pid, signal.SIGKILL)
-    assert wait_gone(runner.process.pid)
+    assert process_gone(runner.process.pid)
     looks = iter([True])
     runner.alive = lambda: next(looks, False)
     answer = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake")

@@ -18,7 +18,7 @@ import time
 
 from ..logfiles import rotate_if_large
 from ..private import private_open
-from ..runners import UnixHTTPConnection, socket_path, unix_url
+from ..runners import runner_healthy, socket_path, unix_url
 from .environment import runner_environment
 from .placement import LoadError, Placed, Placement
 
@@ -127,7 +127,7 @@ class LocalPlacement(Placement):
             if process.poll() is not None:
                 raise LoadError(f"{engine} exited with code {process.returncode}: "
                                 f"{self.log_tail(placed)}")
-            if _healthy(path, command.health_path):
+            if os.path.exists(path) and runner_healthy(unix_url(path), command.health_path):
                 placed.load_seconds = time.monotonic() - started
                 return
             time.sleep(0.05)
@@ -170,16 +170,3 @@ class LocalPlacement(Placement):
 
     def log_tail(self, placed, lines=15):
         return read_log_tail(placed.state["log_path"], lines)
-
-
-def _healthy(path, health_path):
-    if not os.path.exists(path):
-        return False
-    conn = UnixHTTPConnection(path, timeout=2)
-    try:
-        conn.request("GET", health_path)
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()

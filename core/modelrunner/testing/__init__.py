@@ -14,7 +14,8 @@ Add ``pytest_plugins = ["modelrunner.testing"]`` to a conftest.py. Fixtures:
                      object with ``plugin_manager.register(obj, name=...)``
 
 Helpers: ``Server`` (start/stop a real server, run the CLI against it), ``write_small_gguf``,
-``add_to_store``, ``snapshot``, ``write_tiny_llama_gguf``.
+``add_to_store``, ``snapshot``, ``write_tiny_llama_gguf``, ``process_gone`` (waits for a pid to
+end).
 """
 
 from pathlib import Path
@@ -23,11 +24,12 @@ import pytest
 
 from .artifacts import add_to_store, snapshot, write_small_gguf
 from .models import smollm2_gguf
+from .processes import process_gone
 from .server import Server, free_port
 from .tiny_gguf import write_tiny_llama_gguf
 
 __all__ = ["Server", "free_port", "smollm2_gguf", "write_small_gguf", "add_to_store", "snapshot",
-           "write_tiny_llama_gguf", "FAKE_RUNNER"]
+           "write_tiny_llama_gguf", "process_gone", "FAKE_RUNNER"]
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 

@@ -12,16 +12,16 @@ sets ``max_concurrency``), so ``wait_exit`` never blocks ``stop`` or ``log_tail`
 """
 
 import ctypes
-import http.client
 import os
 import signal
 import socket
 import subprocess
 import time
 
-from modelrunner import read_log_tail, runner_environment
+from modelrunner import read_log_tail, runner_environment, runner_healthy
 
 from . import transfer
+from .nodes import http_url
 
 
 def _die_with_actor():
@@ -86,7 +86,7 @@ class RunnerActor:
             if self.process.poll() is not None:
                 raise RuntimeError(f"exited with code {self.process.returncode}: "
                                    f"{self.log_tail()}")
-            if _healthy(host, port, health_path):
+            if runner_healthy(http_url(host, port), health_path):
                 return self.process.pid, time.monotonic() - started
             time.sleep(0.05)
         self.stop(2.0)
@@ -122,14 +122,3 @@ class RunnerActor:
 
     def log_tail(self, lines=15):
         return read_log_tail(self.log_path, lines) if self.log_path else ""
-
-
-def _healthy(host, port, path):
-    conn = http.client.HTTPConnection(host, port, timeout=2)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()

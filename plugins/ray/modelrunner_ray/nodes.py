@@ -51,6 +51,11 @@ def from_ray(entries, node_memory=None):
     return nodes
 
 
+def http_url(host, port):
+    """A runner's address on a node (IPv6 hosts in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def label_for(labels, model):
     """The node label configured for ``model`` (any of its tags, or its ID), or None."""
     for name in [*model.tags, model.id]:

@@ -24,6 +24,7 @@ from modelrunner import LoadError, Placed, Placement, SchedulerError
 from . import nodes, transfer
 from .actor import RunnerActor
 from .connect import connect
+from .nodes import http_url
 
 log = logging.getLogger("modelrunner.ray")
 
@@ -35,10 +36,6 @@ def _mapping(value):
     if isinstance(value, str):
         return json.loads(value)
     return dict(value)
-
-
-def _url_host(host):
-    return f"[{host}]" if ":" in host else host
 
 
 class RayPlacement(Placement):
@@ -87,7 +84,7 @@ class RayPlacement(Placement):
             self.held[node.id] = self.held.get(node.id, 0) + spec.memory
             self.held_gpus[node.id] = self.held_gpus.get(node.id, 0) + spec.gpus
         log.info("placing %s on node %s (%s)", spec.name, node.name, node.id)
-        return Placed(address=f"http://{_url_host(node.ip)}:0", node=node.name, network=True,
+        return Placed(address=http_url(node.ip, 0), node=node.name, network=True,
                       state={"node_id": node.id, "memory": spec.memory, "gpus": spec.gpus,
                              "slot": spec.slot,
                              "engine": spec.engine.name, "name": spec.name,
@@ -118,7 +115,7 @@ class RayPlacement(Placement):
         except ray.exceptions.RayError as e:
             raise LoadError(f"the Ray actor on node {placed.node} failed: {_cause(e)}") from None
         self._bundle_to_node(placed, actor)
-        placed.address = f"http://{_url_host(host)}:{port}"
+        placed.address = http_url(host, port)
         command = command_for(placed.address)
         timeout = command.start_timeout or timeout
         log_name = f"runner-{state['slot']}-{state['engine']}.log"

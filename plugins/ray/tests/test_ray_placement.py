@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import signal
-import time
 
 import httpx
 import openai
@@ -18,25 +17,12 @@ import pytest
 from modelrunner.engines import RunnerConfig
 from modelrunner.settings import load_settings
 from modelrunner.store import FilesystemStore
-from modelrunner.testing import Server, add_to_store, write_small_gguf
+from modelrunner.testing import Server, add_to_store, process_gone, write_small_gguf
 from modelrunner_llamacpp.engine import LlamaCppEngine
 
 from plugins.ray.tests.ray_helpers import server_env
 
 CHAT = "/engines/v1/chat/completions"
-
-
-def gone(pid, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1][0] == "Z":
-                    return True
-        except (OSError, IndexError):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def ps(server):
@@ -147,7 +133,7 @@ def test_killing_the_runner_mid_stream_ends_the_stream_with_an_error_and_it_is_p
     assert killed is not None, "the stream produced no content before it ended"
     assert events[-1] != "[DONE]"
     assert "error" in json.loads(events[-1]), events[-3:]
-    assert gone(killed)
+    assert process_gone(killed)
 
     answer = client(placed).chat.completions.create(
         model="ai/smollm2", max_tokens=4, messages=[{"role": "user", "content": "Hi"}])
@@ -161,7 +147,7 @@ def test_unload_ends_the_runner_on_its_node_and_frees_the_node_budget(placed):
         model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
     pids = [r["pid"] for r in ps(placed)]
     assert placed.model("unload", "--all").returncode == 0
-    assert all(gone(pid) for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
     assert ps(placed) == []
     # node "a" holds nothing now: SmolLM2 fits there again, twice in a row
     for _ in range(2):
