@@ -41,27 +41,16 @@ def write_safetensors_dir(folder):
     return folder
 
 
-def runner_argv(server, model):
-    """The started llama-server's real command line, after a chat loads it."""
-    chat = httpx.post(server.url + "/engines/v1/chat/completions", timeout=120,
-                      json={"model": model, "max_tokens": 2,
-                            "messages": [{"role": "user", "content": "hi"}]})
-    assert chat.status_code == 200, chat.text
-    [runner] = [r for r in httpx.get(server.url + "/engines/ps", timeout=30).json()
-                if r["model_name"].endswith(model.split("/")[-1] + ":latest")]
-    return [a.decode() for a in Path(f"/proc/{runner['pid']}/cmdline").read_bytes().split(b"\0")]
-
-
 def test_think_false_starts_llama_server_with_no_thinking_budget(docker_cli, own_server):
     env = own_server.env
     docker_cli.run("model", "configure", "--think=false", "ai/thinker", env=env)
-    argv = runner_argv(own_server, "ai/thinker")
+    argv = own_server.runner_argv("ai/thinker")
     assert argv[argv.index("--reasoning-budget") + 1] == "0"
 
     # --think again, and the idle runner is restarted with an unlimited budget
     out = docker_cli.run("model", "configure", "--think", "ai/thinker", env=env).stdout
     assert '"reasoning-budget": -1' in out
-    argv = runner_argv(own_server, "ai/thinker")
+    argv = own_server.runner_argv("ai/thinker")
     assert argv[argv.index("--reasoning-budget") + 1] == "-1"
 
     docker_cli.run("model", "config", "--reasoning-budget", "64", "ai/thinker", env=env)
@@ -106,7 +95,7 @@ def test_a_draft_model_starts_llama_server_with_speculative_decoding(docker_cli,
     docker_cli.run("model", "configure", "--speculative-draft-model", "ai/draft",
                    "--speculative-num-tokens", "4", "--speculative-min-acceptance-rate", "0.5",
                    "ai/thinker", env=own_server.env)
-    argv = runner_argv(own_server, "ai/thinker")
+    argv = own_server.runner_argv("ai/thinker")
     draft = Path(argv[argv.index("--model-draft") + 1])
     assert "bundles" in draft.parts and draft.read_bytes()[:4] == b"GGUF"
     assert argv[argv.index("--spec-draft-n-max") + 1] == "4"

@@ -36,16 +36,6 @@ def layers(server, model_id):
     return json.loads(path.read_bytes())["layers"]
 
 
-def started_argv(server, name):
-    chat = httpx.post(server.url + "/engines/v1/chat/completions", timeout=120,
-                      json={"model": name, "max_tokens": 2,
-                            "messages": [{"role": "user", "content": "hi"}]})
-    assert chat.status_code == 200, chat.text
-    [runner] = [r for r in httpx.get(server.url + "/engines/ps", timeout=30).json()
-                if r["model_name"].endswith(f"{name}:latest")]
-    return [a.decode() for a in Path(f"/proc/{runner['pid']}/cmdline").read_bytes().split(b"\0")]
-
-
 def test_a_new_context_size_shares_the_weights_and_is_what_the_runner_gets(docker_cli, own_server):
     before = blobs(own_server)
     out = docker_cli.run("model", "package", "--from", "ai/base", "--context-size", "1024",
@@ -56,7 +46,7 @@ def test_a_new_context_size_shares_the_weights_and_is_what_the_runner_gets(docke
     assert made["id"] != base["id"]
     assert layers(own_server, made["id"]) == layers(own_server, base["id"])
     assert len(blobs(own_server) - before) == 1  # the config; the weights were not copied
-    argv = started_argv(own_server, "ai/base-1k")
+    argv = own_server.runner_argv("ai/base-1k")
     slots = int(argv[argv.index("--parallel") + 1])
     assert int(argv[argv.index("--ctx-size") + 1]) == 1024 * slots
 
@@ -68,7 +58,7 @@ def test_a_new_chat_template_is_the_one_llama_server_loads(docker_cli, own_serve
     docker_cli.run("model", "package", "--from", "ai/base", "--chat-template", str(template),
                    "ai/base-tpl", env=own_server.env)
     assert len(blobs(own_server) - before) == 2  # the config and the template
-    argv = started_argv(own_server, "ai/base-tpl")
+    argv = own_server.runner_argv("ai/base-tpl")
     loaded = Path(argv[argv.index("--chat-template-file") + 1])
     assert loaded.read_text() == template.read_text()
 

@@ -84,6 +84,19 @@ class Server:
     def package(self, gguf, name, *extra):
         return self.model("package", "--gguf", str(gguf), name, *extra)
 
+    def runner_argv(self, model):
+        """The real command line of ``model``'s runner (from /proc), loaded by a 2-token chat:
+        what a configuration became once the engine started."""
+        chat = httpx.post(self.url + "/engines/v1/chat/completions", timeout=120,
+                          json={"model": model, "max_tokens": 2,
+                                "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200, chat.text
+        name = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+        [runner] = [r for r in httpx.get(self.url + "/engines/ps", timeout=30).json()
+                    if r["model_name"].endswith(name)]
+        return [a.decode() for a in Path(f"/proc/{runner['pid']}/cmdline").read_bytes()
+                .split(b"\0")]
+
     def __enter__(self):
         return self.start()
 
