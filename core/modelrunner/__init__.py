@@ -13,7 +13,7 @@ Store          Store (the protocol), Model, BlobWriter, store_operation (what a 
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection,
                listen_on, runner_healthy
 Placement      Placement, Placed, RunnerSpec, LoadError, LocalPlacement, runner_environment,
-               read_log_tail (where runner processes start: the make_placement hook)
+               read_log_tail, stop_process_group, terminate_process_group (where runner processes start: the make_placement hook)
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
 Request bodies read_json_body
@@ -84,6 +84,8 @@ _EXPORTS = {
     "LocalPlacement": ".scheduler.local",
     "runner_environment": ".scheduler.environment",
     "read_log_tail": ".scheduler.local",
+    "stop_process_group": ".scheduler.local",
+    "terminate_process_group": ".scheduler.local",
     "JSONRequestHandler": ".unix_http",
     # references
     "Reference": ".reference",

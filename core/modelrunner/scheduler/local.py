@@ -143,25 +143,10 @@ class LocalPlacement(Placement):
         return False
 
     def terminate(self, placed):
-        proc = placed.state.get("process")
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        terminate_process_group(placed.state.get("process"))
 
     def stop(self, placed):
-        proc = placed.state.get("process")
-        if proc is not None and proc.poll() is None:
-            self.terminate(placed)
-            try:
-                proc.wait(self.STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+        stop_process_group(placed.state.get("process"), self.STOP_GRACE)
         # also after a crash: a dead runner's socket file would otherwise stay behind
         try:
             os.unlink(socket_path(placed.address))
@@ -170,3 +155,31 @@ class LocalPlacement(Placement):
 
     def log_tail(self, placed, lines=15):
         return read_log_tail(placed.state["log_path"], lines)
+
+
+def terminate_process_group(proc):
+    """SIGTERM to the process group of ``proc`` (a runner started in its own session), if it
+    still runs; returns at once."""
+    if proc is not None and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def stop_process_group(proc, grace):
+    """End ``proc``'s process group: SIGTERM, SIGKILL after ``grace`` seconds; waits for it and
+    returns its exit code (None for no process). What every placement does to stop a runner."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        terminate_process_group(proc)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return proc.returncode

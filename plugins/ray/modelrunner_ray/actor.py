@@ -18,7 +18,8 @@ import socket
 import subprocess
 import time
 
-from modelrunner import read_log_tail, runner_environment, runner_healthy
+from modelrunner import (read_log_tail, runner_environment, runner_healthy, stop_process_group,
+                         terminate_process_group)
 
 from . import transfer
 from .nodes import http_url
@@ -97,28 +98,11 @@ class RunnerActor:
         return self.process.wait() if self.process is not None else None
 
     def terminate(self):
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        terminate_process_group(self.process)
 
     def stop(self, grace):
         """SIGTERM to the process group, SIGKILL after ``grace`` seconds; returns the code."""
-        proc = self.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            self.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-        return proc.returncode
+        return stop_process_group(self.process, grace)
 
     def log_tail(self, lines=15):
         return read_log_tail(self.log_path, lines) if self.log_path else ""
