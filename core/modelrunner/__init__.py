@@ -7,7 +7,8 @@ from the core (a test walks every plugin's imports). The names load on first use
 Hooks          hookimpl (the contract itself is modelrunner.hookspecs, documented in the guide)
 Errors         ModelRunnerError and its kinds: raise them, the dialect's format_error shapes them
 Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES
-Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_readinto, format_size
+Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_readinto, format_size,
+               read_capped (an untrusted answer's body, capped after decoding)
 Store          Store (the protocol), Model, BlobWriter, store_operation (what a write relies on is
                never collected meanwhile; a full disk takes back what it wrote), bundle_files
 Runtime        Runtime (what register_routes gets), RunnerResponse, runner_connection,
@@ -59,6 +60,7 @@ _EXPORTS = {
     "SearchResult": ".sources",
     "Progress": ".sources",
     "fetch_blob": ".sources",
+    "read_capped": ".sources",
     "BlobBody": ".sources",
     "chunks_readinto": ".sources",
     "format_size": ".packaging.units",

@@ -9,6 +9,7 @@ pull leaves nothing in `model ls`.
 import http.client
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -227,3 +228,57 @@ class Progress:
 
     def warning(self, text):
         self.emit({"type": "warning", "mode": self.mode, "message": text})
+
+
+# -- untrusted answers, read with a cap ----------------------------------------------------------
+
+
+def read_capped(response, limit, what="answer", truncate=False):
+    """Read a streamed httpx response's body (a registry's or a hub's: untrusted), at most ``limit`` bytes after decoding (httpx
+    gunzips: a small gzip bomb would otherwise grow to gigabytes), so that ``.content`` and
+    ``.json()`` work; past the limit SourceError(502), or with ``truncate`` the first ``limit``
+    bytes (an error answer, read for its message only). Closes the response."""
+    if hasattr(response, "_content"):  # already read
+        return response.content
+    chunks, total = [], 0
+    try:
+        for chunk in _decoded(response, limit):
+            if total + len(chunk) > limit and truncate:
+                chunks.append(chunk[:limit - total])
+                break
+            total += len(chunk)
+            if total > limit:
+                raise SourceError(f"{response.url.netloc.decode()} sent a {what} larger than "
+                                  f"{limit} bytes", status=502)
+            chunks.append(chunk)
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # what httpx's own read() leaves
+    return response._content
+
+
+def _decoded(response, limit):
+    """The body's decoded bytes in pieces of at most ``limit + 1``: httpx's own decoder inflates a
+    whole network read at once (64 KiB of gzip can be 64 MiB), so gzip and deflate are inflated
+    here, with zlib's ``max_length``."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise SourceError(f"{response.url.netloc.decode()} answered in an unsupported encoding "
+                          f"{encoding!r}", status=502)
+    inflate = zlib.decompressobj(47)  # 32 + 15: a gzip or a zlib header
+    try:
+        for raw in response.iter_raw():
+            pending = raw
+            while pending:
+                piece = inflate.decompress(pending, limit + 1)
+                pending = inflate.unconsumed_tail
+                if piece:
+                    yield piece
+                elif pending:
+                    break
+    except zlib.error as e:
+        raise SourceError(f"{response.url.netloc.decode()} sent a corrupt {encoding} body: {e}",
+                          status=502) from None

@@ -15,7 +15,7 @@ Add ``pytest_plugins = ["modelrunner.testing"]`` to a conftest.py. Fixtures:
 
 Helpers: ``Server`` (start/stop a real server, run the CLI against it), ``write_small_gguf``,
 ``add_to_store``, ``snapshot``, ``write_tiny_llama_gguf``, ``process_gone`` (waits for a pid to
-end).
+end), ``answering_server`` (a remote that sends fixed bytes: gzip bombs, odd JSON).
 """
 
 from pathlib import Path
@@ -24,12 +24,13 @@ import pytest
 
 from .artifacts import add_to_store, snapshot, write_small_gguf
 from .models import smollm2_gguf
+from .hostile import answering_server
 from .processes import process_gone
 from .server import Server, free_port
 from .tiny_gguf import write_tiny_llama_gguf
 
 __all__ = ["Server", "free_port", "smollm2_gguf", "write_small_gguf", "add_to_store", "snapshot",
-           "write_tiny_llama_gguf", "process_gone", "FAKE_RUNNER"]
+           "write_tiny_llama_gguf", "process_gone", "answering_server", "FAKE_RUNNER"]
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 

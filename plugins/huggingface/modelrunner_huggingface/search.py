@@ -6,11 +6,12 @@ Names come back as `model pull` takes them, ``hf.co/org/repo``. The description 
 the pipeline tag and the architecture tags, as DMR's cmd/cli/search/huggingface.go does.
 """
 
-from modelrunner import SearchResult, SourceError
+from modelrunner import SearchResult, SourceError, read_capped
 
 from .source import _http_errors, _token, endpoint
 
 SOURCE_NAME = "HuggingFace"
+MAX_ANSWER = 16 << 20  # decoded bytes of one search answer (a mirror's gzip bomb stops here)
 _SKIP = {"gguf", "transformers", "pytorch", "safetensors", "license:apache-2.0"}
 
 
@@ -47,11 +48,13 @@ def search(term, limit):
     if term:
         params["search"] = term
     try:
-        response = get_session().get(f"{base}/api/models", params=params, headers=headers,
-                                        timeout=30)
+        with get_session().stream("GET", f"{base}/api/models", params=params, headers=headers,
+                                  timeout=30) as response:
+            status = response.status_code
+            if status == 200:
+                read_capped(response, MAX_ANSWER, "search answer")
     except _http_errors() + (OSError,) as exc:
         raise SourceError(f"cannot reach Hugging Face at {base}: {exc}", status=502) from None
-    status = response.status_code
     if status == 429:
         raise SourceError("rate limited by Hugging Face, please try again later", status=429)
     if status != 200:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from modelrunner.sources import SourceError
-from modelrunner.testing import Server
+from modelrunner.testing import Server, answering_server
 
 from modelrunner_huggingface.search import describe
 from modelrunner_huggingface.source import HuggingFaceSource
@@ -37,6 +37,17 @@ def test_an_unreachable_hub_is_a_502_naming_it(monkeypatch):
     with pytest.raises(SourceError) as caught:
         HuggingFaceSource().search("x", 5)
     assert caught.value.status == 502 and "127.0.0.1:9" in str(caught.value)
+
+
+def test_a_hostile_mirrors_gzip_bomb_is_refused_not_inflated(monkeypatch):
+    import gzip
+    bomb = gzip.compress(b"[" + b" " * (300 << 20) + b"]", compresslevel=9)
+    with answering_server(bomb, {"Content-Type": "application/json",
+                                 "Content-Encoding": "gzip"}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        with pytest.raises(SourceError) as caught:
+            HuggingFaceSource().search("x", 5)
+    assert caught.value.status == 502 and "larger than" in str(caught.value)
 
 
 def test_descriptions_keep_the_task_and_the_model_family():

@@ -14,12 +14,12 @@ The engine guess is DMR's: "vllm" for names or descriptions that say vllm/safete
 "llama.cpp" otherwise (the ai/ namespace is mostly GGUF).
 """
 
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-from modelrunner import SearchResult, SourceError
+from modelrunner import SearchResult, SourceError, read_capped
 
-from .registry import (DOCKER_HUB, DOCKER_HUB_API, Registry, _error_text, httpx, registry_host,
-                       tls_context)
+from .registry import (DOCKER_HUB, DOCKER_HUB_API, MAX_BODY, Registry, _error_text, httpx,
+                       registry_host, tls_context)
 
 NAMESPACE = "ai"
 HUB_SEARCH_URL = "https://hub.docker.com"
@@ -62,10 +62,18 @@ def hub_results(page, term):
         namespace = str(repo.get("namespace") or NAMESPACE)
         out.append(SearchResult(
             name=f"{namespace}/{name}", description=_truncate(description),
-            backend=backend_for(name, description), downloads=int(repo.get("pull_count") or 0),
-            stars=int(repo.get("star_count") or 0), source=SOURCE_NAME,
+            backend=backend_for(name, description), downloads=_count(repo.get("pull_count")),
+            stars=_count(repo.get("star_count")), source=SOURCE_NAME,
             official=namespace == NAMESPACE, updated_at=str(repo.get("last_updated") or "")))
     return out
+
+
+def _count(value):
+    """A count from the Hub's answer; anything that is not a whole number counts as 0."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _client():
@@ -80,22 +88,30 @@ def search_hub(base, term, limit):
     with _client() as client:
         for _ in range(MAX_PAGES):
             try:
-                response = client.get(url, params=params)
+                with client.stream("GET", url, params=params) as response:
+                    if response.status_code == 429:
+                        raise SourceError("rate limited by Docker Hub, please try again later",
+                                          status=429)
+                    if response.status_code != 200:
+                        raise SourceError(f"Docker Hub answered {_error_text(response)}",
+                                          status=502)
+                    read_capped(response, MAX_BODY, "search answer")  # a hostile mirror's bomb
             except httpx.HTTPError as e:
                 raise SourceError(f"cannot reach Docker Hub at {base}: {e}", status=502) from None
-            if response.status_code == 429:
-                raise SourceError("rate limited by Docker Hub, please try again later", status=429)
-            if response.status_code != 200:
-                raise SourceError(f"Docker Hub answered {_error_text(response)}", status=502)
             try:
                 page = response.json()
             except ValueError:
                 raise SourceError("Docker Hub sent an answer that is not JSON", status=502) from None
+            if not isinstance(page, dict):
+                raise SourceError("Docker Hub sent an answer that is not an object", status=502)
             results += hub_results(page, term)
             following = page.get("next")
-            if len(results) >= limit or not following:
+            if len(results) >= limit or not isinstance(following, str) or not following:
                 break
-            url, params = urljoin(url, following), None
+            following = urljoin(url, following)
+            if urlsplit(following).netloc != urlsplit(url).netloc:  # pages stay on that host
+                break
+            url, params = following, None
     return results[:limit]
 
 

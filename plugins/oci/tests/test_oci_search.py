@@ -6,6 +6,7 @@ import pytest
 from modelrunner import reference
 from modelrunner.sources import SourceError
 from modelrunner.settings import load_settings
+from modelrunner.testing import answering_server
 from modelrunner_oci.push import push_artifact
 from modelrunner_oci.search import backend_for, hub_results
 from modelrunner_oci.source import OciSource
@@ -58,3 +59,31 @@ def test_an_unreachable_hub_search_endpoint_is_a_502_naming_it():
     with pytest.raises(SourceError) as caught:
         source.search("x", 5)
     assert caught.value.status == 502 and "127.0.0.1:9" in str(caught.value)
+
+
+def test_a_hostile_hubs_gzip_bomb_is_refused_not_inflated():
+    import gzip
+    import resource
+    from modelrunner_oci.search import search_hub
+
+    bomb = gzip.compress(b'{"results": [' + b" " * (300 << 20) + b"]}", compresslevel=9)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with answering_server(bomb, {"Content-Type": "application/json",
+                                 "Content-Encoding": "gzip"}) as hub:
+        with pytest.raises(SourceError) as caught:
+            search_hub(hub, "x", 10)
+    assert caught.value.status == 502 and "larger than" in str(caught.value)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, f"the search grew the process by {grown_mib:.0f} MiB"
+
+
+def test_a_hubs_next_page_on_another_host_and_odd_counts_are_not_trusted():
+    import json
+    from modelrunner_oci.search import search_hub
+
+    page = {"next": "http://169.254.169.254/latest/meta-data/", "results": [
+        {"name": "smollm2", "namespace": "ai", "pull_count": "1.2K", "star_count": None}]}
+    with answering_server(json.dumps(page).encode(), {"Content-Type": "application/json"}) as hub:
+        found = search_hub(hub, "", 10)  # would hang or fail on the metadata address
+    assert len(hub.requests) == 1
+    assert [(r.name, r.downloads, r.stars) for r in found] == [("ai/smollm2", 0, 0)]
