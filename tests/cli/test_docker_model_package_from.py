@@ -71,7 +71,9 @@ def test_an_unknown_model_is_404_and_a_bad_body_400_leaving_the_store_sound(own_
     assert resp.status_code == 404
     for body in ({"context_size": 8}, {"target": "ai/x"}, {"target": "ai/x", "context_size": -3},
                  {"target": "Not A Ref!", "context_size": 8},
-                 {"target": "ai/x", "chat_template": ["no"]}):
+                 {"target": "ai/x", "chat_template": ["no"]},
+                 # a digest as the name: a pinned ai/x@sha256:... would then find this model
+                 {"target": "ai/x@sha256:" + "1" * 64, "context_size": 8}):
         resp = httpx.post(url.format("ai/base"), headers=HEADERS, json=body)
         assert resp.status_code == 400, (body, resp.text)
     assert blobs(own_server) == before

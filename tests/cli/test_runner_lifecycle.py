@@ -10,6 +10,7 @@ is stopped by the fixture.
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -159,3 +160,24 @@ def test_docker_model_start_restart_and_stop_runner(machine, docker_cli):
     out = docker_cli.run("model", "stop-runner", env=machine.env).stdout
     assert out.startswith(f"Stopped modelrunner at {machine.url}: pid {master}")
     assert not machine.answers() and not alive(master)
+
+
+def test_stop_runner_never_stops_a_process_that_only_mentions_gunicorn_and_modelrunner(machine):
+    """Another program of this user listening on the port is left alone, whatever its argv."""
+    listener = subprocess.Popen([sys.executable, "-c", (
+        "import socket, sys, time; s = socket.socket(); "
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('127.0.0.1', {machine.port})); s.listen(); time.sleep(120)"),
+        "/srv/gunicorn-notes/not-modelrunner.txt"])
+    try:
+        for _ in range(50):
+            if find_server(machine.port) != (None, None):
+                break
+            time.sleep(0.1)
+        assert find_server(machine.port) == (None, listener.pid)
+        result = machine.model("stop-runner", check=False)
+        assert result.returncode != 0 and "not a modelrunner server" in result.stderr
+        assert listener.poll() is None
+    finally:
+        listener.kill()
+        listener.wait()

@@ -27,9 +27,9 @@ def repackage_model(runtime, req, resp, source):
     context_size = body.get("context_size", body.get("context-size"))
     template = body.get("chat_template")
     try:
-        refs.parse(target)
-        if refs.is_model_id(target):
-            raise refs.InvalidReference("target must be a name, not a model ID")
+        if refs.is_model_id(target) or refs.parse(target).digest:
+            # a tag that looks like a digest would make a pinned name find this model
+            raise refs.InvalidReference("target must be a name[:tag], not a digest or model ID")
         made = repackage(source.manifest, source.config, context_size=context_size,
                          chat_template=template)
         with operation(runtime.store) as store:

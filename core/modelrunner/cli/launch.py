@@ -12,6 +12,7 @@ Only a server on this machine is ever started: a MODEL_RUNNER_HOST naming anothe
 reported, never acted on. ``MODELRUNNER_AUTOSTART=0`` turns autostart off.
 """
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -32,6 +33,8 @@ SETTINGS_NAMES = frozenset({"MODELS_PATH", "DO_NOT_TRACK", "LLAMA_SERVER_PATH", 
                             "DMR_ORIGINS", "DEFAULT_REGISTRY", "INSECURE_REGISTRY", "HF_ENDPOINT",
                             "LOG_LEVEL", "DISABLE_METRICS", "MODEL_RUNNER_PORT"})
 # Set by the server for its own processes, or by the CLI for itself: never recorded.
+PATHS_NOT_SECRETS = ("MODEL_RUNNER_TLS_CERT", "MODEL_RUNNER_TLS_KEY", "MODELRUNNER_TLS_CERT",
+                     "MODELRUNNER_TLS_KEY")
 NOT_RECORDED = ("MODELRUNNER_WATCH_PID", "MODELRUNNER_BOUND_HOSTS", "MODELRUNNER_AUTOSTART")
 
 
@@ -42,7 +45,12 @@ class LaunchError(Exception):
 def is_local(url):
     """Whether ``url`` names this machine by a loopback name (the only servers we start)."""
     host = (urlsplit(url).hostname or "").lower()
-    return host in LOOPBACK or host.startswith("127.")
+    if host in LOOPBACK:
+        return True
+    try:  # 127.0.0.2 is loopback; "127.evil.example" is a name anyone's DNS may point elsewhere
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def url_port(url):
@@ -114,6 +122,8 @@ def _recorded(name):
     """A settings variable that is no secret: the runner environment's rule decides what looks
     like one (registry credentials, tokens, keys, passwords)."""
     from ..scheduler.environment import DENIED_PREFIXES, SECRET
+    if name in PATHS_NOT_SECRETS:  # a file's path, not its contents: needed to serve https again
+        return True
     return (_settings_var(name) and not SECRET.search(name)
             and not name.startswith(DENIED_PREFIXES + NOT_RECORDED))
 

@@ -36,14 +36,26 @@ def cmdline(pid):
 
 def _stat(pid):
     """(ppid, state) of a process, or None when it is gone."""
+    info = _stat_fields(pid)
+    return (info[0], info[1]) if info else None
+
+
+def _stat_fields(pid):
+    """(ppid, state, start time in clock ticks since boot) or None: the start time tells a
+    process from a later one that was given the same pid."""
     text = _read(f"/proc/{pid}/stat")
     if not text:
         return None
     fields = text.rsplit(")", 1)[-1].split()
     try:
-        return int(fields[1]), fields[0]
+        return int(fields[1]), fields[0], int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def started_at(pid):
+    info = _stat_fields(pid)
+    return info[2] if info else None
 
 
 def alive(pid):
@@ -87,8 +99,17 @@ def listeners(port):
 
 
 def is_modelrunner_gunicorn(pid):
-    text = " ".join(cmdline(pid))
-    return "gunicorn" in text and "modelrunner" in text
+    """A modelrunner gunicorn master: the title gunicorn gives it ("gunicorn: master
+    [modelrunner]", with setproctitle), or `model serve`'s own command line (gunicorn run with
+    modelrunner's gunicorn.conf.py). Not any command line that merely mentions both words."""
+    argv = cmdline(pid)
+    if argv and argv[0].strip() == "gunicorn: master [modelrunner]":
+        return True
+    gunicorn = any(os.path.basename(a) == "gunicorn" for a in argv[:1]) or any(
+        a == "-m" and b == "gunicorn" for a, b in zip(argv, argv[1:]))
+    conf = any(a == "-c" and b.replace(os.sep, "/").endswith("/modelrunner/gunicorn.conf.py")
+               for a, b in zip(argv, argv[1:]))
+    return gunicorn and conf
 
 
 def find_server(port):
@@ -141,17 +162,22 @@ def stop_server(master):
     processes by role (:func:`family`). SIGTERM to the master (graceful), SIGINT (quick), then
     SIGKILL for any process of the family still there."""
     roles = family(master)
+    started = {pid: started_at(pid) for pid in _pids_of(roles)}
     _signal(master, signal.SIGTERM)
     if not _wait_gone({master}, TERM_GRACE):
         _signal(master, signal.SIGINT)
         if not _wait_gone({master}, QUICK_GRACE):
             _signal(master, signal.SIGKILL)
-    for role, pids in family(master).items():  # a scheduler or runner started meanwhile
-        roles[role] = sorted(set(roles[role]) | set(pids))
+    if started_at(master) == started[master]:  # still that master: its pid was not reused
+        for role, pids in family(master).items():  # a scheduler or runner started meanwhile
+            for pid in set(pids) - set(roles[role]):
+                started[pid] = started_at(pid)
+            roles[role] = sorted(set(roles[role]) | set(pids))
     members = _pids_of(roles)
     if not _wait_gone(members, RUNNERS_GRACE):
         for pid in members:
-            if alive(pid):
+            # the same process as when it was found: never a newcomer given a reused pid
+            if alive(pid) and started.get(pid) is not None and started_at(pid) == started[pid]:
                 _signal(pid, signal.SIGKILL)
         _wait_gone(members, 5)
     return roles

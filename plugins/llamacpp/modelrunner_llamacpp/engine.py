@@ -233,7 +233,7 @@ class LlamaCppEngine(Engine):
         as :meth:`estimate_memory`.
         """
         meta = self._metadata(bundle)
-        shape = memory.model_shape(meta)
+        shape = self._shape(meta)
         flags = _split_flags(list(config.runtime_flags or []))
         ctx_flag, _ = _take(flags, ("--ctx-size", "-c"))
         configured, how = _as_int(ctx_flag), "configured (--ctx-size runtime flag)"
@@ -258,18 +258,25 @@ class LlamaCppEngine(Engine):
         (slots * the context :meth:`choose_context` gave; the model's training context when
         none is configured). See :mod:`modelrunner_llamacpp.memory`.
         """
-        shape = memory.model_shape(self._metadata(bundle))
+        shape = self._shape(self._metadata(bundle))
         the_plan = plan(bundle, config, self.setting("llamacpp_slots"))
         pool = the_plan["pool"] or shape.max_context or memory.UNKNOWN_MAX
         fixed, per_token = self._memory_parts(bundle, config, shape, the_plan["slots"])
         total = fixed + memory.pool_bytes(per_token, pool)
         draft = getattr(bundle, "draft", None)
         if draft is not None:  # the draft model's weights and its own cache, for the same pool
-            draft_shape = memory.model_shape(self._metadata(draft))
+            draft_shape = self._shape(self._metadata(draft))
             draft_fixed, draft_per_token = self._memory_parts(draft, config, draft_shape,
                                                               the_plan["slots"])
             total += draft_fixed + memory.pool_bytes(draft_per_token, pool)
         return int(total)
+
+    @staticmethod
+    def _shape(meta):
+        try:
+            return memory.model_shape(meta)
+        except memory.BadShape as exc:
+            raise EngineError(str(exc)) from None
 
     def _metadata(self, bundle):
         try:

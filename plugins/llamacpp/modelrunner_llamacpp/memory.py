@@ -34,23 +34,51 @@ class Shape:
     max_context: int | None   # <arch>.context_length, None when the GGUF does not say
 
 
+class BadShape(ValueError):
+    """GGUF metadata no real model has (a hostile or broken file): the engine answers 400."""
+
+
+# Bounds no real model reaches; past them the metadata is refused, not multiplied out (a
+# block_count of 2^40 was a list of 2^40 entries; a negative head count a negative estimate).
+MAX_LAYERS = 4096
+MAX_WIDTH = 1 << 20       # embedding length, heads, key/value lengths, vocabulary
+MAX_CONTEXT = (1 << 31) - 1   # llama-server's context is a 32-bit int
+
+
+def _bounded(name, value, top):
+    if value is not None and not 0 <= value <= top:
+        raise BadShape(f"the model's GGUF metadata says {name} = {value}: not a model "
+                       f"llama.cpp can load")
+    return value
+
+
 def model_shape(meta):
-    """:class:`Shape` from GGUF key/values (numbers, or strings as the artifact config has them)."""
+    """:class:`Shape` from GGUF key/values (numbers, or strings as the artifact config has them).
+    Raises :class:`BadShape` for values out of any real model's range."""
     arch = str(meta.get("general.architecture", "llama"))
 
     def get(key, default=None):
         return meta.get(f"{arch}.{key}", default)
 
-    n_layer = _as_int(get("block_count")) or 0
-    n_embd = _as_int(get("embedding_length")) or 0
+    def number(key, top=MAX_WIDTH, value=None):
+        return _bounded(key, _as_int(get(key) if value is None else value), top)
+
+    n_layer = number("block_count", MAX_LAYERS) or 0
+    n_embd = number("embedding_length") or 0
     n_head = _per_layer(get("attention.head_count", 0), n_layer) if n_layer else []
     n_head_kv_raw = get("attention.head_count_kv")
     n_head_kv = _per_layer(n_head_kv_raw, n_layer) if n_head_kv_raw is not None else n_head
+    for count in n_head + n_head_kv:
+        _bounded("attention.head_count", count, MAX_WIDTH)
     max_head = max(n_head or [0])
-    key_len = _as_int(get("attention.key_length")) or (n_embd // max_head if max_head else 0)
-    val_len = _as_int(get("attention.value_length")) or key_len
-    n_vocab = _as_int(get("vocab_size")) or _as_int(meta.get("tokenizer.vocab_size")) or 32000
+    key_len = number("attention.key_length") or (n_embd // max_head if max_head else 0)
+    val_len = number("attention.value_length") or key_len
+    n_vocab = (number("vocab_size")
+               or _bounded("tokenizer.vocab_size", _as_int(meta.get("tokenizer.vocab_size")),
+                           MAX_WIDTH) or 32000)
     max_context = _as_int(get("context_length"))
+    if max_context is not None:
+        max_context = min(max_context, MAX_CONTEXT)
     return Shape(n_embd=n_embd, n_vocab=n_vocab, k_width=sum(n_head_kv) * key_len,
                  v_width=sum(n_head_kv) * val_len,
                  max_context=max_context if max_context and max_context > 0 else None)
@@ -88,7 +116,7 @@ def fit_context(fixed, per_token, slots, budget, max_context):
     below that a chat model is of little use, and the scheduler's refusal then says what it
     would need. No budget (0) gives the model's maximum.
     """
-    top = max_context or UNKNOWN_MAX
+    top = min(max_context or UNKNOWN_MAX, MAX_CONTEXT // max(slots, 1) // PAD * PAD)
     most = "model maximum" if max_context else "the model declares no maximum"
     if not budget:
         return top, f"{most}; no memory budget"

@@ -4,6 +4,8 @@ a configured context is kept exactly. Pure arithmetic and argv building: nothing
 
 import pytest
 
+import modelrunner
+
 from modelrunner.engines import RunnerConfig
 from modelrunner.settings import load_settings
 from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
@@ -91,3 +93,22 @@ def test_a_configured_context_is_kept_exactly_whatever_the_budget(tmp_path, long
                                                                   bundle_ctx, expected):
     bundle = make_bundle(tmp_path, long_gguf, {"format": "gguf", "context_size": bundle_ctx})
     assert engine_with().choose_context(bundle, config, 80 * 2**20) == expected
+
+
+@pytest.mark.parametrize("key, value", [
+    ("llama.block_count", str(2**40)), ("llama.block_count", "-3"),
+    ("llama.attention.head_count_kv", "-1000"), ("llama.attention.head_count", "4, -4"),
+    ("llama.embedding_length", str(2**40)), ("llama.attention.key_length", "-1")])
+def test_a_hostile_gguf_shape_is_a_clear_400_not_a_huge_or_negative_estimate(key, value):
+    with pytest.raises(memory.BadShape, match=key.split(".", 1)[1].split(".")[0]):
+        memory.model_shape({**BIG, key: value})
+    with pytest.raises(modelrunner.EngineError) as caught:
+        LlamaCppEngine._shape({**BIG, key: value})
+    assert caught.value.status == 400
+
+
+def test_a_context_past_what_llama_server_counts_is_capped():
+    shape = memory.model_shape({**BIG, "llama.context_length": str(2**62),
+                                "llama.attention.head_count_kv": "0"})
+    context, _ = memory.fit_context(0, 0, 4, 8 * GIB, shape.max_context)
+    assert 0 < context * 4 <= 2**31 - 1
