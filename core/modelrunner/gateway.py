@@ -98,6 +98,8 @@ class Gateway:
         """The stored model a request names; 400 for a bad reference, 404 for an unknown one."""
         if not name:
             raise GatewayError("model is required", status=400, kind="invalid_request_error")
+        if not isinstance(name, str):  # {"model": 5} from a client: its mistake, not a 500
+            raise GatewayError("model must be a string", status=400, kind="invalid_request_error")
         try:
             return self.runtime.store.get(name)
         except refs.InvalidReference as e:

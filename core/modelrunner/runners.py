@@ -41,10 +41,10 @@ def socket_path(address):
 def listen_on(address):
     """Where a runner given ``address`` listens, for its command line: ``(path, None)`` for a
     unix:// address (or a bare path), ``(host, port)`` for http:// (IPv6 brackets removed)."""
-    path = socket_path(address)
-    if path is not None:
+    path = socket_path(address or "")
+    if path:
         return path, None
-    parts = urlsplit(address)
+    parts = urlsplit(address or "")
     if parts.scheme != "http" or not parts.hostname or parts.port is None:
         raise ValueError(f"a runner cannot listen on {address!r}")
     return parts.hostname, parts.port

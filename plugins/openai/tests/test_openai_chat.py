@@ -146,6 +146,9 @@ def test_missing_model_is_a_bad_request(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="", messages=CAPITAL, max_tokens=4)
     assert "model is required" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:  # not a name at all: still the caller's
+        client.chat.completions.create(model=5, messages=CAPITAL, max_tokens=4)
+    assert "model must be a string" in info.value.message
 
 
 def test_malformed_json_is_a_bad_request(server):
