@@ -141,7 +141,7 @@ class RayPlacement(Placement):
                 started = time.monotonic()
                 sent = transfer.send(ray, actor, self.node_models_path, self.models_path, lacking,
                                      self.place_timeout)
-                log.info("copied %s's bundle to node %s: %d files, %d bytes in %.1fs",
+                log.info("copied %s's bundle to node %s: %d files, %d bytes in %.2fs",
                          placed.state["name"], placed.node, len(lacking), sent,
                          time.monotonic() - started)
         except ray.exceptions.GetTimeoutError:
