@@ -71,7 +71,7 @@ def test_the_built_in_resources_pass_the_kubernetes_schemas_strictly(rendered):
             continue
         kubernetes_validate.validate(doc, VERSION, strict=True)
         kinds.add(doc["kind"])
-    assert kinds == {"Deployment", "Service", "PersistentVolumeClaim"}
+    assert kinds == {"Deployment", "Service", "PersistentVolumeClaim", "NetworkPolicy"}
 
 
 def test_the_ray_cluster_pod_templates_pass_the_schemas_and_its_groups_are_complete(rendered):
@@ -130,3 +130,65 @@ def test_the_service_selects_the_api_pods_on_their_http_port(rendered):
     assert service["spec"]["selector"].items() <= labels.items()
     ports = {p["name"] for c in _containers(api) for p in c["ports"]}
     assert all(p["targetPort"] in ports for p in service["spec"]["ports"])
+
+
+def test_the_api_probes_pass_the_host_guard_and_clients_need_its_key(rendered):
+    import falcon
+    from falcon import testing
+
+    from modelrunner import ModelRunnerError
+    from modelrunner.trust import Trust
+
+    _, docs = rendered
+    api, = by_kind(docs, "Deployment")
+    container, = _containers(api)
+    env = _env(container)
+    allowed = yaml.safe_load(env["MODELRUNNER_ALLOWED_HOSTS"]["value"])
+    assert env["MODEL_RUNNER_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "modelrunner-api-key"
+    assert "create secret generic modelrunner-api-key" in \
+        (DEPLOY / "kustomization.yaml").read_text()
+    # what the kubelet sends: the probe's Host header, through the server's real Host guard
+    app = falcon.App(middleware=[Trust({"allowed_hosts": allowed, "host": "0.0.0.0",
+                                        "port": 12434})])
+    app.add_route("/", type("Root", (), {"on_get": lambda self, req, resp: None})())
+
+    def refused(req, resp, error, params):  # the app's own error path, reduced to the status
+        resp.status = falcon.code_to_http_status(error.status)
+    app.add_error_handler(ModelRunnerError, refused)
+    client = testing.TestClient(app)
+    for probe in ("readinessProbe", "livenessProbe"):
+        headers = {h["name"]: h["value"] for h in container[probe]["httpGet"]["httpHeaders"]}
+        assert client.simulate_get("/", headers=headers).status_code == 200, probe
+    assert client.simulate_get("/", headers={"Host": "10.244.1.7:12434"}).status_code == 403
+    for host in allowed:
+        assert client.simulate_get("/", headers={"Host": f"{host}:12434"}).status_code == 200
+
+
+def test_pods_run_unprivileged_and_runner_nodes_read_the_store_only(rendered):
+    _, docs = rendered
+    for doc in docs:
+        for template in _pod_specs(doc):
+            assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+            for container in template["spec"]["containers"]:
+                assert container["securityContext"]["allowPrivilegeEscalation"] is False
+                assert container["resources"]["limits"]["cpu"]
+    cluster, = by_kind(docs, "RayCluster")
+    for container in _containers(cluster):
+        assert all(m.get("readOnly") for m in container["volumeMounts"])
+    api, = by_kind(docs, "Deployment")
+    assert _env(api["spec"]["template"]["spec"]["containers"][0])[
+        "MODELRUNNER_RAY_LOG_DIR"]["value"].startswith("/tmp/")
+
+
+def test_only_modelrunners_pods_reach_the_ray_cluster(rendered):
+    _, docs = rendered
+    cluster, = by_kind(docs, "RayCluster")
+    policy, = by_kind(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "ray.io/cluster": cluster["metadata"]["name"]}
+    api, = by_kind(docs, "Deployment")
+    sources = [f["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"]
+               for f in rule["from"]]
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    assert any(s.items() <= api_labels.items() for s in sources)
+
