@@ -47,7 +47,7 @@ def _configured_elsewhere(build):
 
 def _compile_requires():
     build = _build_module()
-    if _configured_elsewhere(build) or build._runnable(build.cached_binary()):
+    if _configured_elsewhere(build) or build.cache_usable(build.cached_binary()):
         return []
     needs = ["pip", "filelock>=3.12"]   # download the sdist; one build at a time
     if not shutil.which("cmake"):

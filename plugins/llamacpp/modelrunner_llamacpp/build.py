@@ -113,6 +113,30 @@ def _runnable(path):
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def cache_usable(path):
+    """A cached build we may run or ship: runnable, built for this machine (its build-info.json),
+    and out of other users' reach. The binary and every folder above it up to the cache root
+    belong to this user (or root) and are not group- or world-writable: a cache someone else
+    can write to could hold their binary, which a wheel would then ship."""
+    if not _runnable(path):
+        return False
+    info = read_build_info(path)
+    if info and info.get("machine") not in (None, platform.machine()):
+        _log(f"ignoring {path}: built for {info.get('machine')}, not {platform.machine()}")
+        return False
+    root = Path(os.path.expanduser(os.environ.get("MODELRUNNER_CACHE_DIR")
+                                   or "~/.cache/modelrunner"))
+    here = Path(path)
+    while True:
+        st = here.stat()
+        if st.st_uid not in (os.getuid(), 0) or st.st_mode & 0o022:
+            _log(f"ignoring the cached build {path}: {here} can be written by others")
+            return False
+        if here == root or here.parent == here:
+            return True
+        here = here.parent
+
+
 def _from_setting(value):
     """A configured path: the binary itself, or a directory that holds it."""
     path = Path(os.path.expanduser(str(value)))
@@ -140,9 +164,10 @@ def find_llama_server(settings=None):
     if explicit:
         # An explicit setting that points nowhere is an error, not a reason to use another binary.
         return _from_setting(explicit)
-    for candidate in (shipped_binary(), cached_binary()):
-        if _runnable(candidate):
-            return candidate
+    if _runnable(shipped_binary()):
+        return shipped_binary()
+    if cache_usable(cached_binary()):
+        return cached_binary()
     found = shutil.which(BINARY)
     return Path(found) if found else None
 
@@ -321,7 +346,7 @@ def ship(folder=None, cuda=None):
     folder = Path(folder) if folder else shipped_binary().parent
     extra = extra_cmake_args(cuda)
     cached = cached_binary(extra)
-    if _runnable(cached):
+    if cache_usable(cached):
         _log(f"reusing the finished build {cached}")
     else:
         cached = build(cuda=cuda)

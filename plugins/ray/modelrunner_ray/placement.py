@@ -10,7 +10,10 @@ its own gets the bundle's files copied from the scheduler's store through Ray, v
 (transfer.py). The engine's argv is rewritten from the scheduler's path to that one.
 
 Every Ray call has a timeout: an actor pinned to a node that has gone, or asking for what no
-node has, would otherwise wait forever.
+node has, would otherwise wait forever. ``place`` runs under the scheduler's lock, so it makes no
+unbounded Ray call: the node list comes from a snapshot a background thread refreshes each
+second, and joining the cluster or a stale snapshot's refresh is given ``ray_call_timeout``
+seconds (default 10) before the request gets a 503.
 """
 
 import json
@@ -53,27 +56,82 @@ class RayPlacement(Placement):
         self.node_models_path = str(settings.get("ray_models_path") or self.models_path)
         self.log_dir = str(settings.get("ray_log_dir")
                            or os.path.join(self.node_models_path, "logs", "ray"))
+        self.call_timeout = float(settings.get("ray_call_timeout") or 10)
+        self._snapshot = None          # (monotonic time, ray.nodes()) from the refresher
+        self._refresher = None
+        self._closed = threading.Event()
         self.held = {}                 # node ID -> bytes of the runners placed there
         self.held_gpus = {}            # node ID -> GPUs of the runners placed there
         self.lock = threading.Lock()
         self._ray = None
         self._actor_class = None
+        self._connecting = threading.Lock()  # one ray.init, even after a call timed out
 
     def _connect(self):
-        if self._ray is None:
-            try:
-                self._ray = connect(self.settings)
-            except Exception as e:  # unreachable cluster, refused token...
-                raise SchedulerError(f"cannot reach the Ray cluster at "
-                                     f"{self.settings.get('ray_address')}: {e}", status=503) from None
-            self._actor_class = self._ray.remote(RunnerActor)
+        with self._connecting:
+            if self._ray is None:
+                try:
+                    ray = connect(self.settings)
+                except Exception as e:  # unreachable cluster, refused token...
+                    raise SchedulerError(f"cannot reach the Ray cluster at "
+                                         f"{self.settings.get('ray_address')}: {e}",
+                                         status=503) from None
+                self._actor_class = ray.remote(RunnerActor)
+                self._ray = ray
         return self._ray
+
+    def _bounded(self, call, doing):
+        """``call()`` in a thread, waited for at most ``call_timeout`` seconds (a Ray call that
+        hangs must not hold the scheduler's lock with it); a 503 past that."""
+        outcome = {}
+
+        def run():
+            try:
+                outcome["value"] = call()
+            except BaseException as e:  # handed to the caller below
+                outcome["error"] = e
+        thread = threading.Thread(target=run, daemon=True, name="ray-call")
+        thread.start()
+        thread.join(self.call_timeout)
+        if thread.is_alive():
+            raise SchedulerError(f"the Ray cluster at {self.settings.get('ray_address')} did not "
+                                 f"{doing} within {self.call_timeout:g}s (ray_call_timeout)",
+                                 status=503)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def _nodes(self):
+        """The cluster's nodes: the refresher's snapshot when fresh, else asked now (bounded)."""
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - snapshot[0] < 2.0:
+            return snapshot[1]
+
+        def ask():
+            ray = self._connect()
+            found = ray.nodes()
+            self._snapshot = (time.monotonic(), found)
+            self._start_refresher()
+            return found
+        return self._bounded(ask, "answer")
+
+    def _start_refresher(self):
+        if self._refresher is not None:
+            return
+
+        def refresh():
+            while not self._closed.wait(1.0):
+                try:
+                    self._snapshot = (time.monotonic(), self._ray.nodes())
+                except Exception:  # the cluster is away: place() asks again, bounded
+                    pass
+        self._refresher = threading.Thread(target=refresh, daemon=True, name="ray-nodes")
+        self._refresher.start()
 
     # -- the placement protocol -----------------------------------------------------------------
 
     def place(self, spec):
-        ray = self._connect()
-        found = nodes.from_ray(ray.nodes(), self.node_memory)
+        found = nodes.from_ray(self._nodes(), self.node_memory)
         label = nodes.label_for(self.labels, spec.model)
         files = transfer.bundle_files(self.models_path, spec.bundle.path)  # before reserving
         if getattr(spec.bundle, "draft", None) is not None:  # speculative decoding's draft model
@@ -216,6 +274,7 @@ class RayPlacement(Placement):
             return ""
 
     def close(self):
+        self._closed.set()
         if self._ray is not None and self._ray.is_initialized():
             self._ray.shutdown()
 
