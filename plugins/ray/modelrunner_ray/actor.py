@@ -18,8 +18,8 @@ import socket
 import subprocess
 import time
 
-from modelrunner import (read_log_tail, runner_environment, runner_healthy, stop_process_group,
-                         terminate_process_group)
+from modelrunner import (private_dir, read_log_tail, runner_environment, runner_healthy,
+                         stop_process_group, terminate_process_group)
 
 from . import transfer
 from .nodes import http_url
@@ -71,9 +71,9 @@ class RunnerActor:
     def start(self, argv, env, health_path, host, port, timeout, log_name):
         """Start the runner and wait for its health; (pid, seconds) or raise with its log."""
         started = time.monotonic()
-        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        private_dir(self.log_dir)  # prompts may reach the log: 0700, this user's, no symlink
         self.log_path = os.path.join(self.log_dir, log_name)
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "ab") as log:
             log.write(f"[{time.strftime('%Y-%m-%dT%H:%M:%S')}] starting: {' '.join(argv)}\n"
                       .encode())

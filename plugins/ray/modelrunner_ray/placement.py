@@ -214,8 +214,9 @@ class RayPlacement(Placement):
         """The engine's argv with the store's path as the nodes see it."""
         if self.node_models_path == self.models_path:
             return list(argv)
-        return [a.replace(self.models_path, self.node_models_path) if isinstance(a, str) else a
-                for a in argv]
+        prefix = self.models_path.rstrip("/") + "/"  # /models/x, never /models-extra/x
+        return [self.node_models_path.rstrip("/") + "/" + a[len(prefix):]
+                if isinstance(a, str) and a.startswith(prefix) else a for a in argv]
 
     def alive(self, placed):
         exit_ref = placed.state.get("exit")
