@@ -40,6 +40,10 @@ import time
 from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+# sha256 of its sdist, llama_cpp_python-0.3.36.tar.gz (76,589,250 bytes), as the package index
+# served it on 2026-12-01: what is compiled and shipped is that source or nothing. Change both
+# together; MODELRUNNER_LLAMA_CPP_SDIST_SHA256 overrides it for another version's sdist.
+LLAMA_CPP_PYTHON_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
 BINARY = "llama-server"
 DMR_BINARY = "com.docker.llama-server"
@@ -124,6 +128,9 @@ def cache_usable(path):
     if info and info.get("machine") not in (None, platform.machine()):
         _log(f"ignoring {path}: built for {info.get('machine')}, not {platform.machine()}")
         return False
+    if info and info.get("cpu") not in (None, cpu_signature()):
+        _log(f"ignoring {path}: a -march=native build for another CPU")
+        return False
     root = Path(os.path.expanduser(os.environ.get("MODELRUNNER_CACHE_DIR")
                                    or "~/.cache/modelrunner"))
     here = Path(path)
@@ -184,6 +191,19 @@ def cuda_available():
     return out.returncode == 0 and "GPU" in out.stdout
 
 
+def check_sdist(path):
+    """Refuse an sdist whose sha256 is not the pinned one (a mirror or index serving other
+    bytes under that version)."""
+    expected = os.environ.get("MODELRUNNER_LLAMA_CPP_SDIST_SHA256") or LLAMA_CPP_PYTHON_SDIST_SHA256
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise RuntimeError(f"{path.name} has sha256 {digest.hexdigest()}, not the pinned "
+                           f"{expected}: refusing to build from it")
+
+
 def download_source(workdir):
     """pip-download the llama-cpp-python sdist and extract it; returns the llama.cpp source dir."""
     workdir = Path(workdir)
@@ -191,10 +211,12 @@ def download_source(workdir):
     _log(f"downloading {spec} sdist from PyPI")
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                     "--dest", str(workdir), spec], check=True)
-    archives = sorted(workdir.glob("llama_cpp_python-*.tar.gz")) + \
-        sorted(workdir.glob("llama-cpp-python-*.tar.gz"))
+    archives = [p for p in (workdir / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz",
+                            workdir / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz")
+                if p.is_file()]
     if not archives:
-        raise RuntimeError(f"pip download left no sdist in {workdir}")
+        raise RuntimeError(f"pip download left no {spec} sdist in {workdir}")
+    check_sdist(archives[0])
     _log(f"extracting {archives[0].name}")
     with tarfile.open(archives[0]) as tar:
         if hasattr(tarfile, "data_filter"):
@@ -254,10 +276,27 @@ def describe_gpu(flags, system=None):
 
 
 def build_info(extra):
-    """What ``build-info.json`` records beside a binary built with ``extra``."""
+    """What ``build-info.json`` records beside a binary built with ``extra``: with GGML_NATIVE
+    (our default) also the CPU it was compiled for, which :func:`cache_usable` checks."""
     flags = cmake_flags(extra=extra)
-    return {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_args": list(extra),
+    info = {"llama_cpp_python": LLAMA_CPP_PYTHON_VERSION, "cmake_args": list(extra),
             "gpu": describe_gpu(flags), "machine": platform.machine()}
+    if "-DGGML_NATIVE=ON" in flags and "-DGGML_NATIVE=OFF" not in flags[flags.index(
+            "-DGGML_NATIVE=ON"):]:
+        info["cpu"] = cpu_signature()
+    return info
+
+
+def cpu_signature():
+    """A short hash of this CPU's instruction-set flags (/proc/cpuinfo): a -march=native build
+    may use any of them, so another CPU needs its own build."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((l for l in f if l.startswith(("flags", "Features"))), "")
+    except OSError:
+        return None
+    words = sorted(set(line.split(":", 1)[-1].split()))
+    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:16] if words else None
 
 
 def _atomic_copy(source, target, mode=0o755):

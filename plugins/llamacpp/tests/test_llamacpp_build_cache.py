@@ -47,3 +47,23 @@ def test_what_is_not_there_or_not_executable_is_not_a_build(cache):
     assert not build.cache_usable(cache)
     os.unlink(cache)
     assert not build.cache_usable(cache)
+
+
+def test_only_the_pinned_llama_cpp_python_sdist_is_built(tmp_path, monkeypatch):
+    sdist = tmp_path / f"llama_cpp_python-{build.LLAMA_CPP_PYTHON_VERSION}.tar.gz"
+    sdist.write_bytes(b"not the real source")
+    with pytest.raises(RuntimeError, match="refusing to build"):
+        build.check_sdist(sdist)
+    import hashlib
+    monkeypatch.setenv("MODELRUNNER_LLAMA_CPP_SDIST_SHA256",
+                       hashlib.sha256(b"not the real source").hexdigest())
+    build.check_sdist(sdist)  # another version's sdist, pinned by its own hash
+
+
+def test_a_native_build_for_another_cpu_is_not_reused(cache):
+    info = {"machine": platform.machine(), "cpu": "0" * 16}
+    (cache.parent / "build-info.json").write_text(json.dumps(info))
+    assert not build.cache_usable(cache)
+    info["cpu"] = build.cpu_signature()
+    (cache.parent / "build-info.json").write_text(json.dumps(info))
+    assert build.cache_usable(cache)
