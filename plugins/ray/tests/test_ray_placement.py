@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 
 import httpx
 import openai
@@ -210,3 +211,30 @@ def test_an_image_model_placed_on_a_node_answers_the_images_api_behind_its_key(
                           timeout=60).status_code == 401
     finally:
         server.stop()
+
+
+def test_a_ray_cluster_that_does_not_answer_is_a_503_in_bounded_time(tmp_path, smollm2):
+    """The Ray address accepts connections and never answers (a hung head): the request gets a
+    503 within ray_call_timeout, and the scheduler answers other calls meanwhile and after (no
+    Ray call holds its lock for good)."""
+    import socket
+    models = tmp_path / "models"
+    add_to_store(FilesystemStore(models), smollm2, ["ai/smollm2"], context_size=1024)
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(16)  # never accepted: every handshake waits
+        address = f"127.0.0.1:{black_hole.getsockname()[1]}"
+        server = Server(models, env=server_env(tmp_path, (address, "token"), ray_call_timeout="3"))
+        server.start(timeout=60)
+        try:
+            started = time.monotonic()
+            response = httpx.post(server.url + CHAT, timeout=120, json={
+                "model": "ai/smollm2", "max_tokens": 1,
+                "messages": [{"role": "user", "content": "Hi"}]})
+            waited = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert "Ray cluster" in response.text
+            assert waited < 30, f"the request waited {waited:.0f}s"
+            assert ps(server) == []
+        finally:
+            server.stop()
