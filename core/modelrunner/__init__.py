@@ -17,7 +17,7 @@ Placement      Placement, Placed, RunnerSpec, LoadError, LocalPlacement, runner_
                read_log_tail, stop_process_group, terminate_process_group (where runner processes start: the make_placement hook)
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
-Request bodies read_json_body
+Request bodies read_json_body, chat_has_images
 Streams        sse_events, reassemble, StreamError, runner_error_message
 Forced calls   call_format, forced_call_schema, parse_forced_call (a JSON schema holds a forced tool call)
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
@@ -105,6 +105,7 @@ _EXPORTS = {
     # request bodies and streams
     "UPLOAD": ".uploads",
     "read_json_body": ".bodies",
+    "chat_has_images": ".bodies",
     "sse_events": ".streams",
     "StreamError": ".streams",
     "runner_error_message": ".streams",

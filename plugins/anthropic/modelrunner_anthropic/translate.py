@@ -18,6 +18,7 @@ import json
 import secrets
 
 from modelrunner import ModelRunnerError, call_format, parse_forced_call
+from modelrunner import chat_has_images as has_images  # noqa: F401 (routes.py and tests)
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "end_turn"}
@@ -64,13 +65,6 @@ def _image_part(block):
     else:
         raise invalid("image.source.type must be 'base64' or 'url'")
     return {"type": "image_url", "image_url": {"url": url}}
-
-
-def has_images(chat):
-    """Whether a translated chat request carries an image (an ``image`` block became one)."""
-    return any(isinstance(part, dict) and part.get("type") == "image_url"
-               for message in chat.get("messages", [])
-               if isinstance(message.get("content"), list) for part in message["content"])
 
 
 def _tool_result_content(content):

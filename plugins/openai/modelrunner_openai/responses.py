@@ -26,12 +26,11 @@ import json
 import time
 from pathlib import Path
 
-from modelrunner import GatewayError, StreamError, sse_events
+from modelrunner import GatewayError, StreamError, chat_has_images, sse_events
 
 from .errors import openai_error_body, send_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
 from .responses_compact import CompactResource
-from .vision import has_images as chat_has_images
 from .responses_items import input_items, items_to_messages, new_id, \
     stored_input_items
 from .responses_objects import (assistant_message, base_response, chat_to_response,
