@@ -209,8 +209,14 @@ def download_source(workdir):
     workdir = Path(workdir)
     spec = f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
     _log(f"downloading {spec} sdist from PyPI")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                    "--dest", str(workdir), spec], check=True)
+    # --no-binary names the one package: ":all:" also built llama-cpp-python's build tools from
+    # source (scikit-build-core, hatchling, pathspec, flit_core) just to read its metadata, and
+    # failed on a machine with an empty pip cache. The hook variables of our own PEP 517 backend
+    # are dropped: a nested build inherited our backend-path and could not find flit_core's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_PYPROJECT_HOOKS_")}
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                    "--no-binary", "llama-cpp-python", "--dest", str(workdir), spec],
+                   check=True, env=env)
     archives = [p for p in (workdir / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz",
                             workdir / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz")
                 if p.is_file()]
