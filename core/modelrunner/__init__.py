@@ -18,6 +18,7 @@ Placement      Placement, Placed, RunnerSpec, LoadError, LocalPlacement, runner_
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
 Request bodies read_json_body, chat_has_images
+Callers        caller(req): who is asking (.admin, .may_change_state, .owner, .may_see(owner))
 Streams        sse_events, reassemble, StreamError, runner_error_message
 Forced calls   call_format, forced_call_schema, parse_forced_call (a JSON schema holds a forced tool call)
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
@@ -106,6 +107,8 @@ _EXPORTS = {
     "UPLOAD": ".uploads",
     "read_json_body": ".bodies",
     "chat_has_images": ".bodies",
+    # who is asking (the trust boundary's record: key scope, owner id)
+    "caller": ".trust",
     "sse_events": ".streams",
     "StreamError": ".streams",
     "runner_error_message": ".streams",

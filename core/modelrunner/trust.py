@@ -41,15 +41,30 @@ what DMR, Ollama and llama.cpp's server each hold, all by default:
   else is admin, so a new route cannot slip through as inference. Keys are compared in constant time and never
   logged nor recorded.
 
+* **Who is asking** (:class:`Caller`, ``modelrunner.caller(req)``). The route's scope says who may
+  call it; the caller says what a request on it may do to others. Every request carries one on
+  ``req.context.caller``: the scope of the key that matched (``admin``, ``inference``; ``none``
+  when the server has no keys, ``anonymous`` on a public route reached without one) and an owner
+  id derived from the key (never the key). An inference key may use a model but not change the
+  server for others (unload or pin a runner, reload it with another context: the Ollama dialect
+  asks ``may_change_state``), and sees only what it made (stored responses ask ``may_see``).
+
+* **No key in a URL.** ``?api_key=...`` (and the other names in :data:`KEY_PARAMETERS`) is
+  refused with 400 on every route, keys or not: a URL lands in access logs, proxies' logs and
+  shell history, and a server that accepted it once would teach people to send it there. The
+  error says to use the Authorization header.
+
 Errors are ``ModelRunnerError``s raised here: the app's error handler shapes them in the route's
 dialect (the dialects decide by path, which is known before routing).
 """
 
 import fnmatch
+import hashlib
 import hmac
 import logging
 import os
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
 import falcon
 
@@ -70,6 +85,63 @@ LOCAL_ORIGINS = ("http://localhost", "https://localhost", "http://localhost:*",
                  "http://[[]::1]", "https://[[]::1]", "http://[[]::1]:*", "https://[[]::1]:*")
 
 PUBLIC, INFERENCE, ADMIN = "public", "inference", "admin"
+NO_KEYS, ANONYMOUS = "none", "anonymous"  # a Caller's scope: the server has no keys; no key given
+
+# Query parameters that carry a key in other APIs (compared lower-case, "-" as "_"): refused.
+KEY_PARAMETERS = frozenset({"api_key", "apikey", "key", "x_api_key", "access_token", "token",
+                            "auth", "authorization", "auth_token", "api_token", "bearer"})
+# The owner id is a slow, salted hash of the key (computed once per configured key): it is kept
+# on disk beside what the key made, so a weak key must not be found again from it in a blink.
+OWNER_SALT = b"modelrunner owner id v1"
+OWNER_ROUNDS = 20000
+
+
+def owner_id(key):
+    """The owner id of an API key (bytes or str): what is stored beside what the key made."""
+    if isinstance(key, str):
+        key = key.encode()
+    return hashlib.pbkdf2_hmac("sha256", key, OWNER_SALT, OWNER_ROUNDS).hex()[:32]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: ``scope`` is ``admin`` or ``inference`` (the key that matched), ``none``
+    (the server has no keys: the local default, everyone is the user) or ``anonymous`` (no key,
+    on a public route); ``owner`` is the key's owner id (:func:`owner_id`), None without a key."""
+
+    scope: str
+    owner: str | None = None
+
+    @property
+    def keys(self):
+        """Whether the server checks API keys at all."""
+        return self.scope != NO_KEYS
+
+    @property
+    def admin(self):
+        """An admin key: it may do anything and see everything."""
+        return self.scope == ADMIN
+
+    @property
+    def may_change_state(self):
+        """May this request change what other clients get (unload or pin a runner, reload it
+        with another context)? Admin keys, and everyone on a server without keys."""
+        return self.scope in (ADMIN, NO_KEYS)
+
+    def may_see(self, owner):
+        """May this caller see (or delete) a thing stored with ``owner`` (an owner id or None)?
+        Without keys everyone may; an admin key may; otherwise only the key that made it."""
+        if not self.keys or self.admin:
+            return True
+        return owner is not None and self.owner is not None and \
+            hmac.compare_digest(str(owner), self.owner)
+
+
+def caller(req):
+    """The :class:`Caller` of a request, as the trust boundary recorded it; a request it never
+    saw (an app built without it) is an anonymous caller, who may change nothing."""
+    found = getattr(req.context, "caller", None) if req is not None else None
+    return found if isinstance(found, Caller) else Caller(ANONYMOUS)
 
 # The core's routes that are not admin. Plugins mark theirs with a resource attribute
 # ``scope = "inference"`` (or a {method: scope} dict), or ``scope = "public"``, honoured for
@@ -123,10 +195,15 @@ class Trust:
         self.origins = [*LOCAL_ORIGINS, *(o.rstrip("/").lower() for o in _words(get("origins")))]
         self.inference_keys = [k.encode() for k in _words(get("api_keys"))]
         self.admin_keys = [k.encode() for k in _words(get("admin_api_keys"))]
+        self.owners = {}  # key -> owner id, computed once
+        for key in self.admin_keys + self.inference_keys:
+            self.owners.setdefault(key, owner_id(key))
+        self.nobody = Caller(ANONYMOUS if self.owners else NO_KEYS)
 
     # -- checks before routing ------------------------------------------------------------------
 
     def process_request(self, req, resp):
+        req.context.caller = self.nobody  # until a key matches (process_resource)
         host = self._hostname(req.get_header("Host") or "")
         if host is not None and not self.any_host and host not in self.hosts:
             self._refuse(req, f"host {host!r} is not allowed (add it to the allowed_hosts setting, "
@@ -138,6 +215,7 @@ class Trust:
         if (changing and origin is None
                 and (req.get_header("Sec-Fetch-Site") or "").lower() == "cross-site"):
             self._refuse(req, "cross-site request without an Origin")
+        self._no_key_in_url(req)
         if req.method == "OPTIONS" and origin and req.get_header("Access-Control-Request-Method"):
             resp.status = falcon.HTTP_204
             resp.set_header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE")
@@ -168,16 +246,20 @@ class Trust:
         scope = route_scope(req.method, req.uri_template, resource)
         if req.uri_template == "/models/{ref:path}" and req.path.endswith("/export"):
             scope = ADMIN  # one route template with inspect, but it hands out the weights
+        given = self._key(req)
+        admin = self._match(given, self.admin_keys)
+        inference = self._match(given, self.inference_keys)
+        if admin is not None:
+            req.context.caller = Caller(ADMIN, self.owners[admin])
+        elif inference is not None:
+            req.context.caller = Caller(INFERENCE, self.owners[inference])
         if scope == PUBLIC:
             return
-        given = self._key(req)
-        admin = self._matches(given, self.admin_keys)
-        inference = self._matches(given, self.inference_keys)
-        if not (admin or inference):
+        if admin is None and inference is None:
             raise falcon.HTTPUnauthorized(
                 title="401 Unauthorized", challenges=["Bearer"],
                 description="an API key is needed: Authorization: Bearer <key>")
-        if scope == ADMIN and not admin:
+        if scope == ADMIN and admin is None:
             raise ModelRunnerError("this API key may not use this route (it needs an admin key)",
                                    status=403)
 
@@ -190,12 +272,30 @@ class Trust:
         return (req.get_header("X-Api-Key") or "").strip().encode() or None
 
     @staticmethod
-    def _matches(given, keys):
-        """Constant time in the key's content; every key is compared, none short-circuits."""
-        found = False
+    def _match(given, keys):
+        """The key ``given`` is, or None. Constant time in the key's content; every key is
+        compared, none short-circuits."""
+        found = None
         for key in keys:
-            found |= given is not None and hmac.compare_digest(given, key)
+            if hmac.compare_digest(given or b"", key) and given is not None:
+                found = key
         return found
+
+    @staticmethod
+    def _no_key_in_url(req):
+        """400 for a key-like query parameter (see the module's docstring), on every route."""
+        if not req.query_string:
+            return
+        for name, _ in parse_qsl(req.query_string, keep_blank_values=True):
+            if name.strip().lower().replace("-", "_") in KEY_PARAMETERS:
+                # the name is logged, never the value
+                log.warning("refused %s %s: a key-like query parameter %r", req.method,
+                            req.path, name[:40])
+                raise ModelRunnerError(
+                    f"API keys are not accepted in the URL (query parameter {name[:40]!r}): "
+                    "send the key in the Authorization header (Authorization: Bearer <key>) "
+                    "and leave it out of URLs, which end up in logs", status=400,
+                    kind="invalid_request_error")
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -632,3 +632,31 @@ def test_gateway_ends_a_stream_with_an_error_when_the_runner_dies(gateway, engin
     assert "runner" in str(err.value)
     assert b"[DONE]" not in b"".join(chunks)
     assert runner.in_use == 0, "the lease is released"
+
+
+@pytest.mark.parametrize("gone", ["unloaded", "expired", "evicted", "crashed"])
+def test_a_requests_context_goes_with_the_runner_it_started(make_scheduler, engine, models,
+                                                             store, gone):
+    """configure(persist=False) (Ollama's num_ctx from one request) holds for the runner it
+    starts, never for the next load: whoever loads the model after it is gone gets the
+    configured (here: the model's own) context again."""
+    scheduler = make_scheduler(max_loaded=1 if gone == "evicted" else 0)
+    scheduler.configure(engine, models[0], "completion", context_size=512, persist=False)
+    runner, lease = scheduler.acquire(engine, models[0], keep_alive="0s" if gone == "expired"
+                                      else None)
+    assert chat(runner)["echo"]["ctx_size"] == 512
+    scheduler.release(runner.key, lease)  # keep-alive 0s ("expired"): unloaded now
+    if gone == "unloaded":
+        scheduler.unload(models=[models[0].id])
+    elif gone == "evicted":  # max_loaded 1: another model's load evicts it
+        other, other_lease = scheduler.acquire(engine, models[1])
+        scheduler.release(other.key, other_lease)
+    elif gone == "crashed":
+        os.kill(runner.process.pid, signal.SIGKILL)
+        runner.process.wait()
+        scheduler.tick()
+    assert all(r["model_id"] != models[0].id for r in scheduler.ps())
+    fresh, lease = scheduler.acquire(engine, models[0])
+    assert chat(fresh)["echo"]["ctx_size"] == 2048  # the model's own context length
+    scheduler.release(fresh.key, lease)
+    assert store.runner_configs() == {}  # and nothing was ever written

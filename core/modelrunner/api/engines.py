@@ -120,7 +120,7 @@ class ConfigureResource:
             except ValueError as e:
                 raise dmr_error(400, str(e))
         extra = {k: body[k] for k in engine.configure_blocks if body.get(k)}
-        # modelrunner's addition: "persist": false holds for the runners started from now on
+        # modelrunner's addition: "persist": false holds for the next runner, until it unloads,
         # and is never written (`model run`'s /set num_ctx, as Ollama's num_ctx option)
         persist = body.get("persist", True)
         if not isinstance(persist, bool):

@@ -38,6 +38,7 @@ class Runner:
         self.started = None
         self.load_seconds = None
         self.context_reason = ""        # why config.context_size is what it is (choose_context)
+        self.transient = None           # the request's configuration it started from (scheduler)
 
     @property
     def model_name(self):

@@ -80,9 +80,11 @@ class Scheduler:
         """Persist a runner configuration; reload an idle runner, 409 for a busy one.
 
         With ``persist`` False (a dialect's per-request option, such as Ollama's num_ctx) the
-        configuration holds for the runners this scheduler starts but is never written to the
-        store: a chat request must not change what ``model configure`` set. Asking again for
-        the configuration already in effect reloads nothing."""
+        configuration holds for the next runner this scheduler starts, and for as long as that
+        runner lives; it is never written to the store, and it goes with that runner (unloaded,
+        evicted, expired, crashed: ``_forget_transient``), so the next load uses what ``model
+        configure`` set (or the default) again: a chat request must not change it for later
+        clients. Asking again for the configuration already in effect reloads nothing."""
         if runtime_flags is not None:
             engine.validate_runtime_flags(runtime_flags)
         if extra:
@@ -152,7 +154,14 @@ class Scheduler:
                 self._crashed(runner)
                 runner = None
             if runner is None:
-                runner = self._new_runner(engine, model, mode)
+                transient = self.transient.get(config_key(*key))
+                try:
+                    runner = self._new_runner(engine, model, mode)
+                except BaseException:
+                    # a request's configuration that could not even start a runner (no room,
+                    # refused by the engine) goes too, as with a runner that failed to load
+                    self._forget_transient(key, transient)
+                    raise
             if keep_alive is not None:
                 runner.keep_alive = parse_keep_alive(keep_alive)
             lease = f"{next(self._ids)}"
@@ -181,6 +190,7 @@ class Scheduler:
         if not installed:
             raise SchedulerError(f"engine {engine.name} is not installed: {detail}", status=412)
         bundle = self.store.bundle(model)
+        transient = self.transient.get(config_key(engine.name, model.id, mode))
         config = self.config_for(engine.name, model, mode)
         draft = self._draft_model(config.extra)
         if draft is not None:
@@ -213,6 +223,7 @@ class Scheduler:
         runner = Runner((engine.name, model.id, mode), model, engine, config, self.placement,
                         placed, memory, keep_alive, secret)
         runner.context_reason = context_reason
+        runner.transient = transient  # the request's configuration it started with, if any
         self.runners[runner.key] = runner
         self._emit("loading", runner)
         threading.Thread(target=self._load, args=(runner, command_for), daemon=True,
@@ -241,12 +252,14 @@ class Scheduler:
                 runner.error = str(e)
                 runner.loading = False
                 self.runners.pop(runner.key, None)
+                self._forget_transient(runner.key, runner.transient)
             self._emit("failed", runner, error=str(e))
         except Exception as e:  # a bug or an OS error: still wake the waiters
             with self.lock:
                 runner.error = f"{type(e).__name__}: {e}"
                 runner.loading = False
                 self.runners.pop(runner.key, None)
+                self._forget_transient(runner.key, runner.transient)
             runner.stop()
             self._emit("failed", runner, error=runner.error)
         else:
@@ -311,6 +324,7 @@ class Scheduler:
         load that needs that memory waits for it (``_make_room``).
         """
         self.runners.pop(runner.key, None)
+        self._forget_transient(runner.key, runner.transient)
         self.stopping.add(runner)
         runner.terminate()
 
@@ -321,8 +335,17 @@ class Scheduler:
         threading.Thread(target=reap, daemon=True, name=f"stop-{runner.model.short_id}").start()
         self._emit(event, runner)
 
+    def _forget_transient(self, key, transient):
+        """A request's configuration (``configure(persist=False)``) lives as long as the runner
+        it started (``key``: the runner's): once that runner is gone, the next load is
+        configured as before it. A newer one, set meanwhile, stays."""
+        key = config_key(*key)
+        if transient is not None and self.transient.get(key) is transient:
+            del self.transient[key]
+
     def _crashed(self, runner):
         self.runners.pop(runner.key, None)
+        self._forget_transient(runner.key, runner.transient)
         runner.stop()  # reaps it and removes its socket file
         self._emit("crashed", runner, error=runner.placed.exit_reason or "the runner is gone")
 

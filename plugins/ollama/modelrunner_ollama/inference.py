@@ -13,13 +13,25 @@ import json
 import math
 import time
 
-from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError,
+from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError, caller,
                          runner_error_message, sse_events)
 
-from . import convert
+from . import context, convert
 from .errors import OllamaError, error_line
 from .models import find, ollama_settings
 from .util import keep_alive_value, model_name, now_iso, ns, read_json
+
+
+class Prepared:
+    """What ``Base.prepare`` found: the model, its engine and settings, the merged options, the
+    keep-alive to apply, ``limit`` (a context to hold this request to, None for the runner's)
+    and ``load`` (seconds ``prepare`` waited for a load)."""
+
+    def __init__(self, name, model, engine, settings, options, keep_alive, keep_seconds,
+                 limit, load):
+        self.name, self.model, self.engine, self.settings = name, model, engine, settings
+        self.options, self.keep_alive, self.keep_seconds = options, keep_alive, keep_seconds
+        self.limit, self.load = limit, load
 
 
 def _gateway_error(e, name):
@@ -134,7 +146,9 @@ class Base:
 
     # -- what every inference request does first ----------------------------------------------
 
-    def prepare(self, body, mode):
+    def prepare(self, req, body, mode):
+        """What every inference request does first: find the model and its engine, merge the
+        options, and apply num_ctx and keep_alive as the caller may (``context``)."""
         name = model_name(body)
         model = find(self.runtime, name)
         try:
@@ -142,10 +156,24 @@ class Base:
         except GatewayError as e:
             raise _gateway_error(e, name) from None
         settings = ollama_settings(model)
-        options = convert.merge_options(settings.get("parameters"), body.get("options"))
-        keep_alive, keep_seconds = keep_alive_value(body)
-        self.ensure_context(model, engine, mode, convert.num_ctx(options))
-        return name, model, engine, settings, options, keep_alive, keep_seconds
+        asked = convert.merge_options(None, body.get("options"))
+        options = convert.merge_options(settings.get("parameters"), asked)
+        who = caller(req)
+        keep_alive, keep_seconds = context.keep_alive_for(who, *keep_alive_value(body))
+        wanted = convert.num_ctx(asked)
+        stored = convert.num_ctx(settings.get("parameters") or {})
+        if who.may_change_state:
+            self.ensure_context(model, engine, mode, wanted or stored)
+            limit, load = None, 0.0
+        else:
+            # the model's own num_ctx is the operator's (/api/create), applied as for anyone;
+            # the request's own is held to within the runner's context (modelrunner_ollama
+            # .context)
+            self.ensure_context(model, engine, mode, stored)
+            limit, load = (None, 0.0) if wanted is None else context.request_limit(
+                self.runtime, model, engine, mode, min(wanted, model_max_context(model) or wanted))
+        return Prepared(name, model, engine, settings, options, keep_alive, keep_seconds,
+                        limit, load)
 
     def ensure_context(self, model, engine, mode, wanted):
         """num_ctx different from the configured context reconfigures (an idle runner reloads).
@@ -153,7 +181,9 @@ class Base:
         A request's num_ctx is a client's wish, not the operator's configuration: it is capped
         at the model's trained context (a bigger one only costs memory, up to an out-of-memory
         load) and it is never written to the store (``persist=False``), so the context that
-        ``model configure`` set comes back after a restart and a client cannot change it."""
+        ``model configure`` set comes back after a restart and once the runner unloads (the
+        scheduler forgets a request's context with the runner it started). Only for callers who
+        may change the server (``prepare``)."""
         if wanted is None:
             return
         wanted = min(wanted, model_max_context(model) or wanted)
@@ -216,22 +246,25 @@ class ChatLike(Base):
     def on_post(self, req, resp):
         started = time.monotonic()
         body = read_json(req)
-        name, model, engine, settings, options, keep_alive, keep_seconds = \
-            self.prepare(body, "completion")
-        request = self.build(body, name, model, settings, options)
+        p = self.prepare(req, body, "completion")
+        name, model, engine = p.name, p.model, p.engine
+        request = self.build(body, name, model, p.settings, p.options)
         if request is None:  # nothing to generate: load or unload
-            reason, load = self.load_or_unload(model, engine, "completion", keep_alive,
-                                               keep_seconds)
+            reason, load = self.load_or_unload(model, engine, "completion", p.keep_alive,
+                                               p.keep_seconds)
             line = self.line(name, "", "", done=True)
             line["done_reason"] = reason
             if reason == "load":
                 line.update({"total_duration": ns(time.monotonic() - started),
-                             "load_duration": ns(load)})
+                             "load_duration": ns(max(load, p.load))})
             resp.media = line
             return
         path, payload = request
+        if p.limit is not None:
+            context.fit_prompt(self.runtime, req, name, engine, path, payload, p.limit)
         answer, load = self.open(req, name, model, engine, "completion", path, payload,
-                                 keep_alive)
+                                 p.keep_alive)
+        load = max(load, p.load)
         turn = Turn()
         if body.get("stream") is False:
             try:
@@ -376,8 +409,8 @@ class EmbedResource(Base):
     def on_post(self, req, resp):
         started = time.monotonic()
         body = read_json(req)
-        name, model, engine, settings, options, keep_alive, keep_seconds = \
-            self.prepare(body, "embedding")
+        p = self.prepare(req, body, "embedding")
+        name, model, engine, keep_alive = p.name, p.model, p.engine, p.keep_alive
         if self.legacy:
             inputs = body.get("prompt") or ""
         else:
@@ -390,10 +423,13 @@ class EmbedResource(Base):
             raise OllamaError(400, "input must be a string or a list of strings")
         if not inputs:
             reason, load = self.load_or_unload(model, engine, "embedding", keep_alive,
-                                               keep_seconds)
+                                               p.keep_seconds)
             resp.media = ({"embedding": []} if self.legacy else
                           {"model": name, "embeddings": []})
             return
+        if p.limit is not None:
+            inputs = context.fit_inputs(self.runtime, req, name, engine, inputs, p.limit,
+                                        body.get("truncate"))
         payload = {"model": name, "input": inputs, "encoding_format": "float"}
         try:
             answer, load = self.open(req, name, model, engine, "embedding", "/v1/embeddings",
@@ -420,6 +456,7 @@ class EmbedResource(Base):
                     tokens = [tokens]
                 prompt_tokens += len(tokens)
                 vectors.append(_normalize(_mean(tokens)))
+        load = max(load, p.load)
         dimensions = body.get("dimensions")
         if dimensions:
             if not isinstance(dimensions, int) or dimensions < 1:

@@ -66,6 +66,20 @@ def test_num_ctx_above_the_models_maximum_is_capped_and_never_stored(own):
     client.generate(model=MODEL, prompt="", keep_alive=0)
 
 
+def test_a_requests_num_ctx_does_not_survive_an_unload(own):
+    client = own.client
+    client.chat(model=MODEL, messages=QUESTION, options={"num_predict": 2})
+    default = client.ps().models[0].context_length
+    client.chat(model=MODEL, messages=QUESTION, options={"num_ctx": 512, "num_predict": 2})
+    assert client.ps().models[0].context_length == 512  # without keys: Ollama's behaviour
+    client.generate(model=MODEL, prompt="", keep_alive=0)
+    assert running(client) == []
+    # the next load, by a request without num_ctx, gets the configured (default) context again
+    client.chat(model=MODEL, messages=QUESTION, options={"num_predict": 2})
+    assert client.ps().models[0].context_length == default != 512
+    client.generate(model=MODEL, prompt="", keep_alive=0)
+
+
 def test_create_from_an_existing_model_records_system_and_parameters(own):
     client = own.client
     progress = list(client.create(model="pirate", from_=MODEL, system="You are a pirate.",

@@ -26,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from modelrunner import GatewayError, StreamError, chat_has_images, sse_events
+from modelrunner import GatewayError, StreamError, caller, chat_has_images, sse_events
 
 from .errors import openai_error_body, send_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
@@ -338,9 +338,10 @@ class ResponsesResource:
             data = json.loads(raw or b"")
         except ValueError as e:
             return send_error(resp, 400, f"invalid JSON body: {e}")
+        stored = self.store.for_caller(caller(req))  # a key sees only its own responses
         try:
             validate(data)
-            previous = previous_response(self.store, data)
+            previous = previous_response(stored, data)
             body, conversation, items = build_chat_request(data, previous)
             check_images(self.runtime, data, body)
         except RequestError as e:
@@ -371,9 +372,9 @@ class ResponsesResource:
 
         def keep(done):
             if store:
-                self.store.put({"response": done,
-                                "messages": conversation + [assistant_message(done)],
-                                "input_items": stored_input_items(items)})
+                stored.put({"response": done,
+                            "messages": conversation + [assistant_message(done)],
+                            "input_items": stored_input_items(items)})
 
         if answer.status >= 400:
             try:
@@ -418,13 +419,13 @@ class ResponseResource:
         self.store = store
 
     def on_get(self, req, resp, response_id, engine=None):
-        record = self.store.get(response_id)
+        record = self.store.for_caller(caller(req)).get(response_id)
         if record is None:
             return send_error(resp, 404, f"response {response_id!r} not found")
         resp.media = record["response"]
 
     def on_delete(self, req, resp, response_id, engine=None):
-        if not self.store.delete(response_id):
+        if not self.store.for_caller(caller(req)).delete(response_id):
             return send_error(resp, 404, f"response {response_id!r} not found")
         resp.media = {"id": response_id, "object": "response.deleted", "deleted": True}
 
@@ -446,7 +447,7 @@ class InputItemsResource:
             limit, order, after = page_params(req.params)
         except RequestError as e:
             return send_error(resp, e.status, str(e), e.param, e.code)
-        record = self.store.get(response_id)
+        record = self.store.for_caller(caller(req)).get(response_id)
         if record is None:
             return send_error(resp, 404, f"response {response_id!r} not found")
         items = list(record.get("input_items") or [])

@@ -20,7 +20,7 @@ summarising call's.
 import json
 import time
 
-from modelrunner import GatewayError
+from modelrunner import GatewayError, caller
 
 from .errors import send_error
 from .responses_items import compaction_token, input_items, items_to_messages, new_id
@@ -116,7 +116,7 @@ class CompactResource:
             return send_error(resp, 400, f"invalid JSON body: {e}")
         try:
             validate_compact(data)
-            previous = previous_response(self.store, data)
+            previous = previous_response(self.store.for_caller(caller(req)), data)
             history = list(previous["messages"]) if previous else []
             conversation = history + items_to_messages(input_items(data.get("input")))
             check_tool_outputs(conversation)

@@ -3,6 +3,12 @@
 In memory in the API worker, and also written to ``<models_path>/responses/<id>.json`` so that a
 request reaching another gunicorn worker still finds it. A worker that misses its memory reads the
 file; expiry (1 h TTL) is by the file's mtime.
+
+A stored response belongs to the API key that made it: the record keeps the key's owner id
+(``modelrunner.caller(req).owner``, a hash, never the key). Routes use ``store.for_caller(
+caller)``, a view through which another key finds nothing (404 on GET, DELETE, input_items and
+``previous_response_id`` alike, so it cannot even learn that the id exists), an admin key finds
+everything, and a server without keys works as it always did.
 """
 
 import json
@@ -30,6 +36,10 @@ class ResponseStore:
 
     def _path(self, response_id):
         return self.dir / f"{response_id}.json" if self.dir else None
+
+    def for_caller(self, caller):
+        """This store as ``caller`` (a ``modelrunner.caller(req)``) may use it."""
+        return CallerStore(self, caller)
 
     def put(self, record):
         response_id = record["response"]["id"]
@@ -101,3 +111,25 @@ class ResponseStore:
                         path.unlink()
                 except OSError:
                     pass
+
+
+class CallerStore:
+    """A :class:`ResponseStore` as one caller sees it: what it puts is stored with its owner
+    id; what another key stored is not there for it (``Caller.may_see``)."""
+
+    def __init__(self, store, caller):
+        self.store, self.caller = store, caller
+
+    def put(self, record):
+        self.store.put({**record, "owner": self.caller.owner})
+
+    def get(self, response_id):
+        record = self.store.get(response_id)
+        if record is None or not self.caller.may_see(record.get("owner")):
+            return None
+        return record
+
+    def delete(self, response_id):
+        if self.get(response_id) is None:
+            return False
+        return self.store.delete(response_id)
