@@ -2,7 +2,7 @@
 for every request, so a route can tell an admin from an inference key; and no key in a URL.
 
 The dialects' own stories (an inference key's num_ctx and keep_alive, stored responses per key)
-are beside their plugins: plugins/ollama/tests/test_key_scopes.py and
+are beside their plugins: plugins/ollama/tests/test_inference_keys.py and
 plugins/openai/tests/test_responses_owners.py."""
 
 import falcon.testing
