@@ -30,8 +30,10 @@ forwarded_allow_ips = str(_settings.get("forwarded_allow_ips", "127.0.0.1"))
 if _settings.get("tls_cert") and _settings.get("tls_key"):
     certfile = str(_settings.tls_cert)
     keyfile = str(_settings.tls_key)
-# The access log's format (gunicorn's default) holds no request header but Referer and
-# User-Agent: an Authorization header (an API key) is never logged.
+# No API key reaches a log: the access log names no user (a Basic auth "user" may be a key) and
+# no credential header, and every line of the access and error logs has key-like parameters
+# (?api_key=...) and Bearer/Basic credentials redacted (modelrunner.access_log, .redact).
+logger_class = "modelrunner.access_log.Logger"
 accesslog = "-"
 errorlog = "-"
 wsgi_app = "modelrunner.app:create_app()"
@@ -49,6 +51,10 @@ def _raise_open_files(wanted):
 
 
 def on_starting(server):
+    # What the server, its workers, the scheduler and the runners create is this user's alone:
+    # the store holds system prompts, prompts and answers (the store also sets its own modes).
+    from modelrunner.private import SERVER_UMASK
+    os.umask(SERVER_UMASK)
     _raise_open_files(workers * worker_connections + 1024)
     # Runner processes belong to one scheduler per store; it watches this master process and
     # stops every runner when the server goes away.

@@ -28,12 +28,11 @@ from filelock import FileLock
 
 from .hookspecs import hookimpl
 from .private import private_dir, private_open, write_private
+from .redact import SECRET_KEYS, is_secret_name  # one list of secret names: logs use it too
 from .streams import reassemble
 
 MEDIA_KEEP = 100
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]+")
-SECRET_KEYS = {"api_key", "apikey", "api-key", "authorization", "bearer-token", "token",
-               "access_token", "x-api-key"}
 
 
 # -- shared storage ------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ def _strip_query_secrets(url):
     if "?" not in url:
         return url
     path, _, query = url.partition("?")
-    kept = [p for p in query.split("&") if p.split("=", 1)[0].lower() not in SECRET_KEYS | {"key"}]
+    kept = [p for p in query.split("&") if not is_secret_name(p.split("=", 1)[0])]
     return path + ("?" + "&".join(kept) if kept else "")
 
 

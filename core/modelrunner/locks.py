@@ -12,5 +12,7 @@ DAY = 24 * 3600.0
 
 
 def file_lock(path, timeout=DAY):
-    """A ``FileLock`` on ``path`` that waits at most ``timeout`` seconds (filelock.Timeout)."""
-    return FileLock(str(path), timeout=timeout)
+    """A ``FileLock`` on ``path`` that waits at most ``timeout`` seconds (filelock.Timeout).
+    The lock file is 0600 whatever the umask (filelock would make it 0644 or the umask's mode):
+    lock files live in the store and in per-user folders, which are private."""
+    return FileLock(str(path), timeout=timeout, mode=0o600)

@@ -10,6 +10,10 @@ lock, reopening when another process rotated); runner and scheduler logs are che
 
 ``merged_lines`` and ``follow`` read them back for GET /logs: lines prefixed with their source and
 ordered by the ``[timestamp]`` they start with (a line without one inherits the previous line's).
+
+No API key is written (every handler here has ``redact.RedactFilter``) nor read back: what GET
+/logs sends is redacted again (``redact_bytes``), for logs an older version wrote and for what a
+process printed around the logging system (serve.log is gunicorn's stdout and stderr).
 """
 
 import fcntl
@@ -22,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .private import private_dir, private_open
+from .redact import RedactFilter, redact_bytes
 
 MAX_BYTES = 10 << 20
 BACKUPS = 3
@@ -80,7 +85,7 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
             return False
 
     def doRollover(self):
-        with open(self._lock_path, "a") as lock:
+        with private_open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 if os.path.getsize(self.baseFilename) >= self.maxBytes:
@@ -111,6 +116,7 @@ def setup_server_logging(models_path, level=logging.INFO):
             continue
         handler = SharedRotatingFileHandler(str(path))
         handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
+        handler.addFilter(RedactFilter())
         logger.addHandler(handler)
         if logger.level == logging.NOTSET or logger.level > level:
             logger.setLevel(level)
@@ -209,7 +215,7 @@ def merged(models_path, engines=True, max_bytes=4 << 20, until=None):
         entries.extend(lines)
         offsets[str(path)] = (_inode(path), end)
     entries.sort(key=lambda e: e[0])  # stable: a file's own order is kept for equal stamps
-    return b"".join(format_line(source, raw) for _, source, raw in entries), offsets
+    return redact_bytes(b"".join(format_line(source, raw) for _, source, raw in entries)), offsets
 
 
 def _inode(path):
@@ -250,4 +256,4 @@ def poll(models_path, offsets, engines=True, max_bytes=1 << 20):
         offsets[key] = (inode, pos + len(data))
         source = source_name(path)
         out.extend(format_line(source, raw) for raw in data.splitlines())
-    return b"".join(out)
+    return redact_bytes(b"".join(out))

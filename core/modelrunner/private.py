@@ -1,9 +1,12 @@
-"""Files only the server's user may read: recorded prompts, stored responses, logs, sockets.
+"""Files only the server's user may read: the store, recorded prompts, stored responses, logs,
+sockets.
 
-Prompts and answers are the users' data, and a Unix socket in a folder others can write to can be
-swapped for theirs. So these folders are 0700 and their files 0600 whatever the umask, and a
-folder that already exists must belong to this user: one owned by someone else (made ahead of
-us in /tmp, say) is refused rather than used.
+Prompts and answers are the users' data (a model's config holds its system prompt), and a Unix
+socket in a folder others can write to can be swapped for theirs. So these folders are 0700 and
+their files 0600 whatever the umask, and a folder that already exists must belong to this user:
+one owned by someone else (made ahead of us in /tmp, say) is refused rather than used. The
+server's processes run with ``SERVER_UMASK``. ``loose_entries`` finds what others could read and
+``narrow`` closes it, never through a symlink (``model fsck --repair``, store/modes.py).
 """
 
 import hashlib
@@ -12,6 +15,9 @@ import stat
 import tempfile
 from pathlib import Path
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+SERVER_UMASK = 0o077           # the server's processes: whatever they create is theirs alone
 SOCKET_PATH_MAX = 107          # sun_path is 108 bytes with its NUL
 SOCKET_NAME_ROOM = 40          # "scheduler.sock.start", "runner-123-<key>.sock" and the like
 
@@ -51,6 +57,82 @@ def write_private(path, text):
     """Write ``text`` to a 0600 file."""
     with private_open(path, "w") as f:
         f.write(text)
+
+
+def private_mode(st):
+    """The mode a file or folder with ``os.lstat`` result ``st`` should have (None: a symlink,
+    socket or other special file, left as it is)."""
+    if stat.S_ISDIR(st.st_mode):
+        return DIR_MODE
+    if stat.S_ISREG(st.st_mode):
+        return FILE_MODE
+    return None
+
+
+def is_loose(st):
+    """Whether a file or folder others could read, write or enter (group or other bits set)."""
+    return private_mode(st) is not None and bool(stat.S_IMODE(st.st_mode) & 0o077)
+
+
+def narrow(path, st=None):
+    """Make ``path`` 0700 (a folder) or 0600 (a file) without following a symlink: the name is
+    opened with O_PATH|O_NOFOLLOW, checked to be the very file ``st`` (its lstat) describes, and
+    changed through that descriptor, so a name swapped for a symlink meanwhile changes nothing.
+    Returns the mode set, or None for a symlink or special file (left alone)."""
+    st = st or os.lstat(path)
+    wanted = private_mode(st)
+    if wanted is None:
+        return None
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        now = os.fstat(fd)
+        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or private_mode(now) != wanted:
+            raise FileNotFoundError(f"{path} was replaced while its mode was changed")
+        try:
+            os.chmod(f"/proc/self/fd/{fd}", wanted)  # the O_PATH descriptor's own inode
+        except FileNotFoundError:  # no /proc: open it for real (O_NOFOLLOW still holds)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            real = os.open(path, flags | (os.O_DIRECTORY if wanted == DIR_MODE else 0))
+            try:
+                if (os.fstat(real).st_ino, os.fstat(real).st_dev) != (st.st_ino, st.st_dev):
+                    raise FileNotFoundError(f"{path} was replaced while its mode was changed")
+                os.fchmod(real, wanted)
+            finally:
+                os.close(real)
+    finally:
+        os.close(fd)
+    return wanted
+
+
+def loose_entries(root, top_only=False):
+    """``(path, lstat)`` of every folder and file under ``root`` (``root`` itself included)
+    that others could read; no symlink is followed. ``top_only``: ``root`` and the entries
+    directly in it."""
+    root = Path(root)
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return
+    if is_loose(st):
+        yield root, st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if is_loose(est):
+                yield Path(entry.path), est
+            if stat.S_ISDIR(est.st_mode) and not top_only:
+                stack.append(Path(entry.path))
 
 
 def socket_dir(models_path):

@@ -284,7 +284,16 @@ def test_fsck_finds_a_corrupt_blob_and_repair_leaves_the_model_broken_until_it_c
 
 
 def _garbage(root):
-    """What crashes and failures leave; returns {label: path}."""
+    """What crashes and failures leave, private as the store's writers make it (a loose mode
+    is a fault of its own, see tests/privacy/test_store_modes.py); returns {label: path}."""
+    old = os.umask(0o077)
+    try:
+        return _plant_garbage(root)
+    finally:
+        os.umask(old)
+
+
+def _plant_garbage(root):
     blobs = root / "blobs" / "sha256"
     unreferenced = os.urandom(3000)
     paths = {

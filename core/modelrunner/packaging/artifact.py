@@ -139,11 +139,14 @@ def make_layer(
     *,
     relative_path: str | None = None,
     mtime: str | None = None,
+    mode: int | None = None,
 ) -> Layer:
     """Hash ``path`` (streaming) and describe it as a layer with DMR's annotations.
 
     ``relative_path`` is the path inside the bundle (default: the file name), ``mtime`` the RFC 3339
-    time recorded in the file metadata (default: the file's own mtime).
+    time recorded in the file metadata (default: the file's own mtime), ``mode`` the permission
+    bits recorded (default: the file's own; a source packaging files that are already blobs gives
+    0o644, since a blob is 0600 in this store and 0644 elsewhere, and the ID must not differ).
     """
     path = Path(path)
     try:
@@ -155,7 +158,7 @@ def make_layer(
         raise PackagingError(f"cannot read {path}: {e.strerror or e}") from e
     metadata = {
         "name": path.name,
-        "mode": stat.S_IMODE(st.st_mode) & 0o777,
+        "mode": stat.S_IMODE(st.st_mode) & 0o777 if mode is None else mode,
         "uid": 0,
         "gid": 0,
         "size": size,
@@ -282,12 +285,14 @@ def build_gguf_artifact(
     mmproj: str | os.PathLike[str] | None = None,
     context_size: int | None = None,
     created: _dt.datetime | str | float | None = None,
+    file_mode: int | None = None,
 ) -> Artifact:
     """Package a GGUF (single file, or the first shard of a split one) as a v0.1 DMR artifact.
 
     Layers, in order: GGUF shard(s), licenses, multimodal projector, chat template.
     ``context_size`` overrides the GGUF's ``<arch>.context_length``. ``created`` overrides the
-    newest input mtime (see the module docstring).
+    newest input mtime (see the module docstring), ``file_mode`` the files' own permission bits
+    (``make_layer``'s ``mode``).
     """
     shards = discover_gguf_shards(gguf_path)
     from .gguf_metadata import read_gguf  # imports the gguf package: only when packaging GGUF
@@ -306,8 +311,8 @@ def build_gguf_artifact(
         extra.append((_existing_file(chat_template, "chat template"), MEDIA_TYPE_CHAT_TEMPLATE))
 
     created_s = _created_from([*shards, *(p for p, _ in extra)], created)
-    layers = [make_layer(s, MEDIA_TYPE_GGUF, mtime=created_s) for s in shards]
-    layers += [make_layer(p, mt, mtime=created_s) for p, mt in extra]
+    layers = [make_layer(s, MEDIA_TYPE_GGUF, mtime=created_s, mode=file_mode) for s in shards]
+    layers += [make_layer(p, mt, mtime=created_s, mode=file_mode) for p, mt in extra]
     model_config = {
         "format": "gguf",
         "quantization": first["quantization"],
@@ -438,8 +443,10 @@ def build_safetensors_artifact(
     directory: str | os.PathLike[str],
     *,
     created: _dt.datetime | str | float | None = None,
+    file_mode: int | None = None,
 ) -> Artifact:
     """Package a Hugging Face style directory as a v0.2 (layer-per-file) artifact.
+    ``file_mode``: the permission bits recorded for every file (default: each file's own).
 
     Every non-hidden file becomes a layer whose ``org.cncf.model.filepath`` is its path relative
     to ``directory``. Metadata: parameters from the safetensors headers (only the JSON headers are
@@ -504,7 +511,8 @@ def build_safetensors_artifact(
         context_size = context_size_from_hf_config(hf)
 
     created_s = _created_from((p for p, _ in entries), created)
-    layers = [make_layer(p, classify_file(p.name), relative_path=rel, mtime=created_s) for p, rel in entries]
+    layers = [make_layer(p, classify_file(p.name), relative_path=rel, mtime=created_s, mode=file_mode)
+              for p, rel in entries]
     model_config = {
         "format": fmt,
         "quantization": quantization,

@@ -22,6 +22,8 @@ import time
 
 from ..engines import EngineError
 from ..plugins import get_plugin_manager
+from ..private import SERVER_UMASK
+from ..redact import redact_handlers
 from ..settings import load_settings
 from ..store import StoreError
 from ..unix_http import JSONRequestHandler, UnixHTTPServer
@@ -111,7 +113,9 @@ def main(argv=None):
     parser.add_argument("--socket", required=True)
     parser.add_argument("--watch-pid", type=int, default=0)
     args = parser.parse_args(argv)
+    os.umask(SERVER_UMASK)  # what it and its runners create (in the store too) is this user's
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s")
+    redact_handlers(logging.getLogger())  # no key in scheduler.log either
 
     lock = open(args.socket + ".lock", "w")
     try:

@@ -1,8 +1,9 @@
 """Bundles: a model's files laid out for a runner, hardlinked from blobs (no copies).
 
-bundles/sha256/<hex>/config.json holds the artifact config; model/ holds the files under their
-artifact paths (model.gguf or the shards, model.mmproj, template.jinja, or a safetensors repo's
-own tree). The runner gets paths, never digests.
+bundles/sha256/<hex>/config.json holds the artifact config (0600 like everything in the store: it
+holds the model's system prompt); model/ holds the files under their artifact paths (model.gguf
+or the shards, model.mmproj, template.jinja, or a safetensors repo's own tree). The runner gets
+paths, never digests.
 
 A bundle is built in a folder of its own (locked while it fills, so a collector leaves it alone)
 and published by one rename. Nothing is ever written through a path that may be a hard link to
@@ -19,8 +20,10 @@ import uuid
 from pathlib import Path
 
 from ..engines import Bundle
+from ..private import DIR_MODE, FILE_MODE
 from .errors import BrokenModel
 from .locks import lock_folder
+from .modes import make_dirs
 from .validate import bundle_files
 
 
@@ -32,8 +35,16 @@ def _place(source, target):
         raise
     except OSError:
         pass  # a filesystem without hard links: a copy, into a file that did not exist
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+    with open(source, "rb") as src:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        with os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _write_new(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _is_current(store, root, files):
@@ -54,16 +65,18 @@ def _is_current(store, root, files):
 
 def _build(store, model, files, root):
     tmp = root.with_name(f".{root.name}.{uuid.uuid4().hex[:12]}.tmp")
-    tmp.mkdir(parents=True)
+    make_dirs(tmp.parent)
+    tmp.mkdir(DIR_MODE)
     lock = lock_folder(tmp)
     try:
-        (tmp / "model").mkdir()
+        (tmp / "model").mkdir(DIR_MODE)
         for layer, name in files:
             target = tmp / "model" / name
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(target.parent)
             _place(store.blob_path(layer["digest"]), target)
-        (tmp / "config.json").write_text(json.dumps(model.config, indent=2))
-        (tmp / ".complete").touch()
+        # the config holds the system prompt a model was created with: 0600, like its blob
+        _write_new(tmp / "config.json", json.dumps(model.config, indent=2).encode())
+        _write_new(tmp / ".complete", b"")
         _publish(store, files, tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,8 +8,10 @@ a models.json that names a manifest whose name never reached the disk.
 import contextlib
 import os
 
+from ..private import FILE_MODE
 from .errors import disk_full, is_disk_full
 from .locks import locked_temp
+from .modes import make_dirs
 
 
 def fsync_dir(path):
@@ -31,11 +33,11 @@ def fsync_file(path):
 def atomic_write(path, data, root=None):
     """Replace ``path`` with ``data`` all at once and durably. The temp file is locked while it
     exists, so a collector never takes it for a crashed writer's leftover."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     f, tmp = locked_temp(path.parent, f".{path.name}.", ".tmp")
     try:
         with f:
-            os.fchmod(f.fileno(), 0o644)
+            os.fchmod(f.fileno(), FILE_MODE)  # the store is private (modes.py)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -8,6 +8,8 @@
     <root>/runners.json           runner configurations from `_configure` (modelrunner's addition)
     <root>/locks/                 one lock file per blob being written (exists while held)
 
+Every folder is 0700 and every file 0600: the store is its user's alone (``modes.py``).
+
 What it guarantees, and where:
 
 * a blob's bytes always hash to its name: each writer has a file of its own, verified before it
@@ -26,10 +28,12 @@ import hashlib
 import io
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..locks import file_lock
+from ..private import FILE_MODE
 
 from .. import reference as refs
 from ..engines import Bundle
@@ -38,6 +42,7 @@ from .errors import (BrokenModel, Conflict, DigestMismatch, InvalidModel, NotFou
                      StoreError, StoreFull, disk_full, is_disk_full)
 from .hashing import off_the_loop, sha256_file
 from .locks import PathLock, SharedLock
+from .modes import FOLDERS, make_dirs, narrow_top
 from .validate import (bundle_files, is_digest, manifest_digests, missing_blobs, parse_manifest,
                        read_config)
 from .writer import CHUNK, BlobWriter  # noqa: F401  (BlobWriter: the public API's name)
@@ -109,9 +114,12 @@ class FilesystemStore:
     def __init__(self, root, fsync=False):
         self.root = Path(root)
         self.fsync = fsync  # flush each pulled blob at commit (always flushed before indexing)
-        self.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("blobs/sha256", "manifests/sha256", "bundles/sha256", "locks"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # private to the server's user (modes.py): made 0700, an older store's top narrowed;
+        # the folders above the store are not the store's, and get the usual modes
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        for sub in FOLDERS:
+            make_dirs(self.root / sub)
+        narrow_top(self.root)
         self._lock = file_lock(self.root / ".lock")
         self.collector_lock = SharedLock(self.root / ".collect.lock")
         if not (self.root / "layout.json").exists():
@@ -155,8 +163,10 @@ class FilesystemStore:
         return digest
 
     def import_file(self, path, digest, on_publish=None):
-        """Put a local file into blobs: hardlinked when possible (same filesystem), else copied;
-        its bytes are checked against ``digest`` first either way."""
+        """Put a local file into blobs: hardlinked when possible (same filesystem) and the file
+        is already this user's alone (0600: a link shares the mode, and a blob is private while
+        the caller's own file keeps its mode), else copied; its bytes are checked against
+        ``digest`` first either way."""
         target = self.blob_path(digest)
         if target.exists():
             return target
@@ -166,12 +176,7 @@ class FilesystemStore:
         with PathLock(self.lock_path(digest)):
             if target.exists():
                 return target
-            try:
-                os.link(path, target)  # appears whole or not at all: no temp name needed
-            except OSError:
-                linked = False
-            else:
-                linked = True
+            linked = _private(path) and _link(path, target)
         if not linked:
             with open(path, "rb") as src:
                 return self.write_blob(digest, src, on_publish=on_publish)
@@ -443,6 +448,19 @@ class FilesystemStore:
             configs[key] = config
             atomic_write(self.root / "runners.json", json.dumps(configs, indent=2).encode(),
                          self.root)
+
+
+def _private(path):
+    st = os.stat(path)
+    return st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == FILE_MODE
+
+
+def _link(path, target):
+    try:
+        os.link(path, target)  # appears whole or not at all: no temp name needed
+        return True
+    except OSError:
+        return False
 
 
 def _tags(entry):

@@ -3,21 +3,23 @@
 Checks, in order: layout.json; the index (models.json parses, each entry is well formed); every
 blob (re-hashed: its bytes must hash to its name); every manifest (its bytes must hash to its
 name); every indexed model (manifest and config parse, all its blobs are there with their
-sizes, its layers unpack to distinct files); every bundle (each file is its blob). What no model
-needs (unreferenced blobs, orphan manifests and bundles, temp and partial files) is listed as
-garbage: not a fault, ``model prune`` removes it.
+sizes, its layers unpack to distinct files); every bundle (each file is its blob); every mode
+(the store is private: folders 0700, files 0600, see ``modes.py``). What no model needs
+(unreferenced blobs, orphan manifests and bundles, temp and partial files) is listed as garbage:
+not a fault, ``model prune`` removes it.
 
 With ``repair``, what is corrupt is removed: a blob or manifest whose bytes do not match its
-name, a malformed index entry, a stale bundle (rebuilt on the next load). A model that loses a
-blob or its manifest stays in the index and is listed as broken until a pull brings the bytes
-back (or ``model rm`` removes it); fsck never invents bytes.
+name, a malformed index entry, a stale bundle (rebuilt on the next load); a loose mode is
+narrowed (no symlink followed). A model that loses a blob or its manifest stays in the index and
+is listed as broken until a pull brings the bytes back (or ``model rm`` removes it); fsck never
+invents bytes.
 """
 
 import contextlib
 import hashlib
 import json
-
 import shutil
+import stat
 import time
 
 from .errors import BrokenModel, StoreError
@@ -71,6 +73,7 @@ def fsck(store, repair=False):
         ids = _check_manifests(store, report, entries)
         sound = _check_models(store, report, entries)
         _check_bundles(store, report, ids, sound)
+        _check_modes(store, report)
     return report.result(time.monotonic() - started)
 
 
@@ -273,3 +276,31 @@ def _check_bundles(store, report, ids, sound):
             report.problem(f"bundle {model_id}", fault, remove)
 
 
+MODE_EXAMPLES = 5  # loose paths named in the report (all are counted; --json lists them all)
+
+
+def _check_modes(store, report):
+    """One problem for every folder and file others could read or enter, however many."""
+    from .modes import loose, repair
+    items = list(loose(store.root))
+    if not items:
+        return
+    folders = sum(1 for _, st in items if stat.S_ISDIR(st.st_mode))
+    paths = [_relative(store, path) + f" {stat.S_IMODE(st.st_mode):04o}" for path, st in items]
+    more = f", and {len(paths) - MODE_EXAMPLES} more" if len(paths) > MODE_EXAMPLES else ""
+    detail = (f"{folders} folder(s) and {len(items) - folders} file(s) that other users can "
+              f"read or enter ({', '.join(paths[:MODE_EXAMPLES])}{more}): the store is private "
+              f"to the server's user, folders 0700 and files 0600")
+
+    def narrow_all():
+        narrowed, failed = repair(items)
+        if failed:
+            names = ", ".join(f"{_relative(store, p)} ({e.strerror or e})" for p, e in failed[:5])
+            raise PermissionError(f"{len(failed)} could not be changed: {names}")
+        return f"{narrowed} narrowed to 0700/0600"
+    report.problem("modes", detail, narrow_all)
+    report.problems[-1]["paths"] = paths
+
+
+def _relative(store, path):
+    return str(path.relative_to(store.root)) if path != store.root else "."

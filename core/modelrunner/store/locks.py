@@ -50,7 +50,7 @@ class PathLock:
         self._fd = None
 
     def _attempt(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if _try_flock(fd, fcntl.LOCK_EX):
                 st = os.fstat(fd)
@@ -67,7 +67,7 @@ class PathLock:
                 os.close(fd)
 
     def acquire(self, blocking=True, timeout=None):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
         if not blocking:
             return self._attempt()
         return _wait_for(self._attempt, timeout)
@@ -100,7 +100,7 @@ class SharedLock:
 
     def acquire(self, shared, blocking=True, timeout=None):
         """A held lock (``release()`` it), or None when not blocking/timed out."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         got = _try_flock(fd, mode) if not blocking else _wait_for(lambda: _try_flock(fd, mode), timeout)
         if not got:

@@ -23,10 +23,12 @@ import contextlib
 import hashlib
 import os
 
+from ..private import FILE_MODE
 from .durable import fsync_dir
 from .errors import DigestMismatch, disk_full, is_disk_full
 from .hashing import BackgroundSha256, off_the_loop
 from .locks import PathLock, locked_temp
+from .modes import make_dirs
 
 CHUNK = 1 << 20
 RECEIVE_BUFFER = 4 << 20   # one read of a download; RECEIVE_BUFFERS of them in flight
@@ -47,7 +49,7 @@ class BlobWriter:
         self.size = size
         self.final = store.blob_path(digest)
         self.partial = self.final.with_name(self.final.name + ".incomplete")
-        self.final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.final.parent)
         self.resumable = resumable
         # a pull's blobs are flushed when its model enters the index (one wait, not one per
         # blob); an upload is acknowledged blob by blob, so it is flushed at commit
@@ -74,7 +76,13 @@ class BlobWriter:
             self._file, self.path = locked_temp(self.final.parent, f".{self.final.name}.", ".tmp")
 
     def _open_partial(self):
-        fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)  # a partial file an older version left 0644
+        except BaseException:
+            os.close(fd)
+            raise
         self._file = os.fdopen(fd, "r+b")
         self.path = self.partial
         self._hash = hashlib.sha256()

@@ -44,6 +44,9 @@ from .selection import RemoteFile
 CHUNK = 1 << 20
 PARALLEL_DOWNLOADS = 4
 STAGING = ".hf-staging"  # under the store root; removed after each pull
+# The permission bits a layer's metadata records (DMR's annotation): fixed, so a repo's model ID
+# is the same on every machine, while the blobs themselves stay 0600 (the store is private).
+FILE_MODE = 0o644
 
 
 def _hf():
@@ -383,7 +386,6 @@ class HuggingFaceSource(Source):
                             progress.layer(f.path, f.size, size)
                 except _http_errors() as exc:
                     raise SourceError(f"downloading hf.co/{repo_id}/{f.path} failed: {exc}", status=502) from exc
-            os.chmod(tmp, 0o644)
             if f.size is not None and size != f.size:
                 raise SourceError(f"hf.co/{repo_id}/{f.path}: {size} bytes arrived, the listing "
                                   f"says {f.size}", status=502)
@@ -403,7 +405,6 @@ class HuggingFaceSource(Source):
             paths = {}
             for f, name in plan["files"]:
                 blob = store.blob_path(digests[f.path])
-                os.chmod(blob, 0o644)  # the layer metadata records the mode: keep IDs stable
                 target = staging / name
                 _link(blob, target, staging)
                 paths[f.path] = target
@@ -413,10 +414,11 @@ class HuggingFaceSource(Source):
                         paths[plan["weights"][0].path],
                         mmproj=paths[plan["mmproj"].path] if plan["mmproj"] else None,
                         chat_template=paths[plan["template"].path] if plan["template"] else None,
-                        created=created,
+                        created=created, file_mode=FILE_MODE,
                     )
                 else:
-                    artifact = build_safetensors_artifact(staging, created=created)
+                    artifact = build_safetensors_artifact(staging, created=created,
+                                                          file_mode=FILE_MODE)
             except PackagingError as exc:
                 raise SourceError(f"cannot package {ref}: {exc}", status=422) from exc
             for layer in artifact.layers:
