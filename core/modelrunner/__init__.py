@@ -17,15 +17,19 @@ Placement      Placement, Placed, RunnerSpec, LoadError, LocalPlacement, runner_
                read_log_tail, stop_process_group, terminate_process_group (where runner processes start: the make_placement hook)
 Runner servers UnixHTTPServer, JSONRequestHandler (a runner written in Python, on its socket)
 References     Reference, parse_reference, normalize_reference, HF_REGISTRY
-Request bodies read_json_body, chat_has_images
+Request bodies read_json_body, parse_json_body, parse_json (client JSON, nesting capped),
+               chat_has_images
 Callers        caller(req): who is asking (.admin, .may_change_state, .owner, .may_see(owner))
 Streams        sse_events, reassemble, StreamError, runner_error_message
+Error bodies   hide_paths (no path of the machine in what a client reads; the app's error path
+               applies it, a dialect's own in-stream error writer calls it)
 Forced calls   call_format, forced_call_schema, parse_forced_call (a JSON schema holds a forced tool call)
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
                media types (MEDIA_TYPE_*)
 Durations      parse_keep_alive, format_keep_alive
 CLI            Client (the CLI's HTTP client), its errors ConnectError < HTTPError, fail,
-               error_text, pull_model
+               error_text, pull_model, terminal_safe (a server's, registry's or model's text, made
+               safe to print: no terminal controls)
 """
 
 import importlib
@@ -106,7 +110,10 @@ _EXPORTS = {
     # request bodies and streams
     "UPLOAD": ".uploads",
     "read_json_body": ".bodies",
+    "parse_json_body": ".bodies",
+    "parse_json": ".bodies",
     "chat_has_images": ".bodies",
+    "hide_paths": ".machine_paths",
     # who is asking (the trust boundary's record: key scope, owner id)
     "caller": ".trust",
     "sse_events": ".streams",
@@ -149,6 +156,7 @@ _EXPORTS = {
     "ConnectError": ".cli.http",
     "HTTPError": ".cli.http",
     "pull_model": ".cli.commands",
+    "terminal_safe": ".cli.terminal",
 }
 
 __all__ = ["__version__", *_EXPORTS]

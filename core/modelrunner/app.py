@@ -11,9 +11,12 @@ import falcon
 
 from .api.errors import DMRError, handle_dmr_error
 from .errors import KIND_BY_STATUS, ModelRunnerError
+from .machine_paths import add_root, hide_paths
 from .runtime import Runtime
 from .trust import Trust
 from .uploads import UPLOAD, check_upload, parse_upload_cap
+
+log = logging.getLogger("modelrunner")
 
 
 class BodyLimit:
@@ -86,6 +89,7 @@ def create_app(settings=None, runtime=None):
     runtime = runtime or Runtime(settings)
     collect_at_start(runtime.store)
     settings = runtime.settings
+    add_root(settings.models_path)  # answers name it <store> (machine_paths)
     # Trust first: a request it refuses reaches nothing else (see trust.py).
     app = falcon.App(middleware=[Trust(settings),
                                  BodyLimit(int(settings.get("max_body", 10 << 20)),
@@ -96,7 +100,12 @@ def create_app(settings=None, runtime=None):
 
     def answer_error(req, resp, status, message, kind, headers=None):
         """The one error path: the dialect that owns the route shapes the body (format_error);
-        the core's routes answer as DMR does, in plain text."""
+        the core's routes answer as DMR does, in plain text. No path of this machine reaches
+        the client (machine_paths.hide_paths); the server log keeps the whole message."""
+        public = hide_paths(message)
+        if public != message or status >= 500:
+            log.warning("%s %s answered %d: %s", req.method, req.path, status, message)
+        message = public
         formatted = runtime.hook.format_error(req=req, status=status, message=message, kind=kind)
         resp.status = falcon.code_to_http_status(status)
         for name, value in (headers or {}).items():

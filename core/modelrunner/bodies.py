@@ -1,29 +1,98 @@
-"""Reading a request's JSON body, the same way on every route of every dialect."""
+"""Reading a request's JSON body, the same way on every route of every dialect.
+
+Every JSON a client sends (a body, or JSON inside one of its strings: tool-call arguments, an
+Ollama ``format``) is parsed by :func:`parse_json`, which caps how deeply it may nest. Why a cap:
+CPython's ``json`` recurses once per level and raises ``RecursionError`` somewhere under ~1000
+levels (where depends on how deep the stack already is), so ``[`` x 200,000 answered 500 on every
+route; and a body that parses at 900 levels still breaks whatever walks it next (``json.dumps``
+for the runner, the translators of each dialect, the request inspector). Bodies nested deeper than
+:data:`MAX_JSON_DEPTH` are a 400 in the route's dialect.
+"""
 
 import json
 
 from .errors import ModelRunnerError
 
+# 64 levels: far deeper than any real request (OpenAI's structured outputs allow a schema 10
+# levels of objects deep, about 25 levels of a body; chat messages are 4 or 5), and shallow
+# enough that everything that recurses over a body afterwards (json.dumps, the dialects'
+# translations, the inspector) stays far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
 
-def read_json_body(req, required=True):
-    """The request's body as a JSON object (a dict).
 
-    An empty body is ``{}`` unless ``required``; a body that is not JSON, or not an object, is a
-    400 ``ModelRunnerError`` (the route's dialect shapes it). The body is read through Falcon's
-    ``bounded_stream``, so it never reads past Content-Length.
+class JSONBodyError(ModelRunnerError, ValueError):
+    """JSON a client sent that is not JSON, or nests deeper than :data:`MAX_JSON_DEPTH` (a 400).
+    A ``ValueError`` too, so code that already treats bad JSON as ``ValueError`` keeps doing so."""
+
+    status = 400
+
+
+def _too_deep(value, limit):
+    """Whether ``value`` nests deeper than ``limit`` levels, found level by level (no recursion;
+    scalars are looked at once and never descended into)."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            below += [item for item in items if type(item) in (dict, list)]
+        level = below
+    return False
+
+
+def parse_json(raw, max_depth=MAX_JSON_DEPTH):
+    """``json.loads(raw)`` for JSON from a client: any JSON value, or :class:`JSONBodyError` (400)
+    when ``raw`` is not JSON or nests deeper than ``max_depth`` levels (``{}`` is one level); its
+    message says why, as ``json``'s own ValueError does, for the caller to prefix.
+
+    O(size): a text with no more brackets than ``max_depth`` cannot nest deeper and is not walked;
+    otherwise the parsed value's containers are walked once, level by level. A text nested past
+    what ``json`` itself can recurse into (``RecursionError``) is refused the same way.
     """
-    raw = req.bounded_stream.read()
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw)
+        brackets = raw.count(b"[") + raw.count(b"{")
+    else:
+        brackets = raw.count("[") + raw.count("{")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        value, brackets = None, None
+    except ValueError as e:  # UnicodeDecodeError included
+        raise JSONBodyError(str(e)) from None
+    if brackets is None or (brackets > max_depth and _too_deep(value, max_depth)):
+        raise JSONBodyError(f"nested deeper than {max_depth} levels")
+    return value
+
+
+def parse_json_body(raw, required=True):
+    """A request body (bytes) as a JSON object (a dict), through :func:`parse_json`.
+
+    An empty body is ``{}`` unless ``required``; a body that is not JSON, nests too deeply, or is
+    not an object is a 400 ``ModelRunnerError`` (the route's dialect shapes it). For routes that
+    also need the raw bytes (to send them on to a runner as they came).
+    """
     if not raw:
         if required:
-            raise ModelRunnerError("missing request body", status=400)
+            raise JSONBodyError("missing request body")
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError as e:
-        raise ModelRunnerError(f"invalid JSON body: {e}", status=400) from None
+        body = parse_json(raw)
+    except JSONBodyError as e:
+        raise JSONBodyError(f"invalid JSON body: {e}") from None
     if not isinstance(body, dict):
-        raise ModelRunnerError("the body must be a JSON object", status=400)
+        raise JSONBodyError("the body must be a JSON object")
     return body
+
+
+def read_json_body(req, required=True):
+    """The request's body as a JSON object (a dict): :func:`parse_json_body` of the body read
+    through Falcon's ``bounded_stream``, so it never reads past Content-Length."""
+    return parse_json_body(req.bounded_stream.read(), required)
 
 
 # content parts a runner reads as images (OpenAI's image_url; input_image/image as some clients

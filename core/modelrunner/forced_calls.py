@@ -10,7 +10,7 @@ back as a call with :func:`parse_call`. An answer cut off by max_tokens is not v
 parses to None.
 """
 
-import json
+from .bodies import parse_json
 
 
 def call_schema(tools, arguments_key="arguments"):
@@ -36,7 +36,7 @@ def parse_call(text, arguments_key="arguments"):
     if text.startswith("```"):  # llama.cpp's response-format parser allows a ```json fence
         text = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
     try:
-        call = json.loads(text)
+        call = parse_json(text)  # a model's text: nested too deeply is a ValueError too
     except ValueError:
         return None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):

@@ -130,3 +130,18 @@ def test_format_parameters(n, expected):
 )
 def test_format_size(n, expected):
     assert format_size(n) == expected
+
+
+def test_metadata_arrays_nested_past_eight_levels_are_refused(tmp_path):
+    """llama.cpp loads no array of arrays; gguf-py writes a few levels. 5000 levels were a
+    RecursionError (a 500 from /api/create, a traceback from `model package`)."""
+    from modelrunner.testing.crafted import nested_array_gguf
+
+    ok = tmp_path / "eight.gguf"
+    ok.write_bytes(nested_array_gguf(8))
+    assert read_gguf(ok)["gguf"] == {"hostile.nested": ""}  # DMR renders nested arrays empty
+    for depth in (9, 5000, 200_000):
+        path = tmp_path / f"nested-{depth}.gguf"
+        path.write_bytes(nested_array_gguf(depth))
+        with pytest.raises(PackagingError, match="nested deeper than 8 levels"):
+            read_gguf(path)

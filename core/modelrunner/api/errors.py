@@ -1,6 +1,10 @@
 """DMR answers errors with a plain-text message and a status code; so do the core routes."""
 
+import logging
+
 import falcon
+
+from ..machine_paths import hide_paths
 
 
 class DMRError(falcon.HTTPError):
@@ -17,6 +21,11 @@ def dmr_error(status, message):
 
 
 def handle_dmr_error(req, resp, ex, params):
+    """DMR's plain-text error, without this machine's paths (the server log keeps them)."""
+    public = hide_paths(ex.message)
+    if public != ex.message:
+        logging.getLogger("modelrunner").warning("%s %s answered %s: %s", req.method, req.path,
+                                                 ex.status, ex.message)
     resp.status = ex.status
     resp.content_type = "text/plain; charset=utf-8"
-    resp.text = ex.message + "\n"
+    resp.text = public + "\n"

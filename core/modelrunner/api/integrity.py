@@ -3,8 +3,7 @@
 DMR has neither route; these are modelrunner's, used by `model prune` and `model fsck`.
 """
 
-import json
-
+from ..bodies import parse_json
 from ..store import StoreError
 from .errors import dmr_error
 
@@ -39,8 +38,8 @@ class FsckResource:
             raise dmr_error(501, "this store cannot be checked")
         raw = req.bounded_stream.read()
         try:
-            body = json.loads(raw) if raw else {}
-        except ValueError as e:
+            body = parse_json(raw) if raw else {}
+        except ValueError as e:  # not JSON, or nested too deeply
             raise dmr_error(400, f"invalid JSON body: {e}")
         if not isinstance(body, dict) or not isinstance(body.get("repair", False), bool):
             raise dmr_error(400, 'the body must be {"repair": true|false}')

@@ -18,6 +18,7 @@ import click
 
 from ..settings import server_url
 from .http import HTTP, ConnectError, HTTPError  # noqa: F401  (exported to plugins)
+from .terminal import terminal_safe
 
 
 class Client:
@@ -95,7 +96,7 @@ def error_text(resp):
     text = resp.text.strip()
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text or f"HTTP {resp.status_code}"
     if isinstance(data, dict):
         err = data.get("error", data.get("message", text))
@@ -106,5 +107,7 @@ def error_text(resp):
 
 
 def fail(message):
-    click.echo(f"Error: {message}", err=True)
+    """Print ``Error: message`` on stderr (through terminal_safe: a message mostly comes from
+    the server, which passes on a registry's or a runner's) and exit 1."""
+    click.echo(f"Error: {terminal_safe(message)}", err=True)
     sys.exit(1)

@@ -16,6 +16,7 @@ from .docker import install_docker_plugin
 from .search import search
 from .show import purge, show
 from .tables import print_table, table as _table
+from .terminal import echo
 from .runner_commands import COMMANDS as RUNNER_COMMANDS
 from .telemetry import logs, requests
 
@@ -45,7 +46,7 @@ def list_models(model, as_json, quiet, openai):
             wanted = refs.display(refs.normalize(model)).split(":")[0]
             data["data"] = [m for m in data["data"]
                             if refs.display(refs.normalize(m["id"])).split(":")[0] == wanted]
-        click.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
     models = Client().json("GET", "/models")
     if model:
@@ -53,11 +54,11 @@ def list_models(model, as_json, quiet, openai):
         models = [m for m in models if any(refs.display(t).split(":")[0] == wanted
                                            for t in m["tags"])]
     if as_json:
-        click.echo(json.dumps(models, indent=2))
+        echo(json.dumps(models, indent=2))
         return
     if quiet:
         for m in models:
-            click.echo(m["id"].split(":")[1][:12])
+            echo(m["id"].split(":")[1][:12])
         return
     table = _table("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID",
                    "CREATED", "CONTEXT", "SIZE")
@@ -76,7 +77,7 @@ def list_models(model, as_json, quiet, openai):
                           str(c.get("context_size") or ""), c.get("size", ""))
     print_table(table)
     for name, reason in broken:
-        click.echo(f"{name} is broken: {reason} (`model rm {name}` removes it; pulling it again "
+        echo(f"{name} is broken: {reason} (`model rm {name}` removes it; pulling it again "
                    f"repairs it)")
 
 
@@ -90,7 +91,7 @@ def inspect(model, openai, remote):
         path, params = f"/engines/v1/models/{model}", None
     else:
         path, params = f"/models/{model}", ({"remote": "true"} if remote else None)
-    click.echo(json.dumps(Client().json("GET", path, params=params), indent=2))
+    echo(json.dumps(Client().json("GET", path, params=params), indent=2))
 
 
 @click.command()
@@ -102,7 +103,7 @@ def rm(models, force):
     for model in models:
         for line in client.json("DELETE", f"/models/{model}", params={"force": str(force).lower()}):
             for verb, value in line.items():
-                click.echo(f"{verb}: {refs.display(value) if verb == 'Untagged' else value}")
+                echo(f"{verb}: {refs.display(value) if verb == 'Untagged' else value}")
 
 
 @click.command()
@@ -113,7 +114,7 @@ def tag(source, target):
     ref = refs.parse(target)
     data = Client().json("POST", f"/models/{source}/tag",
                          params={"repo": ref.name, "tag": ref.tag or "latest"})
-    click.echo(f"Model {source} tagged successfully with {refs.display(data['target'])}")
+    echo(f"Model {source} tagged successfully with {refs.display(data['target'])}")
 
 
 @click.command()
@@ -196,7 +197,7 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
         data = Client(autostart=True).json("POST", "/models/load", params={"tag": name},
                              content=iter(lambda: tar.read(1 << 20), b""),
                              headers={"Content-Type": "application/x-tar"})
-    click.echo(f"Model packaged as {refs.display(refs.normalize(name))} "
+    echo(f"Model packaged as {refs.display(refs.normalize(name))} "
                f"({data['id'].split(':')[1][:12]})")
     if push_after:
         push.callback(name)
@@ -219,7 +220,7 @@ def repackage(source, name, context_size, chat_template, others=None):
         except (OSError, UnicodeDecodeError) as e:
             fail(f"cannot read the chat template {chat_template}: {e}")
     data = Client().json("POST", f"/models/{source}/repackage", json=body)
-    click.echo(f"Model packaged as {refs.display(data['target'])} "
+    echo(f"Model packaged as {refs.display(data['target'])} "
                f"({data['id'].split(':')[1][:12]}) from {source}")
 
 
@@ -237,7 +238,7 @@ def prune():
         ("blobs", "unreferenced blob(s)"), ("incomplete", "partial download(s)"),
         ("manifests", "orphan manifest(s)"), ("bundles", "stale bundle(s)"),
         ("temporary", "temporary file(s)")) if data.get(k)]
-    click.echo(f"Removed {', '.join(parts) if parts else 'nothing'}; freed "
+    echo(f"Removed {', '.join(parts) if parts else 'nothing'}; freed "
                f"{human_size(data.get('bytes', 0))}")
 
 
@@ -250,16 +251,16 @@ def fsck(repair, as_json):
     from ..packaging.units import format_size as human_size
     data = Client().json("POST", "/models/fsck", json={"repair": repair})
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
     else:
         for p in data["problems"]:
             done = p.get("repaired")
             suffix = f" [{done}]" if done else (" [not repaired]" if data["repair"] else "")
-            click.echo(f"{p['what']}: {p['problem']}{suffix}")
+            echo(f"{p['what']}: {p['problem']}{suffix}")
         checked = data["checked"]
         garbage = f"; {len(data['garbage'])} item(s) of garbage (model prune removes them)" \
             if data["garbage"] else ""
-        click.echo(f"Checked {checked['models']} model(s), {checked['blobs']} blob(s) "
+        echo(f"Checked {checked['models']} model(s), {checked['blobs']} blob(s) "
                    f"({human_size(checked['bytes'])}), {checked['manifests']} manifest(s), "
                    f"{checked['bundles']} bundle(s) in {data['seconds']:.1f}s: "
                    f"{len(data['problems'])} problem(s){garbage}")
@@ -329,7 +330,7 @@ def status(as_json):
     builds = _builds(client) if running else {}
     if as_json:
         endpoint = openai_endpoint(client.base_url)
-        click.echo(json.dumps({"running": running, "backends": data, "kind": ENGINE_KIND,
+        echo(json.dumps({"running": running, "backends": data, "kind": ENGINE_KIND,
                                "endpoint": endpoint, "endpointHost": endpoint,
                                "builds": builds}))
         if not running:
@@ -337,22 +338,22 @@ def status(as_json):
         return
     if not running:
         fail(f"modelrunner is not running at {client.base_url} (start it with: model serve)")
-    click.echo(f"modelrunner is running at {client.base_url}")
+    echo(f"modelrunner is running at {client.base_url}")
     table = _table("BACKEND", "STATUS", "DETAILS")
     for name, text in data.items():
         state, _, details = text.partition(": ")
         table.add_row(name, state, details)
     print_table(table)
     for name, info in builds.items():
-        click.echo(f"{name} build: {describe_build(info)}")
+        echo(f"{name} build: {describe_build(info)}")
 
 
 @click.command()
 def version():
     """Client and server versions."""
     from .. import __version__
-    click.echo(f"Client: modelrunner {__version__}")
-    click.echo(f"Server: modelrunner {Client().json('GET', '/version')['version']}")
+    echo(f"Client: modelrunner {__version__}")
+    echo(f"Server: modelrunner {Client().json('GET', '/version')['version']}")
 
 
 @click.command()
@@ -361,7 +362,7 @@ def plugins(as_json):
     """Installed plugins, their versions and hooks."""
     data = Client().json("GET", "/plugins")
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
     table = _table("PLUGIN", "VERSION", "HOOKS")
     for p in data:
@@ -406,7 +407,7 @@ def unload(models, everything, backend):
         fail("name models to unload, or use --all")
     data = Client().json("POST", "/engines/unload",
                          json={"models": list(models), "all": everything, "backend": backend})
-    click.echo(f"Unloaded {data['unloaded_runners']} model(s)")
+    echo(f"Unloaded {data['unloaded_runners']} model(s)")
 
 
 @click.command()
@@ -434,7 +435,7 @@ def serve(host, port, workers, detach, tls):
         fail(str(e))
     if pid is None:
         fail(f"modelrunner is already running at {spec['url']}")
-    click.echo(f"modelrunner is serving at {spec['url']} (pid {pid}, logs in {spec['log']})")
+    echo(f"modelrunner is serving at {spec['url']} (pid {pid}, logs in {spec['log']})")
 
 
 COMMANDS = [list_models, inspect, rm, tag, pull, push, package, df, prune, fsck, status, version,

@@ -13,6 +13,7 @@ import click
 
 from .. import reference as refs
 from .client import Client, fail
+from .terminal import echo
 
 _TRUE = ("true", "1", "t", "yes", "on")
 _FALSE = ("false", "0", "f", "no", "off")
@@ -97,5 +98,5 @@ def configure(model, flags, context_size, keep_alive, mode, backend, think, reas
         body["vllm"] = vllm
     path = f"/engines/{backend}/_configure" if backend else "/engines/_configure"
     data = Client().json("POST", path, json=body)
-    click.echo(f"Configured {refs.display(data['Model'])} ({data['Backend']}, {data['Mode']}): "
+    echo(f"Configured {refs.display(data['Model'])} ({data['Backend']}, {data['Mode']}): "
                f"{json.dumps(data['Config'])}")

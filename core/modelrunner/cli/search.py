@@ -12,6 +12,7 @@ import click
 
 from .client import Client
 from .tables import print_table, table
+from .terminal import echo
 
 
 def count(n):
@@ -35,13 +36,13 @@ def search(term, limit, source, as_json):
     data = Client().json("GET", "/models/search",
                          params={"q": term, "source": source.lower(), "limit": limit})
     for error in data.get("errors") or []:
-        click.echo(f"Warning: {error}", err=True)
+        echo(f"Warning: {error}", err=True)
     results = data.get("results") or []
     if as_json:
-        click.echo(json.dumps(results, indent=2))
+        echo(json.dumps(results, indent=2))
         return
     if not results:
-        click.echo(f'No models found matching "{term}"' if term else "No models found")
+        echo(f'No models found matching "{term}"' if term else "No models found")
         return
     from ..packaging.units import format_size
     t = table("NAME", "DESCRIPTION", "BACKEND", "SIZE", "DOWNLOADS", "STARS", "SOURCE")

@@ -6,6 +6,7 @@ import time
 import click
 
 from .client import Client
+from .terminal import echo
 
 CONFIG_LINES = [("format", "Format"), ("architecture", "Architecture"),
                 ("parameters", "Parameters"), ("size", "Size"),
@@ -40,7 +41,7 @@ def format_model(model):
 def show(model, remote):
     """Show a model's details in a human-readable form."""
     params = {"remote": "true"} if remote else None
-    click.echo(format_model(Client().json("GET", f"/models/{model}", params=params)), nl=False)
+    echo(format_model(Client().json("GET", f"/models/{model}", params=params)), nl=False)
 
 
 @click.command()
@@ -51,4 +52,4 @@ def purge(force):
         click.confirm("WARNING: This will remove all models from the store. Continue?",
                       abort=True)
     data = Client().json("DELETE", "/models/purge")
-    click.echo(data.get("message", "Purged the model store"))
+    echo(data.get("message", "Purged the model store"))

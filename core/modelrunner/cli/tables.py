@@ -4,6 +4,8 @@ of imports) is imported only by the commands that colour their output (logs, req
 import os
 import sys
 
+from .terminal import terminal_safe
+
 _console = None
 
 
@@ -28,7 +30,8 @@ class Table:
         self.rows = []
 
     def add_row(self, *cells):
-        self.rows.append([str(c) for c in cells])
+        """Cells are mostly the server's (names, tags, descriptions): terminal_safe."""
+        self.rows.append([terminal_safe(str(c)) for c in cells])
 
     def lines(self):
         widths = [max(len(row[i]) for row in [self.columns, *self.rows])

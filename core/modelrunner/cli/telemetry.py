@@ -1,5 +1,6 @@
 """`model logs` and `model requests`: the server's merged logs and the request inspector."""
 
+import codecs
 import json
 import sys
 import time
@@ -8,12 +9,15 @@ import click
 
 from .client import Client
 from .tables import console
+from .terminal import terminal_safe
 
 
 def escape(text):
-    """rich's markup escape, imported when a record is printed (rich is for drawing only)."""
+    """Recorded text (a client's prompt, a model's answer, names, errors) for rich: without
+    terminal controls (terminal_safe), and with rich's markup escaped (rich is imported when a
+    record is printed: it is for drawing only)."""
     from rich.markup import escape as rich_escape
-    return rich_escape(text)
+    return rich_escape(terminal_safe(text))
 
 
 @click.command()
@@ -25,10 +29,13 @@ def logs(follow, no_engines, tail):
     params = {"follow": str(follow).lower(), "no-engines": str(no_engines).lower()}
     if tail is not None:
         params["tail"] = str(tail)
+    # Logs hold what runners printed and what clients sent: through terminal_safe, decoded as
+    # it comes (a character split between two chunks waits for its end).
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
         with Client().stream("GET", "/logs", params=params) as resp:
             for chunk in resp.iter_bytes():
-                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.write(terminal_safe(decoder.decode(chunk)).encode())
                 sys.stdout.buffer.flush()
     except KeyboardInterrupt:
         pass
@@ -37,7 +44,7 @@ def logs(follow, no_engines, tail):
 def _loads(text):
     try:
         return json.loads(text) if text else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
 
 
@@ -92,9 +99,10 @@ def print_record(r, event=None):
     status = r.get("status_code")
     color = "green" if status == 200 else "red"
     head = f"[bold]{escape(when)}[/bold] {escape(r.get('model', ''))} " \
-           f"[{color}]{status}[/{color}] {escape(r.get('method', ''))} {escape(r.get('url', ''))}"
+           f"[{color}]{escape(status)}[/{color}] {escape(r.get('method', ''))} " \
+           f"{escape(r.get('url', ''))}"
     if event:
-        head = f"[dim]{event}[/dim] " + head
+        head = f"[dim]{escape(event)}[/dim] " + head
     console().print(head)
     if r.get("user_agent"):
         console().print(f"  [dim]client:[/dim] {escape(r['user_agent'])}")
@@ -105,9 +113,9 @@ def print_record(r, event=None):
         console().print(f"  [magenta]response:[/magenta] {escape(_answer(r.get('response')))}")
     usage = r.get("usage") or {}
     timings = r.get("timings") or {}
-    console().print(f"  [dim]tokens:[/dim] prompt {usage.get('prompt_tokens', '-')}, "
-                  f"completion {usage.get('completion_tokens', '-')}"
-                  f"  [dim]finish:[/dim] {r.get('finish_reason') or '-'}"
+    console().print(f"  [dim]tokens:[/dim] prompt {escape(usage.get('prompt_tokens', '-'))}, "
+                  f"completion {escape(usage.get('completion_tokens', '-'))}"
+                  f"  [dim]finish:[/dim] {escape(r.get('finish_reason') or '-')}"
                   f"  [dim]ttft:[/dim] {_seconds(timings.get('ttft'))}"
                   f"  [dim]total:[/dim] {_seconds(timings.get('duration'))}"
                   f"{'  [dim]streamed[/dim]' if r.get('streamed') else ''}")
@@ -134,7 +142,7 @@ def requests(follow, include_existing, model, as_json):
             click.echo("No requests recorded yet.")
         for group in groups:
             console().print(f"[bold underline]{escape(group['model'])}[/bold underline] "
-                          f"({group['count']} request(s))")
+                          f"({escape(group['count'])} request(s))")
             for r in group["records"]:
                 print_record(r)
         return

@@ -28,6 +28,11 @@ from .units import format_parameters, format_size  # noqa: F401  (re-exported)
 
 GGUF_MAGIC = b"GGUF"
 MAX_ARRAY_SIZE = 50  # DMR drops metadata arrays longer than this from the config's "gguf" map
+# Arrays of arrays deeper than this are refused: each level is a recursion here (5000 levels
+# were a RecursionError, a 500 from /api/create and a traceback from `model package`).
+# llama.cpp's own reader refuses any array of arrays, so no model llama.cpp loads has even one
+# level; gguf-py can write a few, and 8 leaves room for those.
+MAX_ARRAY_NESTING = 8
 
 _SCALAR_FMT = {
     GGUFValueType.UINT8: "B",
@@ -61,7 +66,8 @@ def _go_str(vtype: GGUFValueType, value: Any) -> str:
 
 
 class _HeaderParser:
-    def __init__(self, buf: mmap.mmap | bytes, size: int, endian: str):
+    def __init__(self, buf: mmap.mmap | bytes, size: int, endian: str, path: Any = "GGUF file"):
+        self.path = path  # for errors
         self.buf = buf
         self.size = size
         self.pos = 0
@@ -90,21 +96,27 @@ class _HeaderParser:
         try:
             return GGUFValueType(t)
         except ValueError:
-            raise PackagingError(f"unknown GGUF metadata value type {t} at offset {self.pos - 4}") from None
+            raise PackagingError(f"{self.path}: unknown GGUF metadata value type {t} at offset "
+                                 f"{self.pos - 4}") from None
 
-    def value(self, vtype: GGUFValueType) -> Any:
+    def value(self, vtype: GGUFValueType, depth: int = 0) -> Any:
+        """The value of type ``vtype``; ``depth`` is how many arrays it is inside."""
         if vtype == GGUFValueType.STRING:
             return self.string()
         if vtype == GGUFValueType.ARRAY:
+            if depth >= MAX_ARRAY_NESTING:
+                raise PackagingError(f"{self.path}: GGUF metadata arrays nested deeper than "
+                                     f"{MAX_ARRAY_NESTING} levels at offset {self.pos} (llama.cpp "
+                                     f"loads no nested arrays)")
             itype = self.value_type()
             count = self.scalar("Q")
             if count > MAX_ARRAY_SIZE:
-                self.skip_items(itype, count)
+                self.skip_items(itype, count, depth + 1)
                 return _SkippedArray(itype, count)
-            return (itype, [self.value(itype) for _ in range(count)])
+            return (itype, [self.value(itype, depth + 1) for _ in range(count)])
         return self.scalar(_SCALAR_FMT[vtype])
 
-    def skip_items(self, itype: GGUFValueType, count: int) -> None:
+    def skip_items(self, itype: GGUFValueType, count: int, depth: int = 1) -> None:
         if itype in _SCALAR_FMT:
             n = struct.calcsize(_SCALAR_FMT[itype]) * count
             self.need(n)
@@ -122,7 +134,7 @@ class _HeaderParser:
             self.pos = pos
         else:  # nested arrays
             for _ in range(count):
-                self.value(GGUFValueType.ARRAY)
+                self.value(GGUFValueType.ARRAY, depth)
 
 
 class _SkippedArray:
@@ -205,7 +217,7 @@ def _parse(path: Path, mm: mmap.mmap, size: int) -> dict[str, Any]:
         (version,) = struct.unpack_from(">I", mm, 4)
     if version not in (2, 3):
         raise PackagingError(f"{path}: unsupported GGUF version {version} (supported: 2, 3)")
-    p = _HeaderParser(mm, size, endian)
+    p = _HeaderParser(mm, size, endian, path)
     p.pos = 8
     n_tensors = p.scalar("Q")
     n_kv = p.scalar("Q")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import tarfile
 from typing import BinaryIO, Callable
 
+from ..bodies import parse_json
 from .artifact import Artifact, CHUNK_SIZE
 from .errors import PackagingError
 
@@ -159,7 +159,7 @@ def read_model_tar(
     if manifest is None:
         raise PackagingError("model tar has no manifest.json")
     try:
-        doc = json.loads(manifest)
+        doc = parse_json(manifest)  # nested too deeply: a ValueError too
         required = [doc["config"]["digest"]] + [layer["digest"] for layer in doc.get("layers") or []]
     except (ValueError, KeyError, TypeError) as e:
         raise PackagingError(f"invalid manifest.json in model tar: {e}") from e

@@ -5,9 +5,9 @@ it was) and again whenever an entry is read (so an entry that went bad on disk, 
 version wrote, is listed as broken with the reason instead of failing every listing).
 """
 
-import json
 import re
 
+from ..bodies import parse_json
 from .errors import InvalidModel
 
 MAX_MANIFEST = 4 << 20
@@ -38,7 +38,7 @@ def parse_manifest(data):
     if len(data) > MAX_MANIFEST:
         raise InvalidModel(f"manifest is larger than {MAX_MANIFEST >> 20} MiB")
     try:
-        manifest = json.loads(data)
+        manifest = parse_json(data)  # nested too deeply: a ValueError too
     except ValueError as e:
         raise InvalidModel(f"manifest is not JSON: {e}") from None
     if not isinstance(manifest, dict):
@@ -62,7 +62,7 @@ def parse_config(data, digest):
         raise InvalidModel(f"config blob {digest} is {len(data)} bytes; the limit is "
                            f"{MAX_CONFIG >> 20} MiB")
     try:
-        config = json.loads(data)
+        config = parse_json(data)
     except ValueError as e:
         raise InvalidModel(f"config blob {digest} is not JSON: {e}") from None
     if not isinstance(config, dict):

@@ -61,3 +61,14 @@ def leftovers(store_root):
     """Files in blobs/ that are not published blobs (partial or temp files)."""
     folder = store_root / "blobs" / "sha256"
     return sorted(p.name for p in folder.iterdir() if len(p.name) != 64)
+
+
+def nested_array_gguf(depth, key="hostile.nested"):
+    """A GGUF v3 file's bytes, written by hand (gguf-py would not), whose one metadata value is
+    an array of an array of ... ``depth`` arrays deep, the innermost empty; no tensors."""
+    import struct
+
+    name = key.encode()
+    kv = struct.pack("<Q", len(name)) + name + struct.pack("<I", 9)  # GGUFValueType.ARRAY
+    kv += struct.pack("<IQ", 9, 1) * (depth - 1) + struct.pack("<IQ", 0, 0)  # ARRAY x1 ... UINT8 x0
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + kv

@@ -1,5 +1,6 @@
 """A stand-in for a hostile (or just broken) remote: an HTTP server on 127.0.0.1 that answers
-every GET with the same bytes and headers, for testing how a source reads what it is sent."""
+every GET and POST with the same bytes and headers, for testing how a source (or the CLI, given
+it as its server) reads what it is sent."""
 
 import contextlib
 import http.server
@@ -21,6 +22,10 @@ def answering_server(body, headers=None, status=200):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.do_GET()
 
         def log_message(self, *args):
             pass

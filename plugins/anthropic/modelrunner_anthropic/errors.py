@@ -6,6 +6,8 @@ and tools read ``error.type``; Anthropic's names differ from the core's kinds in
 
 import json
 
+from modelrunner import hide_paths
+
 TYPES = {"invalid_request_error": "invalid_request_error",
          "authentication_error": "authentication_error",
          "permission_error": "permission_error",
@@ -27,7 +29,8 @@ def error_type(status, kind=None):
 
 
 def error_object(status, message, kind=None):
-    return {"type": "error", "error": {"type": error_type(status, kind), "message": message}}
+    return {"type": "error", "error": {"type": error_type(status, kind),
+                                       "message": hide_paths(message)}}  # no path of the machine
 
 
 def error_body(status, message, kind=None):

@@ -17,7 +17,7 @@ vLLM's ``choices[].stop_reason``.
 import json
 import secrets
 
-from modelrunner import ModelRunnerError, call_format, parse_forced_call
+from modelrunner import ModelRunnerError, call_format, parse_forced_call, parse_json
 from modelrunner import chat_has_images as has_images  # noqa: F401 (routes.py and tests)
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -257,7 +257,7 @@ def _arguments(raw):
     if isinstance(raw, dict):
         return raw
     try:
-        value = json.loads(raw or "{}")
+        value = parse_json(raw or "{}")
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

@@ -216,6 +216,17 @@ def draft_args(bundle, config, has):
     return args
 
 
+def alias_args(bundle, has):
+    """``--alias <model id>``: the name llama-server gives the model in every answer (``model``
+    of a chat completion, ``/v1/models``, ``/props``). Without it llama-server names the model by
+    its ``--model`` path, the absolute path of the bundle's GGUF file, and every answer carried
+    the store's path. The id is what the runner serves, whichever tag a request named (one
+    runner serves them all); the OpenAI dialect writes back the name each request asked for."""
+    if not has("--alias") or not bundle.model_id:
+        return []
+    return ["--alias", str(bundle.model_id).replace(",", "")]  # llama-server splits on commas
+
+
 def listen_args(address):
     """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
     host, port = listen_on(address)
@@ -226,7 +237,8 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
                slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None):
     """``llama-server`` for ``bundle`` at ``address``, with DMR's arguments.
 
-    ``--model <first shard> --host <socket> --metrics``, ``--jinja`` (or ``--mmproj``), the
+    ``--model <first shard> --host <socket> --metrics``, ``--alias <model id>`` (never a path
+    in an answer: :func:`alias_args`), ``--jinja`` (or ``--mmproj``), the
     mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, the draft model
     (:func:`draft_args`), ``--reasoning-budget`` from
     ``_configure``'s ``llamacpp`` block (``configure --think``), ``--cont-batching``,
@@ -237,6 +249,7 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     the_plan = plan(bundle, config, slots, has)
     files = bundle.gguf_files
     argv = [str(binary), "--model", str(files[0]), *listen_args(address), "--metrics"]
+    argv += alias_args(bundle, has)
     if bundle.mmproj:
         argv += ["--mmproj", str(bundle.mmproj)]
     else:

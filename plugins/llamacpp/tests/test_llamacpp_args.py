@@ -109,3 +109,11 @@ def test_a_reasoning_budget_that_is_not_an_integer_from_minus_one_is_refused(bun
     from modelrunner_llamacpp.engine import LlamaCppEngine
     with pytest.raises(EngineError, match="reasoning-budget"):
         LlamaCppEngine().validate_configure({"llamacpp": {"reasoning-budget": bad}})
+
+
+def test_llama_server_names_the_model_by_its_id_never_by_its_path(bundle):
+    """Without --alias llama-server names the model by its --model path in every answer."""
+    argv = build_argv("llama-server", bundle, RunnerConfig(), "unix:///r.sock", has=everything)
+    assert value(argv, "--alias") == "m"
+    assert "--alias" not in build_argv("llama-server", bundle, RunnerConfig(), "unix:///r.sock",
+                                       has=nothing)

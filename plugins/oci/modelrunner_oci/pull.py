@@ -9,12 +9,11 @@ model enters the store's index only after every blob is in and verified.
 
 import hashlib
 import http.client
-import json
 import re
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner import BlobBody, Progress, SourceError, chunks_readinto, fetch_blob
+from modelrunner import BlobBody, Progress, SourceError, chunks_readinto, fetch_blob, parse_json
 from modelrunner import format_size as human_size
 
 from .blobget import open_blob
@@ -46,7 +45,7 @@ def fetch_manifest(reg, reference):
             raise SourceError(f"manifest {reference} does not match its digest {expected}",
                               status=502)
         try:
-            manifest = json.loads(data)
+            manifest = parse_json(data)  # nested too deeply: a ValueError too
         except ValueError:
             raise SourceError(f"manifest {reference} is not JSON", status=502) from None
         if not isinstance(manifest, dict):

@@ -5,6 +5,8 @@ import json
 
 import falcon
 
+from modelrunner import hide_paths
+
 
 class OllamaError(falcon.HTTPError):
     """Raised by the resources; the app's HTTPError handler asks ``format_error`` for the body."""
@@ -16,7 +18,7 @@ class OllamaError(falcon.HTTPError):
 
 
 def error_body(message):
-    return json.dumps({"error": message}).encode()
+    return json.dumps({"error": hide_paths(message)}).encode()  # no path of the machine
 
 
 def error_line(message):

@@ -4,6 +4,8 @@ import json
 
 import falcon
 
+from modelrunner import hide_paths
+
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
          404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error", 412: "invalid_request_error",
          413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
@@ -11,7 +13,8 @@ TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permis
 
 
 def openai_error(status, message, code=None):
-    return {"error": {"message": message, "type": TYPES.get(status, "server_error"),
+    """OpenAI's error object; no path of the machine in its message (modelrunner.hide_paths)."""
+    return {"error": {"message": hide_paths(message), "type": TYPES.get(status, "server_error"),
                       "param": None, "code": code}}
 
 

@@ -16,6 +16,8 @@ import binascii
 import json
 import secrets
 
+from modelrunner import parse_json
+
 from .responses_validation import RequestError
 
 COMPACTION_PREFIX = "mrc1."
@@ -137,7 +139,7 @@ def read_compaction(item):
                            "/responses/compact", "input", code="invalid_value")
     body = token[len(COMPACTION_PREFIX):]
     try:
-        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        data = parse_json(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         return str(data["summary"])
     except (ValueError, binascii.Error, KeyError, TypeError):
         raise RequestError("the compaction item's encrypted_content is damaged", "input",

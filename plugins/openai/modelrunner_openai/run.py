@@ -12,6 +12,8 @@
 Answers stream from ``/engines/v1/chat/completions`` (SSE). In a terminal they are rendered as
 Markdown while they arrive (the tail that fits the screen, then the whole answer once done); in a
 pipe the raw text is written as it arrives, so ``model run m "..." > file`` keeps plain text.
+A model's answer is untrusted text like any other (a prompt can make a model write escape
+sequences): both printers and every error print it through ``terminal_safe``.
 """
 
 import json
@@ -22,7 +24,7 @@ import time
 import click
 
 from modelrunner import (Client, ConnectError, HTTPError, StreamError, error_text, fail, pull_model,
-                         sse_events)
+                         sse_events, terminal_safe)
 
 from .run_prompt import PromptError, user_content
 
@@ -42,8 +44,9 @@ class ChatError(Exception):
 
 
 def one_line(message):
-    """The first line of a server error (a failed load carries the runner's log after it)."""
-    lines = str(message).strip().splitlines() or ["failed"]
+    """The first line of a server error (a failed load carries the runner's log after it),
+    safe to print."""
+    lines = terminal_safe(message).strip().splitlines() or ["failed"]
     return lines[0] + (" (the server log has the details)" if len(lines) > 1 else "")
 
 
@@ -124,7 +127,7 @@ class Chat:
         """The answer's lines as bytes for ``sse_events``, echoed with --debug."""
         for line in resp.iter_lines():
             if self.debug:
-                click.echo(f"< {line}", err=True)
+                click.echo(f"< {terminal_safe(line)}", err=True)
             yield line.encode() + b"\n"
 
 
@@ -136,6 +139,7 @@ class RawPrinter:
         self.last = ""
 
     def add(self, delta):
+        delta = terminal_safe(delta)
         sys.stdout.write(delta)
         sys.stdout.flush()
         self.wrote = True
@@ -163,7 +167,7 @@ class MarkdownPrinter:
         self.last_draw = 0.0
 
     def add(self, delta):
-        self.text += delta
+        self.text += terminal_safe(delta)
         if not self.started:
             self.live.start()
             self.started = True

@@ -1,0 +1,33 @@
+"""The OpenAI routes write the model's name as the request asked into the runner's answer
+(naming.py): pure functions, no runner needed. The whole story, with llama-server, is in
+tests/core/test_hostile_input.py."""
+
+import json
+
+from modelrunner_openai.naming import renamed, renamed_stream
+
+PATH = "/home/me/.docker/models/bundles/sha256/ab/model/model.gguf"
+
+
+def test_every_model_member_gets_the_asked_name_and_text_keeps_its_words():
+    answer = {"id": "x", "model": PATH, "choices": [{"message": {
+        "content": 'I am "model": "' + PATH + '"', "tool_calls": [
+            {"function": {"name": "f", "arguments": json.dumps({"model": "kept"})}}]}}]}
+    for raw in (json.dumps(answer), json.dumps(answer, separators=(",", ":"))):
+        out = json.loads(renamed(raw.encode(), "my/alias:v1"))
+        assert out["model"] == "my/alias:v1"
+        assert out["choices"][0]["message"] == answer["choices"][0]["message"]
+
+
+def test_a_stream_is_renamed_whatever_its_chunks_cut():
+    events = b"".join(b"data: " + json.dumps({"model": PATH, "choices": [
+        {"delta": {"content": f"word{i} \u00e9"}}]}).encode() + b"\n\n" for i in range(5))
+    events += b"data: [DONE]\n\n"
+    closed = []
+    for size in (1, 7, 64, len(events)):
+        chunks = [events[i:i + size] for i in range(0, len(events), size)]
+        out = b"".join(renamed_stream(iter(chunks), "smollm2", lambda: closed.append(1)))
+        lines = [line for line in out.split(b"\n") if line.startswith(b"data: {")]
+        assert [json.loads(line[6:])["model"] for line in lines] == ["smollm2"] * 5
+        assert out.replace(b'"smollm2"', json.dumps(PATH).encode()) == events
+    assert len(closed) == 4  # the answer is closed once per stream
