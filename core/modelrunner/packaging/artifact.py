@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
+from ..bodies import parse_json
 from .errors import PackagingError
 from .units import format_parameters, format_size
 
@@ -374,7 +375,7 @@ def _safetensors_header(f: BinaryIO, p: Any) -> dict[str, Any]:
     if len(raw) < n:
         raise PackagingError(f"{p} is a truncated safetensors file (header cut short)")
     try:
-        header = json.loads(raw)
+        header = parse_json(raw)  # nested too deeply: a ValueError too
     except ValueError as e:
         raise PackagingError(f"{p}: invalid safetensors JSON header: {e}") from e
     if not isinstance(header, dict):
@@ -404,7 +405,7 @@ def _read_hf_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_bytes()[: MAX_JSON_HEADER + 1])
+        data = parse_json(path.read_bytes()[: MAX_JSON_HEADER + 1])
     except (OSError, ValueError) as e:
         raise PackagingError(f"{path}: invalid config.json: {e}") from e
     return data if isinstance(data, dict) else {}
@@ -431,7 +432,7 @@ def read_diffusers_index(root: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_bytes()[: MAX_JSON_HEADER + 1])
+        data = parse_json(path.read_bytes()[: MAX_JSON_HEADER + 1])
     except (OSError, ValueError) as e:
         raise PackagingError(f"{path}: invalid model_index.json: {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("_class_name"), str):

@@ -26,7 +26,8 @@ import json
 import time
 from pathlib import Path
 
-from modelrunner import GatewayError, StreamError, caller, chat_has_images, sse_events
+from modelrunner import (GatewayError, StreamError, caller, chat_has_images, parse_json,
+                         sse_events)
 
 from .errors import openai_error_body, send_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
@@ -335,7 +336,7 @@ class ResponsesResource:
     def on_post(self, req, resp, engine=None):
         raw = req.bounded_stream.read()
         try:
-            data = json.loads(raw or b"")
+            data = parse_json(raw or b"")  # bad or too deeply nested JSON: a ValueError
         except ValueError as e:
             return send_error(resp, 400, f"invalid JSON body: {e}")
         stored = self.store.for_caller(caller(req))  # a key sees only its own responses

@@ -20,7 +20,7 @@ summarising call's.
 import json
 import time
 
-from modelrunner import GatewayError, caller
+from modelrunner import GatewayError, caller, parse_json
 
 from .errors import send_error
 from .responses_items import compaction_token, input_items, items_to_messages, new_id
@@ -111,7 +111,7 @@ class CompactResource:
 
     def on_post(self, req, resp, engine=None):
         try:
-            data = json.loads(req.bounded_stream.read() or b"")
+            data = parse_json(req.bounded_stream.read() or b"")  # bad or too deep: ValueError
         except ValueError as e:
             return send_error(resp, 400, f"invalid JSON body: {e}")
         try:
