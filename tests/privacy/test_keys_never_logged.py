@@ -1,16 +1,19 @@
 """An API key never reaches a log, however a client sends it: as a Basic auth user (`curl -u
 KEY:`), as a Bearer token, in x-api-key, in the query string (`?api_key=`, refused) or in a
 Referer, right or wrong, accepted or refused. Checked in every log the server writes: server.log,
-gunicorn's own output (what `model serve --detach` writes to serve.log; the test harness keeps it
-in server-test.log) and what an admin reads through GET /logs. Also with an access log format
-that names the user, the Authorization header and the query string outright."""
+serve.log (gunicorn's own output under `model serve --detach`) and what an admin reads through
+GET /logs and `model logs`. Also with an access log format that names the user, the
+Authorization header and the query string outright."""
 
+import os
 import re
+import subprocess
+import sys
 
 import httpx
 import pytest
 
-from modelrunner.testing import Server
+from modelrunner.testing import free_port
 
 INFERENCE_KEY = "sk-infer-5d2b7c41e9"
 ADMIN_KEY = "sk-admin-a81f03c6d2"
@@ -38,28 +41,41 @@ def attempts(url):
                                               "Referer": f"{url}/ui/?api_key={WRONG_KEY}"}), 200
 
 
+def cli(env, *args):
+    done = subprocess.run([sys.executable, "-m", "modelrunner.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
 @pytest.fixture(scope="module", params=["default format", "hostile format"])
 def logged(request, tmp_path_factory):
-    """A server with keys after every attempt; yields (server, {log name: text})."""
-    env = {"MODELRUNNER_API_KEYS": INFERENCE_KEY, "MODELRUNNER_ADMIN_API_KEYS": ADMIN_KEY,
-           "MODEL_RUNNER_API_KEY": ADMIN_KEY}  # the CLI's own key
+    """`model serve --detach` with keys, after every attempt; yields {log name: text}."""
+    port = free_port()
+    models = tmp_path_factory.mktemp("keys") / "models"
+    env = dict(os.environ, MODELS_PATH=str(models), MODEL_RUNNER_HOST=f"http://127.0.0.1:{port}",
+               MODELRUNNER_API_KEYS=INFERENCE_KEY, MODELRUNNER_ADMIN_API_KEYS=ADMIN_KEY,
+               MODEL_RUNNER_API_KEY=ADMIN_KEY)  # the CLI's own key
     if request.param == "hostile format":
         env["GUNICORN_CMD_ARGS"] = f"--access-logformat '{HOSTILE_FORMAT}'"
-    with Server(tmp_path_factory.mktemp("keys") / "models", env=env) as srv:
-        for answer, status in attempts(srv.url):
+    url = f"http://127.0.0.1:{port}"
+    cli(env, "serve", "--detach", "--port", str(port))
+    try:
+        for answer, status in attempts(url):
             if status is not None:
                 assert answer.status_code == status, (answer.request.url, answer.text)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        logs = {"GET /logs": httpx.get(srv.url + "/logs", headers=admin, timeout=30).text,
-                "model logs": srv.model("logs", "--no-engines").stdout}
-        srv.stop()  # every line flushed
-        logs["server.log"] = (srv.models_path / "logs" / "server.log").read_text()
-        logs["gunicorn output (serve.log)"] = srv.log_path.read_text()
-        yield srv, logs
+        logs = {"GET /logs": httpx.get(url + "/logs", headers=admin, timeout=30).text,
+                "model logs": cli(env, "logs", "--no-engines")}
+    finally:
+        cli(env, "stop-runner", "--port", str(port))  # every line flushed
+    logs["server.log"] = (models / "logs" / "server.log").read_text()
+    logs["serve.log"] = (models / "logs" / "serve.log").read_text()
+    yield logs
 
 
 def test_no_key_is_in_any_log(logged):
-    _, logs = logged
+    logs = logged
     for name, text in logs.items():
         for key in KEYS:
             assert key not in text, (name, key, [line for line in text.splitlines()
@@ -68,8 +84,8 @@ def test_no_key_is_in_any_log(logged):
 
 
 def test_the_attempts_are_logged_with_their_secrets_redacted(logged):
-    _, logs = logged
-    for name in ("server.log", "gunicorn output (serve.log)", "GET /logs"):
+    logs = logged
+    for name in ("server.log", "serve.log", "GET /logs"):
         text = logs[name]
         assert re.search(r'"GET /models HTTP/1.1" 401', text), name  # the Basic attempts
         for param in ("api_key", "key", "token", "access_token", "apikey", "api%5Fkey"):
@@ -78,8 +94,8 @@ def test_the_attempts_are_logged_with_their_secrets_redacted(logged):
 
 
 def test_the_access_log_names_no_user_even_when_its_format_asks(logged):
-    _, logs = logged
-    text = logs["gunicorn output (serve.log)"]
+    logs = logged
+    text = logs["serve.log"]
     if "user=" in text:  # the hostile format names the user, the credential headers, the environ
         assert set(re.findall(r"user=(\S+)", text)) == {"-"}
         assert set(re.findall(r'auth="([^"]*)"', text)) == {"-"}
