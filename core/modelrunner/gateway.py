@@ -62,7 +62,7 @@ class RunnerResponse:
                     self.error = f"the runner stopped answering: {type(e).__name__}: {e}"
                     break
                 if not chunk:
-                    if self.streaming and not self.record.saw_end(self.record.raw):
+                    if self.streaming and not self.record.saw_end():  # the stream's last bytes
                         self.error = "the runner closed the stream before it finished"
                     break
                 self.record.add_chunk(chunk, time.monotonic() - start)

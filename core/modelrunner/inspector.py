@@ -7,15 +7,22 @@ A default plugin: ``on_request`` turns each finished ``RequestRecord`` into DMR'
 
 (``request`` and ``response`` are JSON text, as DMR has them; streamed responses are reassembled
 into one ``chat.completion`` with content, reasoning_content, tool_calls, usage and finish_reason;
-base64 media is cut to 100 characters) plus modelrunner's extras: usage, finish_reason, streamed
-and timings. No request header is recorded except User-Agent and Origin, and API-key fields in a
-body are dropped.
+base64 media is cut to 100 characters) plus modelrunner's extras: usage, finish_reason, streamed,
+timings, and request_bytes / response_bytes (the bodies' whole sizes). No request header is
+recorded except User-Agent and Origin, and API-key fields in a body are dropped.
+
+Each of ``request`` and ``response`` is at most ``record_body_bytes`` characters (setting,
+default 512 KiB; the record keeps no more of an answer, see ``modelrunner.telemetry``): a longer one
+is cut there (and is then no longer whole JSON), its size still in request_bytes/response_bytes.
+Media is shortened in the JSON text with regular expressions, not by walking parsed objects, so
+recording costs a few milliseconds per MiB whatever the answer holds.
 
 gunicorn runs several worker processes, and GET /engines/requests must show what all of them
 recorded, so records live in small shared files: <store>/requests/<model hex>.jsonl, one JSON
 record per line, appended and trimmed to N under a file lock.
 
-Settings: ``record_requests`` (default true), ``request_records`` (default 10).
+Settings: ``record_requests`` (default true), ``request_records`` (default 10),
+``record_body_bytes`` (default 524288).
 """
 
 import json
@@ -26,9 +33,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from . import telemetry
 from .hookspecs import hookimpl
 from .private import private_dir, private_open, write_private
-from .redact import SECRET_KEYS, is_secret_name  # one list of secret names: logs use it too
+from .redact import is_secret_name  # one list of secret names: logs use it too
 from .streams import reassemble
 
 MEDIA_KEEP = 100
@@ -121,6 +129,7 @@ def configure(settings):
     """Called when the app is made (api/plugin.py); on_request uses this process's RequestLog."""
     global _log
     _log = RequestLog.from_settings(settings)
+    telemetry.configure(settings)  # record_body_bytes: how much of each answer a record keeps
     return _log
 
 
@@ -165,8 +174,8 @@ def to_record(record):
         "model_id": record.model_id,
         "method": method,
         "url": _strip_query_secrets(url),
-        "request": _request_text(record.body),
-        "response": _response_text(record),
+        "request": _request_text(record.body, record.keep),
+        "response": _response_text(record, record.keep),
         "error": record.error or "",
         "timestamp": int(record.timestamp),
         "status_code": record.status or 0,
@@ -177,6 +186,8 @@ def to_record(record):
         "mode": record.mode,
         "dialect": record.dialect,
         "streamed": record.streamed,
+        "request_bytes": len(record.body or b""),
+        "response_bytes": record.size,
         "usage": record.usage or {},
         "finish_reason": record.finish_reason,
         "timings": {"ttft": record.ttft, "duration": record.duration,
@@ -192,29 +203,77 @@ def _strip_query_secrets(url):
     return path + ("?" + "&".join(kept) if kept else "")
 
 
-def _request_text(body):
+def _request_text(body, limit):
+    """The request body as JSON text without API-key fields, media shortened, cut at ``limit``.
+    (The body was parsed once already by its dialect, with its size and depth capped.)"""
     try:
         data = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
-        return bytes(body or b"").decode("utf-8", "replace")[:65536]
+    except (ValueError, RecursionError):
+        return _cut(bytes(body or b"")[:limit].decode("utf-8", "replace"), limit)
     if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k.lower() not in SECRET_KEYS}
-    return json.dumps(shorten_media(data))
+        data = {k: v for k, v in data.items() if not is_secret_name(k)}
+    return _cut(shorten_media_text(json.dumps(data)), limit)
 
 
-def _response_text(record):
+def _response_text(record, limit):
+    """The answer: a stream reassembled from its kept start (with the usage and finish reason
+    read from its end when it was cut), else the kept bytes as they came; media shortened."""
+    text = None
     if record.streamed:
         data = reassemble(list(record.events()))
-        if data is None:
-            return bytes(record.raw).decode("utf-8", "replace")
-        return json.dumps(shorten_media(data))
-    data = record.response_json()
-    if data is None:
-        return bytes(record.raw).decode("utf-8", "replace")
-    return json.dumps(shorten_media(data))
+        if data is not None:
+            if record.truncated:
+                if record.usage:
+                    data["usage"] = record.usage
+                for choice in data.get("choices") or []:
+                    choice["finish_reason"] = choice.get("finish_reason") or record.finish_reason
+            text = json.dumps(data)
+    if text is None:
+        text = bytes(record.raw).decode("utf-8", "replace")
+    return _cut(shorten_media_text(text), limit)
+
+
+def _cut(text, limit):
+    return text if len(text) <= limit else text[:limit]
 
 
 # -- base64 media --------------------------------------------------------------------------------
+
+# The same rules in JSON text (json.dumps of a body, or an answer as a runner wrote it, perhaps
+# cut): found with regular expressions, after a substring check that most texts fail at once.
+_B64 = rb"[A-Za-z0-9+/=_-]"
+_STRING = rb'(?P<str>[^"\\]*(?:\\.[^"\\]*)*)'  # a JSON string's characters, escapes included
+_MEDIA_STRING = re.compile(
+    rb'"(?:(?:b64_json|image|data|audio)":\s*"(?=' + _B64 + rb'{100})'  # a media key's value
+    rb'|(?=data:[^"\\]{0,190}?;base64,))' + _STRING)                   # a base64 data: URL
+_IMAGES = re.compile(rb'"images":\s*\[[^\]]*')                         # Ollama's list of images
+_ANY_STRING = re.compile(rb'"' + _STRING)
+_MARKERS = (b";base64,", b'"b64_json":', b'"image":', b'"images":', b'"data":"', b'"data": "',
+            b'"audio":')
+
+
+def _shorten_string(match):
+    whole, string = match.group(0), match.group("str")
+    head = string[:MEDIA_KEEP]
+    if len(string) <= MEDIA_KEEP or b"\\" in head:  # never cut an escape sequence in two
+        return whole
+    return whole[: len(whole) - len(string)] + head + b"..."
+
+
+def _shorten_images(match):
+    return _ANY_STRING.sub(_shorten_string, match.group(0))
+
+
+def shorten_media_text(text):
+    """``text`` (JSON text, whole or cut) with base64 media cut to 100 characters and "...", as
+    :func:`shorten_media` does to parsed JSON; linear in the text's length."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if not any(marker in raw for marker in _MARKERS):
+        return text
+    raw = _MEDIA_STRING.sub(_shorten_string, raw)
+    if b'"images":' in raw:
+        raw = _IMAGES.sub(_shorten_images, raw)
+    return raw.decode("utf-8", "surrogatepass") if isinstance(text, str) else raw
 
 
 def _short(text):

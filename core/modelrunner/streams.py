@@ -40,14 +40,22 @@ def sse_events(chunks, raise_errors=True):
     ``raise_errors`` an ``error:`` line, or an event whose ``error`` is set, raises
     :class:`StreamError` with the runner's message, and so does a ``ModelRunnerError`` raised by
     ``chunks`` (the runner died mid-answer).
+
+    Linear in the stream's size: each byte is searched for a newline once, however long a line
+    is or however many lines a chunk holds.
     """
-    pending = b""
+    buf = bytearray()
     try:
         for chunk in chunks:
-            pending += chunk
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                line = line.strip()
+            searched = len(buf)  # the unfinished line kept from before has no newline
+            buf += chunk
+            start = 0
+            while True:
+                end = buf.find(b"\n", max(start, searched))
+                if end < 0:
+                    break
+                line = buf[start:end].strip()
+                start = end + 1
                 if line.startswith(b"error:") and raise_errors:
                     raise StreamError(line[6:].strip().decode(errors="replace"))
                 if not line.startswith(b"data:"):
@@ -62,12 +70,39 @@ def sse_events(chunks, raise_errors=True):
                 if raise_errors and isinstance(event, dict) and event.get("error"):
                     raise StreamError(_error_message(event["error"]))
                 yield event
+            del buf[:start]
     except StreamError:
         raise
     except ModelRunnerError as e:
         if not raise_errors:
             return
         raise StreamError(str(e), status=e.status) from None
+
+
+def sse_text_events(data):
+    """The JSON objects of SSE text held whole in memory (a recorded answer, perhaps cut: an
+    unfinished last line is left out), as ``sse_events(..., raise_errors=False)`` gives them.
+
+    All ``data:`` payloads are parsed by one ``json.loads`` of a JSON array made of them, several
+    times faster than one call per event; when that array is not exactly one value per payload
+    (a payload that is not JSON), the events are read one by one instead.
+    """
+    data = bytes(data)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return []
+    payloads = [line[5:].strip() for line in data[:end].split(b"\n") if line[:5] == b"data:"]
+    if b"[DONE]" in payloads:
+        del payloads[payloads.index(b"[DONE]"):]
+    if not payloads:
+        return []
+    try:
+        events = json.loads(b"[" + b",".join(payloads) + b"]")
+    except (ValueError, RecursionError):
+        events = None
+    if events is None or len(events) != len(payloads):
+        events = list(sse_events([data[:end + 1]], raise_errors=False))
+    return events
 
 
 def reassemble(events):
@@ -84,60 +119,91 @@ def reassemble(events):
 
 
 def _reassemble_openai(events):
+    # Pieces are gathered in lists and joined once: appending to a growing string copies it.
+    # This runs over every event of an answer the inspector records, so each event costs a
+    # few dictionary lookups: a delta is walked by its own keys (usually just "content").
     out = {"id": None, "object": "chat.completion", "created": None, "model": None}
+    missing = ["id", "created", "model", "system_fingerprint"]  # taken from the first event
     choices = {}
     text_completion = False
     for e in events:
-        for k in ("id", "created", "model", "system_fingerprint"):
-            if e.get(k) is not None and out.get(k) is None:
+        if missing:
+            for k in [k for k in missing if e.get(k) is not None]:
                 out[k] = e[k]
+                missing.remove(k)
         if e.get("usage"):
             out["usage"] = e["usage"]
         if e.get("timings"):
             out["timings"] = e["timings"]
         if e.get("object") == "text_completion":
             text_completion = True
-        for c in e.get("choices") or []:
+        for c in e.get("choices") or ():
+            if not isinstance(c, dict):
+                continue
             i = c.get("index", 0)
-            ch = choices.setdefault(i, {"index": i, "message": {"role": "assistant", "content": ""},
-                                        "finish_reason": None})
-            msg = ch["message"]
-            if "text" in c and "delta" not in c:
+            ch = choices.get(i)
+            if ch is None:
+                ch = choices[i] = {"index": i, "role": "assistant", "text": [], "content": [],
+                                   "reasoning": [], "calls": [], "finish_reason": None}
+            delta = c.get("delta")
+            if delta is None and "text" in c:
                 text_completion = True
-                ch.setdefault("text", "")
-                ch["text"] += c.get("text") or ""
-            delta = c.get("delta") or {}
-            if delta.get("role"):
-                msg["role"] = delta["role"]
-            if delta.get("content"):
-                msg["content"] += delta["content"]
-            if delta.get("reasoning_content"):
-                msg["reasoning_content"] = msg.get("reasoning_content", "") + delta["reasoning_content"]
-            for tc in delta.get("tool_calls") or []:
-                calls = msg.setdefault("tool_calls", [])
-                idx = tc.get("index", len(calls))
-                while len(calls) <= idx:
-                    calls.append({"id": None, "type": "function",
-                                  "function": {"name": "", "arguments": ""}})
-                call = calls[idx]
-                if tc.get("id"):
-                    call["id"] = tc["id"]
-                if tc.get("type"):
-                    call["type"] = tc["type"]
-                fn = tc.get("function") or {}
-                if fn.get("name"):
-                    call["function"]["name"] += fn["name"]
-                if fn.get("arguments"):
-                    call["function"]["arguments"] += fn["arguments"]
+                if isinstance(c["text"], str):
+                    ch["text"].append(c["text"])
+            if delta and isinstance(delta, dict):
+                for key, value in delta.items():
+                    if not value:
+                        continue
+                    if key in ("content", "reasoning_content") and not isinstance(value, str):
+                        continue
+                    if key == "content":
+                        ch["content"].append(value)
+                    elif key == "reasoning_content":
+                        ch["reasoning"].append(value)
+                    elif key == "role":
+                        ch["role"] = value
+                    elif key == "tool_calls":
+                        _add_tool_calls(ch["calls"], value)
             if c.get("finish_reason"):
                 ch["finish_reason"] = c["finish_reason"]
+    ordered = [ch for _, ch in sorted(choices.items())]
     if text_completion:
         out["object"] = "text_completion"
-        out["choices"] = [{"index": ch["index"], "text": ch.get("text", ""),
-                           "finish_reason": ch["finish_reason"]} for _, ch in sorted(choices.items())]
-    else:
-        out["choices"] = [ch for _, ch in sorted(choices.items())]
+        out["choices"] = [{"index": ch["index"], "text": "".join(ch["text"]),
+                           "finish_reason": ch["finish_reason"]} for ch in ordered]
+        return out
+    out["choices"] = []
+    for ch in ordered:
+        msg = {"role": ch["role"], "content": "".join(ch["content"])}
+        if ch["reasoning"]:
+            msg["reasoning_content"] = "".join(ch["reasoning"])
+        if ch["calls"]:
+            msg["tool_calls"] = [{"id": call["id"], "type": call["type"],
+                                  "function": {"name": "".join(call["name"]),
+                                               "arguments": "".join(call["arguments"])}}
+                                 for call in ch["calls"]]
+        out["choices"].append({"index": ch["index"], "message": msg,
+                               "finish_reason": ch["finish_reason"]})
     return out
+
+
+def _add_tool_calls(calls, deltas):
+    for tc in deltas:
+        if not isinstance(tc, dict):
+            continue
+        idx = tc.get("index", len(calls))
+        while len(calls) <= idx:
+            calls.append({"id": None, "type": "function", "name": [], "arguments": []})
+        call = calls[idx]
+        if tc.get("id"):
+            call["id"] = tc["id"]
+        if tc.get("type"):
+            call["type"] = tc["type"]
+        fn = tc.get("function") or {}
+        if fn.get("name"):
+            call["name"].append(fn["name"])
+        if fn.get("arguments"):
+            call["arguments"].append(fn["arguments"])
 
 
 def _reassemble_anthropic(events):

@@ -6,6 +6,8 @@ import json
 import re
 import uuid
 
+from modelrunner import parse_json
+
 from .errors import OllamaError
 
 # Ollama option -> the llama-server (OpenAI + llama.cpp extensions) request field.
@@ -59,6 +61,22 @@ def sampling_fields(options):
     return out
 
 
+MAX_TOP_LOGPROBS = 20
+
+
+def check_top_logprobs(body):
+    """``top_logprobs`` of /api/chat and /api/generate: 0..20, as Ollama's own server checks it
+    (400 "top_logprobs must be between 0 and 20") before it looks at the model. Each unit asks
+    for one more alternative per generated token, so an unbounded value multiplies the answer."""
+    value = body.get("top_logprobs")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OllamaError(400, f"top_logprobs must be an integer, not {value!r}")
+    if not 0 <= value <= MAX_TOP_LOGPROBS:
+        raise OllamaError(400, f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+
+
 def num_ctx(options):
     value = options.get("num_ctx")
     if value in (None, 0):
@@ -83,7 +101,7 @@ def response_format(fmt):
                                                        "schema": fmt}}
     if isinstance(fmt, str):
         try:
-            schema = json.loads(fmt)
+            schema = parse_json(fmt)  # nested too deeply: a ValueError too
         except ValueError:
             schema = None
         if isinstance(schema, dict):
@@ -121,7 +139,7 @@ def tool_arguments_to_ollama(arguments):
     if not arguments:
         return {}
     try:
-        value = json.loads(arguments)
+        value = parse_json(arguments)
     except ValueError:
         return {"arguments": arguments}  # the model wrote something that is not JSON: keep it
     return value if isinstance(value, dict) else {"value": value}

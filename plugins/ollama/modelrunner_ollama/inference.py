@@ -149,6 +149,8 @@ class Base:
     def prepare(self, req, body, mode):
         """What every inference request does first: find the model and its engine, merge the
         options, and apply num_ctx and keep_alive as the caller may (``context``)."""
+        if mode == "completion":  # /api/chat and /api/generate
+            convert.check_top_logprobs(body)
         name = model_name(body)
         model = find(self.runtime, name)
         try:

@@ -4,10 +4,13 @@ import json
 
 import falcon
 
-from modelrunner import MODE_BY_PATH, GatewayError, ModelRunnerError
+from modelrunner import MODE_BY_PATH, GatewayError, ModelRunnerError, parse_json_body
 
-from .errors import sse_error
+from . import limits
+from .errors import send_error, sse_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
+from .naming import renamed, renamed_stream
+from .responses_validation import RequestError
 from .vision import refuse_images_without_projector
 
 
@@ -21,12 +24,11 @@ class InferenceResource:
 
     def on_post(self, req, resp, engine=None):
         body = req.bounded_stream.read()
+        data = parse_json_body(body)  # 400 for bad or too deeply nested JSON
         try:
-            data = json.loads(body or b"")
-        except ValueError as e:
-            raise ModelRunnerError(f"invalid JSON body: {e}", status=400) from None
-        if not isinstance(data, dict):
-            raise ModelRunnerError("the body must be a JSON object", status=400)
+            limits.check(self.runner_path, data)  # what multiplies an answer's size is bounded
+        except RequestError as e:
+            return send_error(resp, e.status, str(e), e.param, e.code)
         model = data.get("model")
         runtime = self.runtime
         forced = None
@@ -52,7 +54,10 @@ class InferenceResource:
         if answer.streaming:
             resp.set_header("Cache-Control", "no-cache")
             resp.set_header("X-Accel-Buffering", "no")
-            resp.stream = _guarded(answer)
+            # the model named as this request asked (naming.py), never the runner's name for it
+            resp.stream = _guarded(renamed_stream(answer, model, answer.close))
+        elif "json" in (answer.content_type or ""):
+            resp.data = renamed(answer.read(), model)
         else:
             resp.data = answer.read()
 

@@ -1,0 +1,79 @@
+"""Bounds on what multiplies the size of an answer, checked before a request reaches a runner.
+
+One chat asking for ``"logprobs": true, "top_logprobs": 100000`` made llama-server write 4.6 MB
+per generated token (140 MB for 30 tokens) and kept an API worker busy for minutes. The body
+goes to the runner as it came, so a runner's own names for the same things (llama-server's
+``n_probs``, ``n_cmpl``) are bounded here too. Out of bounds is a 400 in OpenAI's error shape
+naming the parameter, as OpenAI answers it.
+
+The bounds, and why:
+
+- ``top_logprobs`` 0..20 (chat; also on completions, where a client may send the chat name):
+  OpenAI's schema for chat completions.
+- ``logprobs`` 0..5 on completions: OpenAI's legacy schema (an integer there, not a boolean).
+- ``n_probs`` 0..20: llama-server's own name for the same thing, passed through as it came.
+- ``n`` and ``n_cmpl`` (llama-server's name) 1..8: each choice is a generation of its own, on a
+  runner slot of its own (llama.cpp has 4 by default and refuses more than it has); OpenAI
+  allows 128, which no local runner serves.
+- ``prompt`` on completions: at most 64 prompts, as a runner answers each of them ``n`` times.
+- ``n`` 1..10 on images: OpenAI's schema for image generation.
+- ``input`` on embeddings: at most 2048 items, OpenAI's documented limit for one request.
+"""
+
+from .responses_validation import RequestError, number
+
+MAX_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
+MAX_CHOICES = 8
+MAX_PROMPTS = 64
+MAX_IMAGES = 10
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def check(path, data):
+    """Raise ``RequestError`` (400, ``param`` set) for a request to the runner route ``path``
+    that asks for more than these bounds allow."""
+    if path == "/v1/chat/completions":
+        number(data, "top_logprobs", 0, MAX_TOP_LOGPROBS, integer=True)
+        _choices(data)
+        number(data, "n_probs", 0, MAX_TOP_LOGPROBS, integer=True)
+    elif path == "/v1/completions":
+        number(data, "logprobs", 0, MAX_COMPLETION_LOGPROBS, integer=True)
+        number(data, "top_logprobs", 0, MAX_TOP_LOGPROBS, integer=True)  # the chat name, sent here
+        _choices(data)
+        number(data, "n_probs", 0, MAX_TOP_LOGPROBS, integer=True)
+        _items(data, "prompt", MAX_PROMPTS, _prompt_count)
+    elif path == "/v1/images/generations":
+        number(data, "n", 1, MAX_IMAGES, integer=True)
+    elif path == "/v1/embeddings":
+        _items(data, "input", MAX_EMBEDDING_INPUTS, _input_count)
+
+
+def _choices(data):
+    number(data, "n", 1, MAX_CHOICES, integer=True)
+    number(data, "n_cmpl", 1, MAX_CHOICES, integer=True)
+
+
+def _prompt_count(prompt):
+    """A completions prompt is a string, a list of token ids (one prompt), or a list of
+    strings or of token lists (one prompt each)."""
+    if not isinstance(prompt, list) or all(isinstance(p, int) for p in prompt):
+        return 1
+    return len(prompt)
+
+
+def _input_count(value):
+    """An embeddings input is a string, a list of token ids (one input), or a list of strings
+    or of token lists (one input each)."""
+    return _prompt_count(value)
+
+
+def _items(data, param, most, count):
+    value = data.get(param)
+    if value is None:
+        return
+    n = count(value)
+    if n > most:
+        raise RequestError(f"Invalid '{param}': array too long. Expected an array with maximum "
+                           f"length {most}, but got an array with length {n} instead.", param,
+                           code="array_above_max_length")
