@@ -1,5 +1,6 @@
 """Keep-alive durations as DMR and Ollama write them: "5m", "1h30m", "30s", 300, "0", "-1"."""
 
+import math
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -9,26 +10,41 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 def parse_keep_alive(value):
     """Seconds to stay loaded when idle: 0 = unload after the request, -1 = never (None = default).
 
-    Numbers are seconds (Ollama); negative means forever. Raises ValueError on junk.
+    Numbers are seconds (Ollama); negative means forever, and so does anything from
+    :data:`FOREVER` on ("999999999h", 1e308, "inf"): kept as such, a date that far away broke
+    every listing that shows when a model expires. Raises ValueError on junk, NaN included (it
+    compares false with everything, so a runner kept "NaN" long never expired, and /engines/ps
+    answered it as invalid JSON).
     """
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise ValueError(f"invalid keep_alive {value!r}")
     if isinstance(value, (int, float)):
-        return -1 if value < 0 else float(value)
+        return _seconds(value, value)
     text = str(value).strip().lower()
     try:
         number = float(text)
-        return -1 if number < 0 else number
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return _seconds(number, value)
     if text.startswith("-"):
         return -1
     parts = _PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"invalid keep_alive {value!r}: use e.g. 5m, 30s, 1h, 0 or -1")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    return _seconds(sum(float(n) * _UNITS[u] for n, u in parts), value)
+
+
+# 100 years: Ollama's own "far date" for a model kept loaded; anything longer is forever
+FOREVER = 100 * 365 * 86400
+
+
+def _seconds(number, value):
+    if math.isnan(number):
+        raise ValueError(f"invalid keep_alive {value!r}: use e.g. 5m, 30s, 1h, 0 or -1")
+    return -1 if number < 0 or number >= FOREVER else float(number)
 
 
 def format_keep_alive(seconds):

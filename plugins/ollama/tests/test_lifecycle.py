@@ -39,6 +39,33 @@ def test_keep_alive_duration_shows_in_expires_at(own):
     client.generate(model=MODEL, prompt="", keep_alive=0)
 
 
+def test_a_keep_alive_of_centuries_pins_the_model_and_ps_still_answers(own):
+    """"999999999h" (114,000 years) and 1e308 seconds are forever in practice: the model stays
+    loaded as with -1, and /api/ps and /engines/ps keep answering valid JSON for every client
+    (such a duration used to make /api/ps a 500 until the model was unloaded)."""
+    client = own.client
+    for forever in ("999999999h", 1e308):
+        client.generate(model=MODEL, prompt="", keep_alive=forever)
+        [entry] = client.ps().models
+        assert entry.expires_at.year > 2100  # Ollama's far date for a pinned model
+        rows = httpx.get(own.url + "/engines/ps", timeout=30)
+        assert rows.status_code == 200 and rows.json()[0]["keep_alive"] == -1, rows.text
+    client.generate(model=MODEL, prompt="", keep_alive=0)
+
+
+def test_a_keep_alive_that_is_not_a_number_is_400_and_changes_nothing(own):
+    client = own.client
+    client.generate(model=MODEL, prompt="", keep_alive="10m")
+    for junk in ("NaN", "nan", "-nan"):
+        with pytest.raises(ollama.ResponseError) as err:
+            client.generate(model=MODEL, prompt="", keep_alive=junk)
+        assert err.value.status_code == 400 and "keep_alive" in err.value.error
+    assert httpx.get(own.url + "/api/ps", timeout=30).status_code == 200
+    rows = httpx.get(own.url + "/engines/ps", timeout=30)
+    assert rows.json()[0]["keep_alive"] == 600, rows.text  # valid JSON, the duration kept
+    client.generate(model=MODEL, prompt="", keep_alive=0)
+
+
 def test_num_ctx_reloads_the_runner_with_that_context(own):
     client = own.client
     answer = client.chat(model=MODEL, messages=QUESTION,
