@@ -40,14 +40,20 @@ def is_secret_name(name):
     """Whether a parameter, field or header called ``name`` holds a secret (percent-encoded
     names are decoded: ``api%5Fkey`` is ``api_key``)."""
     name = unquote_plus(name).strip().lower()
+    # ``api_key[]=`` (PHP's and Rails' arrays) and a NUL or other control in the name
+    name = _CONTROLS.sub("", _BRACKETS.sub("", name))
     return name in SECRET_KEYS or name.endswith(SECRET_SUFFIXES)
+
+
+_BRACKETS = re.compile(r"\[[^\]]*\]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # Found in a lower-cased copy (bytes: the same length), case-sensitive patterns that start with a
 # literal are fast: a few milliseconds per MiB of log. A name=value pair is looked at only when
 # its name holds a secret's word or a percent-escape; the name is then read back to its start.
 _CANDIDATE = re.compile(rb"(?:key|token|auth|secret|passw|sig|cookie|credential|%[0-9a-f]{2})"
-                        rb"[\w.~%+-]{0,64}+=")
+                        rb"[\w.~%+-]{0,64}+(?:\[[^\]=&\s]{0,32}\])*=")
 _NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.~%+-")
 _BEFORE_NAME = frozenset(b"?&;\t\n\r \"'(,[{")
 _VALUE_END = re.compile(rb"[?&;\s\"'#,)\]}]")

@@ -63,6 +63,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -94,6 +95,16 @@ KEY_PARAMETERS = frozenset({"api_key", "apikey", "key", "x_api_key", "access_tok
 # on disk beside what the key made, so a weak key must not be found again from it in a blink.
 OWNER_SALT = b"modelrunner owner id v1"
 OWNER_ROUNDS = 20000
+
+
+def _key_parameter(name):
+    """Whether a query parameter's name (decoded) says it carries a key: one of
+    :data:`KEY_PARAMETERS`, or a name ending in ``_api_key``/``_token`` (``openai_api_key``,
+    ``hf_token``), however dressed: ``API-Key``, ``api_key[]`` (PHP's and Rails' arrays),
+    ``apikey%00`` (a NUL), ``api.key`` (the logs redact these names too: ``redact``)."""
+    name = re.sub(r"\[[^\]]*\]", "", name.lower().replace("-", "_"))
+    name = re.sub(r"[^a-z0-9_]", "", name)
+    return name in KEY_PARAMETERS or name.endswith(("_api_key", "apikey", "_token"))
 
 
 def owner_id(key):
@@ -287,7 +298,7 @@ class Trust:
         if not req.query_string:
             return
         for name, _ in parse_qsl(req.query_string, keep_blank_values=True):
-            if name.strip().lower().replace("-", "_") in KEY_PARAMETERS:
+            if _key_parameter(name):
                 # the name is logged, never the value
                 log.warning("refused %s %s: a key-like query parameter %r", req.method,
                             req.path, name[:40])

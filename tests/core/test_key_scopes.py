@@ -98,6 +98,19 @@ def test_a_key_in_the_query_string_is_refused_on_every_route(tmp_path, settings)
                                query_string="tag=x").status_code == 200
 
 
+@pytest.mark.parametrize("name", ["api_key[]", "api_key%5B0%5D", "apikey%00", "api.key",
+                                  "openai_api_key", "hf_token"])
+def test_a_key_in_the_query_string_under_a_dressed_up_name_is_refused_too(tmp_path, name):
+    """PHP's and Rails' array names (``api_key[]``), a NUL, a prefix or a dot: each reached the
+    route, and the access log, with the key in it."""
+    wsgi = create_app(load_settings(models_path=str(tmp_path / "models"), **KEYS))
+    client = falcon.testing.TestClient(wsgi, headers=LOCAL)
+    answer = client.simulate_get("/engines/v1/models", headers={"Authorization": "Bearer sk-alice"},
+                                 query_string=f"{name}=sk-bob")
+    assert answer.status_code == 400, (name, answer.status_code)
+    assert "Authorization" in answer.text and "sk-bob" not in answer.text
+
+
 def test_the_openai_client_with_the_key_in_the_url_is_told_to_use_the_header(tmp_path):
     env = {"MODELRUNNER_API_KEYS": "sk-alice", "MODEL_RUNNER_API_KEY": "sk-admin"}
     with Server(tmp_path / "models", env=env) as server:

@@ -104,3 +104,13 @@ def test_the_access_log_names_no_user_even_when_its_format_asks(logged):
     else:  # gunicorn's default: %(h)s %(l)s %(u)s [%(t)s] ...
         users = set(re.findall(r"^127\.0\.0\.1 - (\S+) \[", text, re.M))
         assert users == {"-"}, users
+
+
+def test_a_key_under_an_array_or_escaped_parameter_name_is_redacted():
+    """What gunicorn writes for a request line that the trust layer refused: the name stays,
+    the value goes, however the name is dressed (an array, a NUL, an escape)."""
+    from modelrunner.redact import redact
+    for name in ("api_key[]", "api_key[0][x]", "apikey%00", "api%5Fkey%5B%5D", "hf_token[]"):
+        line = f'"GET /v1/models?tag=x&{name}=sk-alice HTTP/1.1" 400 98 "-" "curl/8"'
+        clean = redact(line)
+        assert "sk-alice" not in clean and f"{name}=[redacted]" in clean, clean
