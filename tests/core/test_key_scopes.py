@@ -5,7 +5,10 @@ The dialects' own stories (an inference key's num_ctx and keep_alive, stored res
 are beside their plugins: plugins/ollama/tests/test_inference_keys.py and
 plugins/openai/tests/test_responses_owners.py."""
 
+import sys
+
 import falcon.testing
+import httpx
 import openai
 import pytest
 
@@ -123,3 +126,30 @@ def test_the_openai_client_with_the_key_in_the_url_is_told_to_use_the_header(tmp
         header = openai.OpenAI(base_url=server.url + "/engines/v1", api_key="sk-alice",
                                max_retries=0)
         assert [m.id for m in header.models.list()] == ["docker.io/ai/small:latest"]
+
+
+def test_an_inference_key_learns_no_path_of_the_machine_from_the_engine_routes(tmp_path, smollm2):
+    """/engines/status, /engines/builds and /engines/ps answered an inference key with the
+    interpreter's and llama-server's paths and each runner's socket (the store's path); the
+    admin, who runs the machine, still sees them."""
+    env = {"MODELRUNNER_API_KEYS": "sk-alice", "MODEL_RUNNER_API_KEY": "sk-admin"}
+    with Server(tmp_path / "models", env=env) as server:
+        server.package(smollm2, "ai/smollm2")
+        alice = openai.OpenAI(base_url=server.url + "/engines/v1", api_key="sk-alice",
+                              max_retries=0)
+        alice.chat.completions.create(model="ai/smollm2", max_tokens=1,
+                                      messages=[{"role": "user", "content": "hi"}])
+        store = str((tmp_path / "models").resolve())
+        for path in ("/engines/status", "/engines/builds", "/engines/ps"):
+            seen = httpx.get(server.url + path, headers={"Authorization": "Bearer sk-alice"},
+                             timeout=30)
+            assert seen.status_code == 200, seen.text
+            assert store not in seen.text and sys.prefix not in seen.text, (path, seen.text)
+            assert "unix:///" not in seen.text, (path, seen.text)  # a socket's folder
+        rows = httpx.get(server.url + "/engines/ps", headers={"Authorization": "Bearer sk-alice"},
+                         timeout=30).json()
+        assert rows and rows[0]["model_name"].endswith("ai/smollm2:latest")
+        admin = httpx.get(server.url + "/engines/ps", headers={"Authorization": "Bearer sk-admin"},
+                          timeout=30)
+        assert admin.json()[0]["address"].startswith("unix:///")  # for the machine's user
+

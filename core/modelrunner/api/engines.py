@@ -8,14 +8,29 @@ from .. import reference as refs
 from ..bodies import read_json_body
 from ..engines import MODES, EngineError, install_hint
 from ..gateway import GatewayError
+from ..machine_paths import hide_paths
 from ..scheduler import SchedulerError, parse_keep_alive
 from ..store import StoreError
+from ..trust import caller
 from .errors import dmr_error
-
 
 
 def _body(req):
     return read_json_body(req, required=False)
+
+
+def _for(req, media):
+    """What an engine route shows ``req``'s caller: with an inference key, no path of the
+    machine (the interpreter's and the engines' binaries, a runner's socket in the store:
+    ``hide_paths``), as in every error body; the admin and a server without keys see them."""
+    who = caller(req)
+    if not who.keys or who.admin:
+        return media
+    if isinstance(media, dict):
+        return {k: _for(req, v) for k, v in media.items()}
+    if isinstance(media, list):
+        return [_for(req, v) for v in media]
+    return hide_paths(media) if isinstance(media, str) else media
 
 
 class StatusResource:
@@ -29,7 +44,7 @@ class StatusResource:
         for name, engine in self.runtime.engines.items():
             ok, detail = engine.installed()
             status[name] = f"Running: {detail}" if ok else f"Error: {detail}"
-        resp.media = status
+        resp.media = _for(req, status)
 
 
 class BuildsResource:
@@ -45,7 +60,7 @@ class BuildsResource:
             info = engine.build_info()
             if info:
                 builds[name] = info
-        resp.media = builds
+        resp.media = _for(req, builds)
 
 
 class PsResource:
@@ -54,7 +69,7 @@ class PsResource:
 
     def on_get(self, req, resp):
         try:
-            resp.media = self.runtime.scheduler.ps()
+            resp.media = _for(req, self.runtime.scheduler.ps())
         except SchedulerError as e:
             raise dmr_error(e.status, str(e))
 
