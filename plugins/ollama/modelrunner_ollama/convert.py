@@ -78,12 +78,17 @@ def check_top_logprobs(body):
 
 
 def num_ctx(options):
+    """The ``num_ctx`` option as a positive int, None when unset; 400 for anything else. A
+    boolean is no number (``true`` was a context of 1 token), nor is ``Infinity``, which
+    Python's JSON reader lets through (it was a 500: OverflowError)."""
     value = options.get("num_ctx")
+    if isinstance(value, bool):
+        raise OllamaError(400, f"option num_ctx must be an integer, not {value!r}")
     if value in (None, 0):
         return None
     try:
         value = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise OllamaError(400, f"option num_ctx must be an integer, not {value!r}") from None
     if value < 1:
         raise OllamaError(400, "option num_ctx must be positive")

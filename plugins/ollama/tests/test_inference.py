@@ -165,6 +165,17 @@ def test_bad_keep_alive_and_options_are_400(client):
     assert r.status_code == 400 and "format" in r.json()["error"]
 
 
+def test_a_num_ctx_that_is_no_whole_number_is_400_and_reloads_nothing(server):
+    """``true`` reloaded the runner with a context of 1 token for every client; ``Infinity``
+    (which Python's JSON reader accepts) was a 500."""
+    for value in ("true", "false", "Infinity", "-Infinity", "1e400"):
+        r = httpx.post(server.url + "/api/generate", timeout=300,
+                       headers={"Content-Type": "application/json"},
+                       content=f'{{"model": "{MODEL}", "prompt": "hi", "stream": false, '
+                               f'"options": {{"num_ctx": {value}, "num_predict": 2}}}}')
+        assert r.status_code == 400 and "num_ctx" in r.json()["error"], (value, r.text)
+
+
 def test_empty_values_the_client_sends_are_accepted(server):
     r = httpx.post(server.url + "/api/chat", timeout=300,
                    json={"model": MODEL, "messages": QUESTION, "format": "",
