@@ -193,6 +193,13 @@ class Engine:
             return declared, "declared by the model"
         return None, f"the {self.name} engine's default"
 
+    def runner_details(self, bundle: Bundle, config: RunnerConfig) -> dict:
+        """{name: text}: what else a user should know about the runner this engine starts for
+        ``bundle`` with ``config``, and why (e.g. ``{"chat_template": "built-in gemma: the GGUF
+        has none; ..."}``). Asked once per load, after :meth:`choose_context`; shown by ``model
+        ps`` and GET /engines/ps (``details``). Cheap, no heavy imports. {} by default."""
+        return {}
+
     def runner_command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
         """What the scheduler calls: the mode and flags checked, then the engine's command."""
         if config.mode not in self.modes:

@@ -395,6 +395,9 @@ def ps():
         table.add_row(refs.display(r["model_name"]), r["backend_name"], r["mode"], until, context,
                       *([r.get("node") or "local"] if nodes else []))
     print_table(table)
+    for r in rows:  # what the engine says besides (runner_details): e.g. its chat template, why
+        for name, text in (r.get("details") or {}).items():
+            echo(f"{refs.display(r['model_name'])}: {str(name).replace('_', ' ')}: {text}")
 
 
 @click.command()

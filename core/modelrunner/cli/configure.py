@@ -3,11 +3,14 @@ runner configuration, persisted by the server (POST /engines/_configure).
 
 Besides the core's context size, keep-alive and mode it carries DMR's engine blocks: ``--think``
 and ``--reasoning-budget`` (the ``llamacpp`` block, llama-server's ``--reasoning-budget``),
-``--hf_overrides`` and ``--gpu-memory-utilization`` (the ``vllm`` block). The server validates
-them; this command only checks what it must parse (JSON) so a typo fails before any request.
+``--hf_overrides`` and ``--gpu-memory-utilization`` (the ``vllm`` block), ``--chat-template``
+(the ``llamacpp`` block: a llama.cpp built-in name, or the text of a template file read here, on
+the client: the server never opens a path a client names). The server validates them; this
+command only checks what it must parse (JSON, the file) so a typo fails before any request.
 """
 
 import json
+import os
 
 import click
 
@@ -37,6 +40,17 @@ class _ConfigureCommand(click.Command):
         return super().parse_args(ctx, out)
 
 
+def _template(value):
+    """A file's text (an existing file, read here), else ``value`` as a built-in name."""
+    if not os.path.isfile(value):
+        return value
+    try:
+        with open(value, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read the chat template {value}: {e}")
+
+
 @click.command(cls=_ConfigureCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("model")
 @click.argument("flags", nargs=-1, type=click.UNPROCESSED)
@@ -57,9 +71,12 @@ class _ConfigureCommand(click.Command):
               help="Minimum draft probability to propose a token")
 @click.option("--gpu-memory-utilization", type=float,
               help="vLLM: fraction of GPU memory for the model, in (0, 1]")
+@click.option("--chat-template", metavar="NAME|FILE",
+              help="llama.cpp: a built-in chat template (gemma, llama3, chatml...; auto: the "
+                   "model's own or the one for its architecture) or a Jinja template file")
 def configure(model, flags, context_size, keep_alive, mode, backend, think, reasoning_budget,
               hf_overrides, gpu_memory_utilization, speculative_draft_model,
-              speculative_num_tokens, speculative_min_acceptance_rate):
+              speculative_num_tokens, speculative_min_acceptance_rate, chat_template):
     """Set a model's context size, runtime flags (after --), keep-alive, thinking and vLLM
     options; persisted."""
     if model == "show":
@@ -77,6 +94,8 @@ def configure(model, flags, context_size, keep_alive, mode, backend, think, reas
         reasoning_budget = -1 if think else 0
     if reasoning_budget is not None:
         body["llamacpp"] = {"reasoning-budget": reasoning_budget}
+    if chat_template is not None:
+        body.setdefault("llamacpp", {})["chat-template"] = _template(chat_template)
     speculative = {key: value for key, value in (
         ("draft_model", speculative_draft_model), ("num_tokens", speculative_num_tokens),
         ("min_acceptance_rate", speculative_min_acceptance_rate)) if value is not None}

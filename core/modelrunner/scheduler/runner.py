@@ -38,6 +38,7 @@ class Runner:
         self.started = None
         self.load_seconds = None
         self.context_reason = ""        # why config.context_size is what it is (choose_context)
+        self.details = {}               # the engine's runner_details: e.g. its chat template, why
         self.transient = None           # the request's configuration it started from (scheduler)
 
     @property
@@ -107,6 +108,7 @@ class Runner:
             "load_seconds": self.load_seconds,
             "context_size": self.config.context_size or self.model.inner_config.get("context_size"),
             "context_reason": self.context_reason,
+            "details": self.details,
             "expires_at": (None if self.keep_alive is None or self.keep_alive < 0 or self.in_use
                            else self.last_used + self.keep_alive),
         }

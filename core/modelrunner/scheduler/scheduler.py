@@ -223,6 +223,7 @@ class Scheduler:
         runner = Runner((engine.name, model.id, mode), model, engine, config, self.placement,
                         placed, memory, keep_alive, secret)
         runner.context_reason = context_reason
+        runner.details = dict(engine.runner_details(bundle, config) or {})
         runner.transient = transient  # the request's configuration it started with, if any
         self.runners[runner.key] = runner
         self._emit("loading", runner)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from modelrunner import listen_on
 
+from . import templates
+
 # Flags `_configure` may pass through. None of them takes a path; files are the engine's business.
 RUNTIME_FLAGS = frozenset({
     # slots, threads, batching, context
@@ -38,6 +40,7 @@ RUNTIME_FLAGS = frozenset({
     "--samplers", "--sampling-seq", "--ignore-eos", "--n-predict", "-n", "--predict",
     # chat and reasoning
     "--reasoning-budget", "--reasoning-format", "--jinja", "--no-jinja",
+    "--chat-template",  # a built-in name only (LlamaCppEngine.validate_runtime_flags)
     # embeddings
     "--pooling", "--embd-normalize",
 })
@@ -227,6 +230,42 @@ def alias_args(bundle, has):
     return ["--alias", str(bundle.model_id).replace(",", "")]  # llama-server splits on commas
 
 
+def chat_template(bundle, config, meta=None, tokens=()):
+    """The :class:`templates.Choice` of a completion runner (None in other modes): configured,
+    the bundle's template file, the GGUF's own, else llama.cpp's built-in for its tokens or
+    architecture (:func:`templates.resolve`). ``meta`` is the GGUF's key/values (None: not read,
+    taken as a GGUF with its template) and ``tokens`` the :data:`templates.MARKERS` its vocabulary
+    has (:func:`templates.vocab_markers`)."""
+    if config.mode != "completion":
+        return None
+    return templates.resolve(
+        config, packaged=bundle.chat_template is not None,
+        embedded=meta is None or bool(meta.get("tokenizer.chat_template")),
+        meta=meta or {}, tokens=tokens)
+
+
+def template_args(choice, bundle, has):
+    """llama-server's template flags for ``choice``: ``--jinja`` (or ``--no-jinja``) first, then
+    ``--chat-template NAME`` or ``--chat-template-file``. With ``--jinja`` llama-server takes a
+    ``--chat-template`` value as the Jinja text itself (only ``chatml`` is mapped to its ChatML
+    source), so any other built-in name runs on its non-Jinja renderer, ``--no-jinja``; a
+    configured template's text goes in the environment (the engine's
+    ``LLAMA_ARG_CHAT_TEMPLATE``), not in argv, which the runner log prints."""
+    if choice is not None and choice.name not in (None, "chatml"):
+        jinja = ["--no-jinja"] if has("--no-jinja") else []
+    elif bundle.mmproj:
+        jinja = []  # llama-server's default for a vision model (jinja on in today's builds)
+    else:
+        jinja = ["--jinja"]
+    if choice is None:
+        return jinja
+    if choice.name:
+        return jinja + ["--chat-template", choice.name]
+    if choice.source == "packaged":
+        return jinja + ["--chat-template-file", str(bundle.chat_template)]
+    return jinja
+
+
 def listen_args(address):
     """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
     host, port = listen_on(address)
@@ -234,11 +273,15 @@ def listen_args(address):
 
 
 def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, has_pooling=True,
-               slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None):
+               slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None, meta=None,
+               tokens=()):
     """``llama-server`` for ``bundle`` at ``address``, with DMR's arguments.
 
     ``--model <first shard> --host <socket> --metrics``, ``--alias <model id>`` (never a path
-    in an answer: :func:`alias_args`), ``--jinja`` (or ``--mmproj``), the
+    in an answer: :func:`alias_args`), ``--mmproj``, the chat template's flags
+    (:func:`chat_template`, :func:`template_args`: ``--jinja``, or ``--no-jinja --chat-template
+    gemma`` for a GGUF without a template whose tokens are Gemma's; ``meta`` and ``tokens`` are
+    what the engine read from the GGUF), the
     mode's flags, ``--ctx-size``/``--parallel`` as in :func:`plan`, the draft model
     (:func:`draft_args`), ``--reasoning-budget`` from
     ``_configure``'s ``llamacpp`` block (``configure --think``), ``--cont-batching``,
@@ -247,16 +290,14 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     llama-server knows a flag.
     """
     the_plan = plan(bundle, config, slots, has)
+    _, the_plan["rest"] = _take(the_plan["rest"], ("--chat-template",))  # chat_template's
     files = bundle.gguf_files
     argv = [str(binary), "--model", str(files[0]), *listen_args(address), "--metrics"]
     argv += alias_args(bundle, has)
     if bundle.mmproj:
         argv += ["--mmproj", str(bundle.mmproj)]
-    else:
-        argv += ["--jinja"]
-    if config.mode == "completion" and bundle.chat_template:
-        argv += ["--chat-template-file", str(bundle.chat_template)]
-    elif config.mode == "embedding":
+    argv += template_args(chat_template(bundle, config, meta, tokens), bundle, has)
+    if config.mode == "embedding":
         argv += ["--embeddings"]
         if "--pooling" not in the_plan["rest"] and not has_pooling:
             # A generative model has no pooling type, and llama-server's /v1/embeddings

@@ -7,6 +7,7 @@ it what it supports (``--help``, ``--list-devices``, its system info) once per b
 """
 
 import re
+import struct
 import subprocess
 import tempfile
 import threading
@@ -15,8 +16,8 @@ from pathlib import Path
 import modelrunner
 from modelrunner import Engine, EngineError, RunnerCommand
 
-from . import memory
-from .args import (RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, plan,
+from . import memory, templates
+from .args import (RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, chat_template, plan,
                    reasoning_budget, speculative)
 from .build import find_llama_server, read_build_info
 
@@ -158,10 +159,26 @@ class LlamaCppEngine(Engine):
 
     def validate_configure(self, blocks):
         """``llamacpp.reasoning-budget`` must be an int >= -1, ``speculative``'s numbers in
-        range (a 400 at `_configure` time)."""
+        range, ``llamacpp.chat-template`` a built-in name or a template's text (a 400 at
+        `_configure` time)."""
         try:
             reasoning_budget(modelrunner.RunnerConfig(extra=dict(blocks)))
             speculative(modelrunner.RunnerConfig(extra=dict(blocks)))
+            block = blocks.get("llamacpp") or {}
+            if "chat-template" in block:
+                templates.check(block["chat-template"])
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+
+    def validate_runtime_flags(self, flags):
+        """The allow-list, and ``--chat-template`` names one of llama.cpp's built-in templates
+        (a file or a template's text goes through ``configure --chat-template``)."""
+        super().validate_runtime_flags(flags)
+        value, _ = _take(_split_flags([f for f in flags if isinstance(f, str)]),
+                         ("--chat-template",))
+        try:
+            if value is not None:
+                templates.check(value, text_allowed=False)
         except ValueError as exc:
             raise EngineError(str(exc)) from None
 
@@ -204,16 +221,47 @@ class LlamaCppEngine(Engine):
         if binary is None:
             raise EngineError(f"llama-server is not installed: {BUILD_HINT}", status=412)
         info = binary_info(binary)
+        meta, tokens = self._template_inputs(bundle, config)
         try:
             argv = build_argv(
                 binary, bundle, config, address, has=info.has, gpu=info.gpu, amx=info.amx,
                 has_pooling=config.mode != "embedding" or self._has_pooling(bundle),
                 slots=self.setting("llamacpp_slots"), threads=self.setting("llamacpp_threads"),
                 batch_size=self.setting("llamacpp_batch_size"),
-                mmap=self.setting("llamacpp_mmap"), gpu_layers=self.setting("llamacpp_gpu_layers"))
+                mmap=self.setting("llamacpp_mmap"), gpu_layers=self.setting("llamacpp_gpu_layers"),
+                meta=meta, tokens=tokens)
         except ValueError as exc:  # a draft model without GGUF, a bad configured block
             raise EngineError(str(exc)) from None
-        return RunnerCommand(argv=argv, env={}, health_path="/health")
+        choice = chat_template(bundle, config, meta, tokens)
+        # a configured template's text: in the environment, not in argv (the runner log prints it)
+        env = {"LLAMA_ARG_CHAT_TEMPLATE": choice.text} if choice and choice.text else {}
+        return RunnerCommand(argv=argv, env=env, health_path="/health")
+
+    def runner_details(self, bundle, config):
+        """``{"chat_template": which template runs and why}`` for ``model ps``."""
+        choice = chat_template(bundle, config, *self._template_inputs(bundle, config))
+        return {"chat_template": choice.why} if choice else {}
+
+    def _template_inputs(self, bundle, config):
+        """(GGUF key/values, the template tokens of its vocabulary) for :func:`chat_template`:
+        read only for a completion runner with no configured or packaged template. A config map
+        without ``tokenizer.chat_template`` is checked against the file itself, so a packager
+        that left the key out never gets a GGUF's own template overridden."""
+        if (config.mode != "completion" or templates.configured(config) is not None
+                or bundle.chat_template is not None or not bundle.gguf_files):
+            return None, ()
+        meta = self._metadata(bundle)
+        if not meta.get("tokenizer.chat_template"):
+            try:
+                meta = modelrunner.read_gguf(bundle.gguf_files[0])["gguf"]
+            except Exception:  # noqa: BLE001 - an unreadable file fails at load, not here
+                return None, ()
+        if meta.get("tokenizer.chat_template"):
+            return meta, ()
+        try:
+            return meta, templates.vocab_markers(bundle.gguf_files[0])
+        except (OSError, ValueError, struct.error):
+            return meta, ()
 
     def _has_pooling(self, bundle):
         try:

@@ -118,3 +118,30 @@ def require_llama_server(engine):
                     f"`modelrunner-llamacpp-build` (pip install -e plugins/llamacpp first)",
                     pytrace=False)
     return details
+
+
+def write_without_chat_template(src, dst):
+    """A copy of the GGUF ``src`` at ``dst`` with every key/value and tensor but
+    ``tokenizer.chat_template``: a model as some converters publish it, templateless."""
+    import gguf
+
+    reader = gguf.GGUFReader(src)
+    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
+    writer = gguf.GGUFWriter(dst, arch=arch, endianess=reader.endianess)
+    for field in reader.fields.values():
+        if (field.name in (gguf.Keys.General.ARCHITECTURE, gguf.Keys.Tokenizer.CHAT_TEMPLATE)
+                or field.name.startswith("GGUF.")):
+            continue
+        vtype = field.types[0]
+        sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub_type)
+    for tensor in reader.tensors:
+        writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
+                               tensor.data.nbytes, tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for tensor in reader.tensors:
+        writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
+    writer.close()
+    return Path(dst)
