@@ -44,6 +44,13 @@ def _too_deep(value, limit):
     return False
 
 
+def _no_constant(name):
+    """``NaN``, ``Infinity`` and ``-Infinity`` are Python's extension, not JSON: a client's
+    ``"temperature": NaN`` would reach a runner that cannot parse it (a 500 from llama-server) or
+    a number that compares false with every bound."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_json(raw, max_depth=MAX_JSON_DEPTH):
     """``json.loads(raw)`` for JSON from a client: any JSON value, or :class:`JSONBodyError` (400)
     when ``raw`` is not JSON or nests deeper than ``max_depth`` levels (``{}`` is one level); its
@@ -59,7 +66,7 @@ def parse_json(raw, max_depth=MAX_JSON_DEPTH):
     else:
         brackets = raw.count("[") + raw.count("{")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
         value, brackets = None, None
     except ValueError as e:  # UnicodeDecodeError included
@@ -111,3 +118,31 @@ def chat_has_images(chat):
                                              for p in content):
             return True
     return False
+
+
+def _part_url(part):
+    """The URL of an image part in any of the shapes a chat carries it, or None."""
+    for key in ("image_url", "url", "image"):
+        value = part.get(key)
+        if isinstance(value, dict):
+            value = value.get("url")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def remote_image_urls(chat):
+    """The image URLs of an OpenAI chat body that are not ``data:`` URLs. A runner fetches
+    those itself (llama-server and vLLM download http(s) images), from the server's machine:
+    whoever may chat could make it reach addresses only that machine reaches (a cloud's metadata
+    service, a router's admin page). The gateway refuses them unless ``allow_image_urls``."""
+    urls = []
+    messages = chat.get("messages") if isinstance(chat, dict) else None
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("type") in IMAGE_PARTS:
+                url = _part_url(part)
+                if url is not None and not url.lstrip().lower().startswith("data:"):
+                    urls.append(url)
+    return urls

@@ -14,7 +14,9 @@ import json
 import time
 
 from . import reference as refs
+from .bodies import parse_json, remote_image_urls
 from .errors import ModelRunnerError
+from .settings import truthy
 from .engines import EngineError, select_engine
 from .scheduler import SchedulerError
 from .runners import runner_connection
@@ -141,6 +143,7 @@ class Gateway:
         model = self.find_model(model_name)
         engine = self.engine_for(model, engine)
         mode = mode or MODE_BY_PATH.get(path, "completion")
+        self._refuse_image_urls(body)
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
                                path=path, dialect=dialect, request=request, body=body)
         self.runtime.emit_request("started", record)
@@ -175,6 +178,23 @@ class Gateway:
             self.runtime.emit_request("finished", record)
             raise GatewayError(f"the runner for {model_name} is not answering: {error}",
                                status=502)
+
+    def _refuse_image_urls(self, body):
+        """400 for an image the runner would download (see ``remote_image_urls``); the body is
+        parsed only when it has an image part, which a text chat never has."""
+        if not (b'"image_url"' in body or b'"input_image"' in body):
+            return
+        if truthy(self.runtime.settings.get("allow_image_urls", False)):
+            return
+        try:
+            urls = remote_image_urls(parse_json(body))
+        except ValueError:
+            return  # the dialect already read it; not this check's business
+        if urls:
+            raise GatewayError(
+                "images must be sent inline as data: URLs (base64); this server does not fetch "
+                f"image URLs such as {urls[0][:80]!r} (allow_image_urls turns that on)",
+                status=400, kind="invalid_request_error")
 
     def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers):
         """(lease, connection, response headers). While the scheduler answers the

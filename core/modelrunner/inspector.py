@@ -36,6 +36,7 @@ from filelock import FileLock
 from . import telemetry
 from .hookspecs import hookimpl
 from .private import private_dir, private_open, write_private
+from .settings import truthy
 from .redact import is_secret_name  # one list of secret names: logs use it too
 from .streams import reassemble
 
@@ -57,7 +58,7 @@ class RequestLog:
     @classmethod
     def from_settings(cls, settings):
         return cls(settings.models_path, settings.get("request_records", 10),
-                   _truthy(settings.get("record_requests", True)))
+                   truthy(settings.get("record_requests", True)))
 
     def _path(self, model_id):
         return self.dir / f"{model_id.split(':')[-1]}.jsonl"
@@ -114,12 +115,6 @@ def _read_lines(path):
             return [line for line in f if line.endswith("\n") and line.strip()]
     except OSError:
         return []
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
 
 
 _log = None

@@ -59,6 +59,14 @@ def _trust_names(settings):
             settings.set(ours, os.environ[dmr])
 
 
+def truthy(value):
+    """A setting's yes or no: a TOML boolean, or a string from the environment ("0", "false",
+    "no", "off" and "" are no)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
 def _as_list(value):
     if not value:
         return []

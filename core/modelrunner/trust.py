@@ -244,6 +244,8 @@ class Trust:
                                   f"(or an upload type), not {kind or 'none'!r}")
 
     def process_response(self, req, resp, resource, req_succeeded):
+        # DMR's plain-text errors echo a client's input (a model name): never sniffed as HTML
+        resp.set_header("X-Content-Type-Options", "nosniff")
         origin = req.get_header("Origin")
         if origin and self.origin_allowed(origin, req):
             resp.set_header("Access-Control-Allow-Origin", origin)

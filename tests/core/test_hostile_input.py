@@ -212,3 +212,86 @@ def test_an_error_keeps_urls_routes_and_names_but_no_machine_path(tmp_path):
                       " --host unix://…/0.sock; [Errno 2] No such file: '…/libcuda.so.1'; see "
                       "http://127.0.0.1:12434/v1/models or POST /models/create with "
                       "hf.co/org/repo:Q4_K_M")
+
+
+# -- images a runner would fetch, and numbers that are not JSON ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def vision_model(server, tmp_path_factory):
+    """A model the store says reads images (a projector layer), so the image checks get past
+    the projector check; it never loads: the URL is refused before any runner is asked."""
+    folder = tmp_path_factory.mktemp("vision")
+    weights = write_tiny_llama_gguf(folder / "model.gguf")
+    projector = write_tiny_llama_gguf(folder / "mmproj.gguf", seed=1)
+    server.package(weights, "evil/vision", "--mmproj", str(projector))
+    return "evil/vision"
+
+
+class _Listener:
+    """A local HTTP server that counts the requests it gets: the address a hostile image URL
+    points the runner at."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/secret-admin-page"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_a_chat_cannot_make_the_runner_fetch_an_image_url(server, vision_model):
+    listener = _Listener()
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="none")
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=vision_model, max_tokens=4, messages=[
+                {"role": "user", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": listener.url}}]}])
+        assert "data: URLs" in str(refused.value)
+        claude = anthropic.Anthropic(base_url=server.url + "/anthropic", api_key="none")
+        with pytest.raises(anthropic.BadRequestError):
+            claude.messages.create(model=vision_model, max_tokens=4, messages=[
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "url", "url": listener.url}},
+                    {"type": "text", "text": "what is this?"}]}])
+        with pytest.raises(openai.BadRequestError):
+            client.responses.create(model=vision_model, max_output_tokens=16, input=[
+                {"role": "user", "content": [
+                    {"type": "input_text", "text": "what is this?"},
+                    {"type": "input_image", "image_url": listener.url}]}])
+        assert listener.hits == []
+        ps = httpx.get(server.url + "/engines/ps", timeout=10).json()
+        assert not [r for r in ps if "vision" in str(r)]  # refused before anything loaded
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_a_400_not_a_runner_500(server, constant):
+    chat = httpx.post(server.url + "/v1/chat/completions", headers=JSON, timeout=30, content=(
+        b'{"model": "ai/smollm2", "temperature": ' + constant +
+        b', "messages": [{"role": "user", "content": "hi"}]}'))
+    assert chat.status_code == 400, chat.text
+    assert constant.lstrip(b"-").decode() in openai_shape(chat)
+    ollama = httpx.post(server.url + "/api/chat", headers=JSON, timeout=30, content=(
+        b'{"model": "ai/smollm2", "stream": false, "options": {"temperature": ' + constant +
+        b'}, "messages": [{"role": "user", "content": "hi"}]}'))
+    assert ollama.status_code == 400, ollama.text
+    assert constant.lstrip(b"-").decode() in ollama_shape(ollama)

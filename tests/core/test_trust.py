@@ -312,3 +312,11 @@ def test_a_page_on_ipv6_loopback_is_a_local_origin(app_with_a_model, origin):
     answer = client.simulate_get("/models", headers={**LOCAL, "Origin": origin})
     assert answer.status_code == 200
     assert answer.headers.get("access-control-allow-origin") == origin
+
+
+def test_an_error_that_echoes_a_model_name_is_never_sniffed_as_a_page(app_with_a_model):
+    wsgi, _ = app_with_a_model()
+    client = falcon.testing.TestClient(wsgi)
+    answer = client.simulate_get("/models/<script>alert(1)</script>", headers=LOCAL)
+    assert answer.status_code in (400, 404)
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
