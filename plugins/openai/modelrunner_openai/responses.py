@@ -473,7 +473,8 @@ PREFIXES = ("/responses", "/v1/responses", "/engines/responses", "/engines/v1/re
 
 def register(app, runtime):
     models_path = runtime.settings.get("models_path", None)
-    store = ResponseStore(Path(str(models_path)) / "responses" if models_path else None)
+    store = ResponseStore(Path(str(models_path)) / "responses" if models_path else None,
+                          max_bytes=int(runtime.settings.get("responses_max_bytes", 1 << 30)))
     for prefix in PREFIXES:
         app.add_route(prefix, ResponsesResource(runtime, store))
         app.add_route(prefix + "/compact", CompactResource(runtime, store))

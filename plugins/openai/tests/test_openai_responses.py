@@ -570,3 +570,18 @@ def test_stored_responses_on_disk_are_readable_by_the_servers_user_only(tmp_path
     assert "my private question" in path.read_text()
     assert os.stat(tmp_path / "responses").st_mode & 0o777 == 0o700
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_stored_responses_cannot_fill_the_disk_or_the_workers_memory(tmp_path):
+    from modelrunner_openai import responses_store
+    store = ResponseStore(tmp_path, max_bytes=64 * 1024)
+    big = "x" * 4096
+    for n in range(300):
+        store.put({"response": {"id": f"resp_{n}"}, "messages": [big], "input_items": []})
+    store._last_sweep = 0
+    store._sweep()
+    on_disk = sum(p.stat().st_size for p in tmp_path.glob("*.json"))
+    assert on_disk <= 64 * 1024
+    assert len(store.memory) <= responses_store.MEMORY_ENTRIES
+    assert store.get("resp_299") is not None      # the newest stay
+    assert ResponseStore(tmp_path).get("resp_0") is None   # the oldest went first
