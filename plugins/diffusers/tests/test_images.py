@@ -76,7 +76,7 @@ def test_engine_in_path(server, image_model):
     ({"size": "abc"}, "WIDTHxHEIGHT"),
     ({"size": "60x60"}, "multiples of 8"),
     ({"size": "1024x1024"}, "outside what this model supports"),
-    ({"n": 11}, "n must be"),
+    ({"n": 11}, "Invalid 'n'"),  # the OpenAI dialect's bound (as OpenAI words it), before the runner's
     ({"response_format": "url"}, "b64_json"),
 ])
 def test_bad_requests(openai_client, image_model, kwargs, fragment):
