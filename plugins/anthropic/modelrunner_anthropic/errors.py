@@ -1,4 +1,7 @@
-"""Anthropic's error object, ``{"type": "error", "error": {"type", "message"}}``.
+"""Anthropic's error object, ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
+
+``request_id`` is required and nullable in Anthropic's ErrorResponse: null, as this server
+gives its requests no id.
 
 The SDK maps the HTTP status to its exception classes (404 NotFoundError, 400 BadRequestError),
 and tools read ``error.type``; Anthropic's names differ from the core's kinds in a few places.
@@ -30,7 +33,8 @@ def error_type(status, kind=None):
 
 def error_object(status, message, kind=None):
     return {"type": "error", "error": {"type": error_type(status, kind),
-                                       "message": hide_paths(message)}}  # no path of the machine
+                                       "message": hide_paths(message)},  # no path of the machine
+            "request_id": None}
 
 
 def error_body(status, message, kind=None):

@@ -249,8 +249,7 @@ def chat_request(body):
 def parse_forced(text):
     """The ``tool_use`` block in a constrained answer, or None if it is not a call."""
     call = parse_forced_call(text, "input")
-    return {"type": "tool_use", "id": tool_use_id(), "name": call[0], "input": call[1]} \
-        if call else None
+    return tool_use_block(tool_use_id(), call[0], call[1]) if call else None
 
 
 def _arguments(raw):
@@ -279,10 +278,51 @@ def stop_reason(finish, content, stop_word):
     return STOP_REASONS.get(finish or "stop", "end_turn")
 
 
-def usage(u):
+def cached_tokens(u, timings=None):
+    """Prompt tokens the runner read from its cache: OpenAI's
+    ``usage.prompt_tokens_details.cached_tokens``, else llama-server's ``timings.cache_n``."""
+    details = (u or {}).get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens")
+    if not isinstance(cached, int):
+        cached = (timings or {}).get("cache_n")
+    return cached if isinstance(cached, int) and cached > 0 else 0
+
+
+def usage(u, timings=None):
+    """Anthropic's usage, every field its schema requires. As Anthropic counts them, a
+    request's input is ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``:
+    the prompt tokens the runner took from its cache are cache reads, the rest input. Nothing
+    is written to a cache on request (no ``cache_control``), no server tool runs, and a local
+    runner has one tier: "standard"."""
     u = u or {}
-    return {"input_tokens": int(u.get("prompt_tokens") or 0),
-            "output_tokens": int(u.get("completion_tokens") or 0)}
+    prompt = int(u.get("prompt_tokens") or 0)
+    cached = min(cached_tokens(u, timings), prompt)
+    return {"input_tokens": prompt - cached,
+            "output_tokens": int(u.get("completion_tokens") or 0),
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "server_tool_use": None, "service_tier": "standard", "inference_geo": None,
+            "output_tokens_details": None}
+
+
+def delta_usage(u, timings=None):
+    """The cumulative usage of a ``message_delta`` event (Anthropic's MessageDeltaUsage)."""
+    full = usage(u, timings)
+    return {key: full[key] for key in ("input_tokens", "output_tokens",
+                                       "cache_creation_input_tokens", "cache_read_input_tokens",
+                                       "server_tool_use", "output_tokens_details")}
+
+
+def text_block(text):
+    """A text block as Anthropic's schema defines it (no citations: nothing was cited)."""
+    return {"type": "text", "text": text, "citations": None}
+
+
+def tool_use_block(call_id, name, tool_input):
+    """A tool_use block; the model called the tool itself (``caller`` direct), not code run
+    by a server tool."""
+    return {"type": "tool_use", "id": call_id, "name": name, "input": tool_input,
+            "caller": {"type": "direct"}}
 
 
 def message(completion, model, forced=None, stops=None):
@@ -297,16 +337,22 @@ def message(completion, model, forced=None, stops=None):
     if call:
         content.append(call)
     elif msg.get("content"):
-        content.append({"type": "text", "text": msg["content"]})
+        content.append(text_block(msg["content"]))
     for tc in msg.get("tool_calls") or []:
         fn = tc.get("function") or {}
-        content.append({"type": "tool_use", "id": tc.get("id") or tool_use_id(),
-                        "name": fn.get("name"), "input": _arguments(fn.get("arguments"))})
+        content.append(tool_use_block(tc.get("id") or tool_use_id(), fn.get("name") or "",
+                                      _arguments(fn.get("arguments"))))
     word = stopping_word(completion, choice, stops)
+    return message_object(model, content, stop_reason(choice.get("finish_reason"), content, word),
+                          word, usage(completion.get("usage"), completion.get("timings")))
+
+
+def message_object(model, content, reason, word, counted):
+    """Anthropic's Message: no container (no container tool ran), no stop details (they
+    explain refusals, and a local model's stop has none)."""
     return {"id": message_id(), "type": "message", "role": "assistant", "model": model,
-            "content": content,
-            "stop_reason": stop_reason(choice.get("finish_reason"), content, word),
-            "stop_sequence": word, "usage": usage(completion.get("usage"))}
+            "content": content, "stop_reason": reason, "stop_sequence": word,
+            "stop_details": None, "container": None, "usage": counted}
 
 
 class StreamTranslator:
@@ -328,12 +374,12 @@ class StreamTranslator:
         self.finish = None
         self.stop_word = None
         self.usage = {}
+        self.timings = None
 
     def start(self):
-        return [{"type": "message_start", "message": {
-                    "id": message_id(), "type": "message", "role": "assistant",
-                    "model": self.model, "content": [], "stop_reason": None,
-                    "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}},
+        # the counts come with the runner's last chunk: message_delta carries them
+        return [{"type": "message_start",
+                 "message": message_object(self.model, [], None, None, usage({}))},
                 {"type": "ping"}]
 
     def _block(self, key, block):
@@ -359,6 +405,8 @@ class StreamTranslator:
         events = []
         if chunk.get("usage"):
             self.usage = chunk["usage"]
+        if chunk.get("timings"):
+            self.timings = chunk["timings"]
         verbose_word = stopping_word(chunk, {}, self.stops)
         if verbose_word:
             self.stop_word = verbose_word
@@ -375,15 +423,14 @@ class StreamTranslator:
                     self.held += delta["content"]
                 else:
                     if self.open != "text":
-                        events += self._block("text", {"type": "text", "text": ""})
+                        events += self._block("text", text_block(""))
                     events.append(self._delta({"type": "text_delta", "text": delta["content"]}))
             for tc in delta.get("tool_calls") or []:
                 key = ("tool", tc.get("index", 0))
                 fn = tc.get("function") or {}
                 if self.open != key:
-                    events += self._block(key, {"type": "tool_use",
-                                                "id": tc.get("id") or tool_use_id(),
-                                                "name": fn.get("name") or "", "input": {}})
+                    events += self._block(key, tool_use_block(tc.get("id") or tool_use_id(),
+                                                              fn.get("name") or "", {}))
                 if fn.get("arguments"):
                     events.append(self._delta({"type": "input_json_delta",
                                                "partial_json": fn["arguments"]}))
@@ -403,14 +450,15 @@ class StreamTranslator:
                 events.append(self._delta({"type": "input_json_delta",
                                            "partial_json": json.dumps(tool_input)}))
             elif self.held:
-                events += self._block("text", {"type": "text", "text": ""})
+                events += self._block("text", text_block(""))
                 events.append(self._delta({"type": "text_delta", "text": self.held}))
         events += self._close()
         content = [{"type": k} for k in self.kinds]
         events.append({"type": "message_delta",
                        "delta": {"stop_reason": stop_reason(self.finish, content, self.stop_word),
-                                 "stop_sequence": self.stop_word},
-                       "usage": usage(self.usage)})
+                                 "stop_sequence": self.stop_word, "stop_details": None,
+                                 "container": None},
+                       "usage": delta_usage(self.usage, self.timings)})
         events.append({"type": "message_stop"})
         return events
 

@@ -100,7 +100,8 @@ def test_a_forced_answer_reads_back_as_tool_use():
     assert msg["id"].startswith("msg_")
     assert msg["stop_reason"] == "tool_use"
     assert msg["content"][0]["input"] == {"city": "Oslo"}
-    assert msg["usage"] == {"input_tokens": 12, "output_tokens": 9}
+    assert msg["usage"]["input_tokens"] == 12 and msg["usage"]["output_tokens"] == 9
+    assert msg["usage"]["cache_read_input_tokens"] == 0
 
 
 def test_finish_reasons_map_to_anthropic_stop_reasons():
@@ -139,7 +140,7 @@ def test_a_stream_follows_anthropics_event_order_and_reassembles():
     assert [b["type"] for b in message["content"]] == ["thinking", "text"]
     assert message["content"][1]["text"] == "Hello"
     assert message["stop_reason"] == "end_turn"
-    assert message["usage"] == {"input_tokens": 4, "output_tokens": 3}
+    assert message["usage"]["input_tokens"] == 4 and message["usage"]["output_tokens"] == 3
 
 
 def test_streamed_tool_calls_become_input_json_deltas():
@@ -150,7 +151,7 @@ def test_streamed_tool_calls_become_input_json_deltas():
         chunk(finish="tool_calls")])
     message = reassemble(events)
     assert message["content"] == [{"type": "tool_use", "id": "c1", "name": "get_weather",
-                                   "input": {"city": "Rome"}}]
+                                   "input": {"city": "Rome"}, "caller": {"type": "direct"}}]
     assert message["stop_reason"] == "tool_use"
 
 
@@ -168,7 +169,8 @@ def test_llama_servers_stopping_word_marks_a_stop_sequence_in_streams():
     events = translated([chunk({"content": "1, 2"}),
                          chunk(finish="stop", __verbose={"stopping_word": "3"})], stops=["3"])
     delta = [e for e in events if e["type"] == "message_delta"][0]["delta"]
-    assert delta == {"stop_reason": "stop_sequence", "stop_sequence": "3"}
+    assert delta == {"stop_reason": "stop_sequence", "stop_sequence": "3",
+                     "stop_details": None, "container": None}
 
 
 def test_errors_have_anthropics_shape_on_anthropic_routes_only():
@@ -178,6 +180,7 @@ def test_errors_have_anthropics_shape_on_anthropic_routes_only():
         path = "/v1/messages"
     content_type, body = plugin.format_error(Req(), 404, "no such model", "not_found_error")
     assert json.loads(body) == {"type": "error", "error": {"type": "not_found_error",
-                                                           "message": "no such model"}}
+                                                           "message": "no such model"},
+                                "request_id": None}
     Req.path = "/v1/chat/completions"
     assert plugin.format_error(Req(), 404, "x", "not_found_error") is None
