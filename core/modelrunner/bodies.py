@@ -10,6 +10,7 @@ for the runner, the translators of each dialect, the request inspector). Bodies 
 """
 
 import json
+import re
 
 from .errors import ModelRunnerError
 
@@ -131,11 +132,28 @@ def _part_url(part):
     return None
 
 
+# audio and video parts, as llama-server reads them: {"type": T, T: {"data" or "url": ...}}. Their
+# "data" is raw base64 in OpenAI's input_audio, so a value is remote when it names a scheme
+# (base64 has no ":"): llama-server downloads any value that starts with "http".
+MEDIA_PARTS = ("input_audio", "input_video", "video_url")
+_SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _media_urls(part):
+    media = part.get(part.get("type"))
+    for key in ("data", "url"):
+        value = media.get(key) if isinstance(media, dict) else None
+        if isinstance(value, str) and _SCHEME.match(value) \
+                and not value.lstrip().lower().startswith("data:"):
+            yield value
+
+
 def remote_image_urls(chat):
-    """The image URLs of an OpenAI chat body that are not ``data:`` URLs. A runner fetches
-    those itself (llama-server and vLLM download http(s) images), from the server's machine:
-    whoever may chat could make it reach addresses only that machine reaches (a cloud's metadata
-    service, a router's admin page). The gateway refuses them unless ``allow_image_urls``."""
+    """The image, audio and video URLs of an OpenAI chat body that are not ``data:`` URLs (for
+    audio and video: base64). A runner fetches those itself (llama-server and vLLM download
+    http(s) media), from the server's machine: whoever may chat could make it reach addresses
+    only that machine reaches (a cloud's metadata service, a router's admin page). The gateway
+    refuses them unless ``allow_image_urls``."""
     urls = []
     messages = chat.get("messages") if isinstance(chat, dict) else None
     for message in messages if isinstance(messages, list) else []:
@@ -145,4 +163,6 @@ def remote_image_urls(chat):
                 url = _part_url(part)
                 if url is not None and not url.lstrip().lower().startswith("data:"):
                     urls.append(url)
+            elif isinstance(part, dict) and part.get("type") in MEDIA_PARTS:
+                urls.extend(_media_urls(part))
     return urls

@@ -181,8 +181,9 @@ class Gateway:
 
     def _refuse_image_urls(self, body):
         """400 for an image the runner would download (see ``remote_image_urls``); the body is
-        parsed only when it has an image part, which a text chat never has."""
-        if not (b'"image_url"' in body or b'"input_image"' in body):
+        parsed only when it may have a media part, which a text chat never has (a key or type
+        spelled with JSON escapes, "image\\u005furl", is one too: the runner reads it as such)."""
+        if not any(name in body for name in _MEDIA_NAMES):
             return
         if truthy(self.runtime.settings.get("allow_image_urls", False)):
             return
@@ -192,8 +193,8 @@ class Gateway:
             return  # the dialect already read it; not this check's business
         if urls:
             raise GatewayError(
-                "images must be sent inline as data: URLs (base64); this server does not fetch "
-                f"image URLs such as {urls[0][:80]!r} (allow_image_urls turns that on)",
+                "images, audio and video must be sent inline as data: URLs (base64); this server "
+                f"does not fetch URLs such as {urls[0][:80]!r} (allow_image_urls turns that on)",
                 status=400, kind="invalid_request_error")
 
     def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers):
@@ -248,6 +249,11 @@ class Gateway:
         response.record.finish(status=response.status if not response.error else 500,
                                error=response.error)
         self.runtime.emit_request("finished", response.record)
+
+
+# what a body holds if it may carry a media part: its part types, or a JSON escape
+_MEDIA_NAMES = (b'"image_url"', b'"input_image"', b'"input_audio"', b'"input_video"',
+                b'"video_url"', b"\\u")
 
 
 def _with_secret(headers, secret):
