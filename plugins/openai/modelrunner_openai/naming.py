@@ -9,9 +9,9 @@ write the asked name into each ``"model"`` member on the way, as OpenAI answers 
 On the bytes, not on parsed JSON: an answer can be megabytes (embeddings, logprobs) and a stream
 thousands of events. Inside a JSON string every ``"`` is escaped, so ``"model"`` followed by a
 colon is always a member name, never text a model wrote; one regular-expression pass over the
-answer (C speed, linear) rewrites them. A stream is rewritten line by line: each SSE ``data:``
-line is one event, and a line split between two chunks waits for its end (kept as a list of
-pieces, so a long line costs no more than its length).
+answer (C speed, linear) rewrites them. The chat and completions routes, which parse each
+answer and streamed event anyway to complete its shape (shapes.py), set the name there instead;
+this is for the answers they pass through as they came (embeddings).
 """
 
 import json
@@ -26,23 +26,3 @@ def renamed(data, asked):
         return data
     value = json.dumps(asked).encode()
     return _MODEL.sub(lambda m: b'"model"' + m.group(1) + b":" + m.group(2) + value, data)
-
-
-def renamed_stream(chunks, asked, close=None):
-    """The chunks of a streamed answer with :func:`renamed` applied to each whole line; calls
-    ``close`` (the answer's) when done or closed early (the client went away)."""
-    pending = []
-    try:
-        for chunk in chunks:
-            cut = chunk.rfind(b"\n") + 1
-            if not cut:
-                pending.append(chunk)
-                continue
-            pending.append(chunk[:cut])
-            yield renamed(b"".join(pending), asked)
-            pending = [chunk[cut:]] if cut < len(chunk) else []
-        if pending:
-            yield renamed(b"".join(pending), asked)
-    finally:
-        if close is not None:
-            close()

@@ -9,7 +9,6 @@ from modelrunner import MODE_BY_PATH, GatewayError, ModelRunnerError, parse_json
 from . import limits
 from .errors import send_error, sse_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
-from .naming import renamed, renamed_stream
 from .responses_validation import RequestError
 from .shapes import completed, completed_stream
 from .vision import refuse_images_without_projector
@@ -57,10 +56,10 @@ class InferenceResource:
             resp.set_header("X-Accel-Buffering", "no")
             # the model named as this request asked (naming.py), never the runner's name for it
             # and each event with the fields OpenAI's schema requires (shapes.py)
-            resp.stream = _guarded(renamed_stream(completed_stream(answer, self.runner_path),
-                                                  model, answer.close))
+            resp.stream = _guarded(completed_stream(answer, self.runner_path, model,
+                                                    answer.close))
         elif "json" in (answer.content_type or ""):
-            resp.data = renamed(completed(answer.read(), self.runner_path, answer.status), model)
+            resp.data = completed(answer.read(), self.runner_path, answer.status, model)
         else:
             resp.data = answer.read()
 

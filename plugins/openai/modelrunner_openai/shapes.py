@@ -19,6 +19,8 @@ KB, a streamed event less than one.
 
 import json
 
+from .naming import renamed
+
 # llama-server's error type -> OpenAI's (type, code, param) for the same condition
 _RUNNER_ERRORS = {"exceed_context_size_error": ("invalid_request_error",
                                                 "context_length_exceeded", "messages")}
@@ -87,40 +89,46 @@ SHAPES = {"/v1/chat/completions": (chat_completion, chat_chunk),
           "/v1/completions": (completion, completion)}
 
 
-def completed(data, runner_path, status):
-    """A whole JSON answer (bytes) of ``runner_path`` with the fields its schema requires."""
+def completed(data, runner_path, status, model=None):
+    """A whole JSON answer (bytes) of ``runner_path`` with the fields its schema requires and
+    each ``"model"`` the name the request asked (``model``; naming.py)."""
     shape = error if status >= 400 else SHAPES.get(runner_path, (None,))[0]
     if shape is None:
-        return data
+        return renamed(data, model)
     try:
         answer = json.loads(data)
     except ValueError:
-        return data
-    return json.dumps(shape(answer)).encode()
+        return renamed(data, model)
+    return _dumps(_named(shape(answer), model))
 
 
-def completed_stream(chunks, runner_path):
+def completed_stream(chunks, runner_path, model=None, close=None):
     """The SSE chunks of ``runner_path`` with each ``data:`` event completed (an error event
-    in OpenAI's error shape). Lines are whole when rewritten: a line cut between two chunks
-    waits for its end."""
+    in OpenAI's error shape) and named as the request asked; calls ``close`` (the answer's) when
+    done or closed early (the client went away). Lines are whole when rewritten: a line cut
+    between two chunks waits for its end (kept as a list of pieces, so a long line costs no
+    more than its length)."""
     shape = SHAPES.get(runner_path, (None, None))[1]
-    if shape is None:
-        yield from chunks
-        return
     pending = []
-    for chunk in chunks:
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            pending.append(chunk)
-            continue
-        pending.append(chunk[:cut])
-        yield _lines(b"".join(pending), shape)
-        pending = [chunk[cut:]] if cut < len(chunk) else []
-    if pending:
-        yield _lines(b"".join(pending), shape)
+    try:
+        for chunk in chunks:
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:
+                pending.append(chunk)
+                continue
+            pending.append(chunk[:cut])
+            yield _lines(b"".join(pending), shape, model)
+            pending = [chunk[cut:]] if cut < len(chunk) else []
+        if pending:
+            yield _lines(b"".join(pending), shape, model)
+    finally:
+        if close is not None:
+            close()
 
 
-def _lines(data, shape):
+def _lines(data, shape, model):
+    if shape is None:
+        return renamed(data, model)
     out = []
     for line in data.split(b"\n"):
         if line.startswith(b"data: {") or line.startswith(b"data:{"):
@@ -130,6 +138,17 @@ def _lines(data, shape):
                 out.append(line)
                 continue
             event = error(event) if "error" in event and "choices" not in event else shape(event)
-            line = b"data: " + json.dumps(event).encode()
+            line = b"data: " + _dumps(_named(event, model))
         out.append(line)
     return b"\n".join(out)
+
+
+def _named(answer, model):
+    if isinstance(model, str) and isinstance(answer, dict) and "model" in answer:
+        answer["model"] = model
+    return answer
+
+
+def _dumps(answer):
+    """Compact, as the runner writes its JSON."""
+    return json.dumps(answer, separators=(",", ":")).encode()

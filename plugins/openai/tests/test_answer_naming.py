@@ -4,7 +4,8 @@ tests/core/test_hostile_input.py."""
 
 import json
 
-from modelrunner_openai.naming import renamed, renamed_stream
+from modelrunner_openai.naming import renamed
+from modelrunner_openai.shapes import completed, completed_stream
 
 PATH = "/home/me/.docker/models/bundles/sha256/ab/model/model.gguf"
 
@@ -21,13 +22,27 @@ def test_every_model_member_gets_the_asked_name_and_text_keeps_its_words():
 
 def test_a_stream_is_renamed_whatever_its_chunks_cut():
     events = b"".join(b"data: " + json.dumps({"model": PATH, "choices": [
-        {"delta": {"content": f"word{i} \u00e9"}}]}).encode() + b"\n\n" for i in range(5))
+        {"index": 0, "delta": {"content": f"word{i} \u00e9"}}]}).encode() + b"\n\n"
+        for i in range(5))
     events += b"data: [DONE]\n\n"
     closed = []
     for size in (1, 7, 64, len(events)):
         chunks = [events[i:i + size] for i in range(0, len(events), size)]
-        out = b"".join(renamed_stream(iter(chunks), "smollm2", lambda: closed.append(1)))
-        lines = [line for line in out.split(b"\n") if line.startswith(b"data: {")]
-        assert [json.loads(line[6:])["model"] for line in lines] == ["smollm2"] * 5
-        assert out.replace(b'"smollm2"', json.dumps(PATH).encode()) == events
+        out = b"".join(completed_stream(iter(chunks), "/v1/chat/completions", "smollm2",
+                                        lambda: closed.append(1)))
+        lines = [json.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: {")]
+        assert [event["model"] for event in lines] == ["smollm2"] * 5
+        assert [event["choices"][0]["delta"]["content"] for event in lines] == \
+            [f"word{i} \u00e9" for i in range(5)]
+        assert PATH.encode() not in out and out.endswith(b"data: [DONE]\n\n")
     assert len(closed) == 4  # the answer is closed once per stream
+
+
+def test_a_whole_answer_is_renamed_on_every_route():
+    chat = {"id": "x", "object": "chat.completion", "model": PATH,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
+    out = json.loads(completed(json.dumps(chat).encode(), "/v1/chat/completions", 200, "m:v1"))
+    assert out["model"] == "m:v1" and out["choices"][0]["message"]["content"] == "hi"
+    embeddings = {"object": "list", "model": PATH, "data": []}
+    out = json.loads(completed(json.dumps(embeddings).encode(), "/v1/embeddings", 200, "m:v1"))
+    assert out["model"] == "m:v1"
