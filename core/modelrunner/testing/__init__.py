@@ -16,6 +16,10 @@ Add ``pytest_plugins = ["modelrunner.testing"]`` to a conftest.py. Fixtures:
 Helpers: ``Server`` (start/stop a real server, run the CLI against it), ``write_small_gguf``,
 ``add_to_store``, ``snapshot``, ``write_tiny_llama_gguf``, ``process_gone`` (waits for a pid to
 end), ``answering_server`` (a remote that sends fixed bytes: gzip bombs, odd JSON).
+
+Schema conformance (``schemas``): ``Schemas`` (a JSON Schema document's named schemas,
+``.conforms(name, instance, where)``), ``sse_data`` and ``ndjson_lines`` (parse raw stream
+bodies), ``AnswerRecorder`` (an httpx event hook that keeps raw answers and checks them).
 """
 
 from pathlib import Path
@@ -26,11 +30,13 @@ from .artifacts import add_to_store, snapshot, write_small_gguf
 from .models import smollm2_gguf
 from .hostile import answering_server
 from .processes import process_gone
+from .schemas import AnswerRecorder, Schemas, ndjson_lines, sse_data
 from .server import Server, free_port
 from .tiny_gguf import write_tiny_llama_gguf
 
 __all__ = ["Server", "free_port", "smollm2_gguf", "write_small_gguf", "add_to_store", "snapshot",
-           "write_tiny_llama_gguf", "process_gone", "answering_server", "FAKE_RUNNER"]
+           "write_tiny_llama_gguf", "process_gone", "answering_server", "FAKE_RUNNER",
+           "Schemas", "sse_data", "ndjson_lines", "AnswerRecorder"]
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 

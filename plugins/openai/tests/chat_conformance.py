@@ -1,9 +1,9 @@
 """Every chat, completion, embedding, model and error answer a test receives, checked against
 OpenAI's schemas (``openai_schema.json``, written from OpenAI's OpenAPI description).
 
-``Recorder`` is an event hook for an httpx (or the openai client's httpx2) client: it reads each
-answer of those routes whole and keeps it; ``check()`` validates every kept answer with
-jsonschema: a chat completion as ``CreateChatCompletionResponse``, each streamed chunk as
+``Recorder`` (an ``AnswerRecorder`` of modelrunner.testing, an httpx event hook) keeps each
+answer of those routes whole; ``check()`` validates every kept answer with jsonschema: a chat
+completion as ``CreateChatCompletionResponse``, each streamed chunk as
 ``CreateChatCompletionStreamResponse`` (and the stream's final ``data: [DONE]``), a completion as
 ``CreateCompletionResponse`` (streamed: ``CompletionStreamEvent``), embeddings as
 ``CreateEmbeddingResponse``, models as ``ListModelsResponse``/``Model``, and any 4xx/5xx as
@@ -19,10 +19,9 @@ import os
 from array import array
 from pathlib import Path
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from modelrunner.testing import AnswerRecorder, Schemas, sse_data
 
-SCHEMA = json.loads(Path(__file__).with_name("openai_schema.json").read_text())
+SCHEMAS = Schemas(Path(__file__).with_name("openai_schema.json"))
 
 
 def _nullable(node):
@@ -39,21 +38,13 @@ def _nullable(node):
 
 def _document():
     path = os.environ.get("OPENAI_OPENAPI")
-    return _nullable(json.loads(Path(path).read_text())["components"]) if path else None
+    if not path:
+        return None
+    return Schemas({"components": _nullable(json.loads(Path(path).read_text())["components"])},
+                   defs="components/schemas")
 
 
 DOCUMENT = _document()
-_CACHE = {}
-
-
-def _validators(name):
-    if name not in _CACHE:
-        found = [Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": SCHEMA["$defs"]})]
-        if DOCUMENT and name in DOCUMENT["schemas"]:
-            found.append(Draft202012Validator({"$ref": f"#/components/schemas/{name}",
-                                               "components": DOCUMENT}))
-        _CACHE[name] = found
-    return _CACHE[name]
 
 
 def _floats(instance):
@@ -69,27 +60,9 @@ def _floats(instance):
 
 def conforms(name, instance, where=""):
     """Assert that ``instance`` is valid as OpenAI's schema ``name``."""
-    for number, validator in enumerate(_validators(name)):
-        if number:  # the document's own schema
-            instance = _floats(instance)
-        error = best_match(validator.iter_errors(instance))
-        assert error is None, (f"{where} is not a valid {name}: {error.message} at "
-                               f"{'/'.join(map(str, error.absolute_path))}\n"
-                               f"{json.dumps(instance)[:2000]}")
-
-
-def sse_data(raw):
-    """The JSON events of an SSE body and whether it ended with ``data: [DONE]``."""
-    events, done = [], False
-    for block in raw.decode().split("\n\n"):
-        for line in block.splitlines():
-            if line.startswith("data:"):
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                else:
-                    events.append(json.loads(data))
-    return events, done
+    SCHEMAS.conforms(name, instance, where)
+    if DOCUMENT and name in DOCUMENT:
+        DOCUMENT.conforms(name, _floats(instance), where)
 
 
 def stream_conforms(raw, name, where="stream"):
@@ -97,6 +70,7 @@ def stream_conforms(raw, name, where="stream"):
     returns the events."""
     events, done = sse_data(raw)
     assert done, f"{where} does not end with data: [DONE]"
+    events = [event for _, event in events]
     for event in events:
         conforms("ErrorResponse" if "error" in event else name, event, where)
     return events
@@ -130,22 +104,12 @@ def answer_conforms(method, path, status, content_type, body):
     raise AssertionError(f"{where}: not a route this check knows")
 
 
-class Recorder:
-    """An httpx event hook that keeps every answer of the routes above for ``check()``."""
+def _checked(path):
+    return any(path.endswith(route[0]) for route in ROUTES) or "/models/" in path
+
+
+class Recorder(AnswerRecorder):
+    """Keeps every answer of the routes above for ``check()``."""
 
     def __init__(self):
-        self.answers = []
-
-    def __call__(self, response):
-        path = response.request.url.path
-        if any(path.endswith(route[0]) for route in ROUTES) or "/models/" in path:
-            response.read()
-            self.answers.append((response.request.method, path, response.status_code,
-                                 response.headers.get("content-type", ""), response.content))
-
-    def check(self):
-        """Validate every answer kept since the last check; returns how many were checked."""
-        answers, self.answers = self.answers, []
-        for answer in answers:
-            answer_conforms(*answer)
-        return len(answers)
+        super().__init__(_checked, answer_conforms)
