@@ -145,3 +145,46 @@ def test_metadata_arrays_nested_past_eight_levels_are_refused(tmp_path):
         path.write_bytes(nested_array_gguf(depth))
         with pytest.raises(PackagingError, match="nested deeper than 8 levels"):
             read_gguf(path)
+
+
+def _gguf_with_strings(pairs):
+    """A GGUF v3 file's bytes with these (key, string value) pairs and no tensors."""
+    import struct
+    kv = b""
+    for key, value in pairs:
+        kv += struct.pack("<Q", len(key)) + key + struct.pack("<I", 8)  # GGUFValueType.STRING
+        kv += struct.pack("<Q", len(value)) + value
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(pairs)) + kv
+
+
+def test_a_hostile_mirrors_huge_metadata_string_is_left_out_of_the_config(tmp_path):
+    """A 2 MiB string would be copied into config.json and every listing; real ones (chat
+    templates) are tens of KB."""
+    path = tmp_path / "long.gguf"
+    path.write_bytes(_gguf_with_strings([(b"general.architecture", b"llama"),
+                                         (b"hostile.blob", b"x" * (2 << 20))]))
+    gguf = read_gguf(path)["gguf"]
+    assert gguf["general.architecture"] == "llama" and "hostile.blob" not in gguf
+
+
+def test_a_metadata_key_of_megabytes_is_refused(tmp_path):
+    path = tmp_path / "key.gguf"
+    path.write_bytes(_gguf_with_strings([(b"k" * (1 << 20), b"v")]))
+    with pytest.raises(PackagingError, match="key longer than"):
+        read_gguf(path)
+
+
+def test_arrays_of_arrays_are_walked_not_built(tmp_path):
+    """Eight levels of six items each: 1.7 million values, rendered empty as DMR does."""
+    import struct
+    width, depth = 6, 8
+
+    def array(level):
+        if level == depth:
+            return struct.pack("<IQ", 0, width) + bytes(width)  # UINT8 x width
+        return struct.pack("<IQ", 9, width) + array(level + 1) * width
+    name = b"hostile.wide"
+    kv = struct.pack("<Q", len(name)) + name + struct.pack("<I", 9) + array(1)
+    path = tmp_path / "wide.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + kv)
+    assert read_gguf(path)["gguf"] == {"hostile.wide": ""}

@@ -33,6 +33,12 @@ MAX_ARRAY_SIZE = 50  # DMR drops metadata arrays longer than this from the confi
 # llama.cpp's own reader refuses any array of arrays, so no model llama.cpp loads has even one
 # level; gguf-py can write a few, and 8 leaves room for those.
 MAX_ARRAY_NESTING = 8
+# Strings longer than this are left out of the config's "gguf" map, as long arrays are: a hostile
+# mirror's 500 MB string would be copied into every config.json and listing. Chat templates, the
+# longest real ones, are tens of KB. Names (keys, tensors) longer than MAX_NAME are refused
+# (llama.cpp's own tensor names are at most 64 bytes).
+MAX_STRING_BYTES = 1 << 20
+MAX_NAME = 64 << 10
 
 _SCALAR_FMT = {
     GGUFValueType.UINT8: "B",
@@ -84,9 +90,13 @@ class _HeaderParser:
         self.pos += s
         return v
 
-    def string(self) -> str:
+    def string(self, limit: int | None = None) -> str | None:
+        """The next string; None (skipped, not decoded) when longer than ``limit``."""
         n = self.scalar("Q")
         self.need(n)
+        if limit is not None and n > limit:
+            self.pos += n
+            return None
         raw = self.buf[self.pos : self.pos + n]
         self.pos += n
         return raw.decode("utf-8", errors="replace")
@@ -102,19 +112,31 @@ class _HeaderParser:
     def value(self, vtype: GGUFValueType, depth: int = 0) -> Any:
         """The value of type ``vtype``; ``depth`` is how many arrays it is inside."""
         if vtype == GGUFValueType.STRING:
-            return self.string()
+            value = self.string(MAX_STRING_BYTES)
+            return _SKIPPED if value is None else value
         if vtype == GGUFValueType.ARRAY:
-            if depth >= MAX_ARRAY_NESTING:
-                raise PackagingError(f"{self.path}: GGUF metadata arrays nested deeper than "
-                                     f"{MAX_ARRAY_NESTING} levels at offset {self.pos} (llama.cpp "
-                                     f"loads no nested arrays)")
-            itype = self.value_type()
-            count = self.scalar("Q")
+            itype, count = self._array_header(depth)
             if count > MAX_ARRAY_SIZE:
                 self.skip_items(itype, count, depth + 1)
                 return _SkippedArray(itype, count)
-            return (itype, [self.value(itype, depth + 1) for _ in range(count)])
+            if itype == GGUFValueType.ARRAY:
+                # Arrays of arrays are walked, never built: DMR renders them empty and llama.cpp
+                # loads none, while built, 50 items at each of 8 levels of a 1 GB file would be
+                # billions of Python objects.
+                self.skip_items(itype, count, depth + 1)
+                return (itype, [])
+            items = [self.value(itype, depth + 1) for _ in range(count)]
+            if _SKIPPED in items:  # a string too long to keep: the array goes as a whole
+                return _SkippedArray(itype, count)
+            return (itype, items)
         return self.scalar(_SCALAR_FMT[vtype])
+
+    def _array_header(self, depth: int) -> tuple[GGUFValueType, int]:
+        if depth >= MAX_ARRAY_NESTING:
+            raise PackagingError(f"{self.path}: GGUF metadata arrays nested deeper than "
+                                 f"{MAX_ARRAY_NESTING} levels at offset {self.pos} (llama.cpp "
+                                 f"loads no nested arrays)")
+        return self.value_type(), self.scalar("Q")
 
     def skip_items(self, itype: GGUFValueType, count: int, depth: int = 1) -> None:
         if itype in _SCALAR_FMT:
@@ -132,9 +154,13 @@ class _HeaderParser:
             if pos > size:
                 raise _Truncated()
             self.pos = pos
-        else:  # nested arrays
+        else:  # nested arrays: each one's header, then its items, skipped the same way
             for _ in range(count):
-                self.value(GGUFValueType.ARRAY, depth)
+                inner, n = self._array_header(depth)
+                self.skip_items(inner, n, depth + 1)
+
+
+_SKIPPED = object()  # a string value too long to keep
 
 
 class _SkippedArray:
@@ -228,10 +254,12 @@ def _parse(path: Path, mm: mmap.mmap, size: int) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     rendered: dict[str, str] = {}
     for _ in range(n_kv):
-        key = p.string()
+        key = p.string(MAX_NAME)
+        if key is None:
+            raise PackagingError(f"{path}: a GGUF metadata key longer than {MAX_NAME} bytes")
         vtype = p.value_type()
         value = p.value(vtype)
-        if isinstance(value, _SkippedArray):
+        if value is _SKIPPED or isinstance(value, _SkippedArray):
             continue
         raw[key] = value
         rendered[key] = _render(vtype, value)
@@ -241,7 +269,9 @@ def _parse(path: Path, mm: mmap.mmap, size: int) -> dict[str, Any]:
     data_end = 0  # relative to the start of the data section
     last_name = ""
     for _ in range(n_tensors):
-        name = p.string()
+        name = p.string(MAX_NAME)
+        if name is None:
+            raise PackagingError(f"{path}: a tensor name longer than {MAX_NAME} bytes")
         n_dims = p.scalar("I")
         if n_dims > 8:
             raise PackagingError(f"{path}: tensor {name!r} has {n_dims} dimensions (corrupt file?)")
