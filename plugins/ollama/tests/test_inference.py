@@ -173,7 +173,9 @@ def test_a_num_ctx_that_is_no_whole_number_is_400_and_reloads_nothing(server):
                        headers={"Content-Type": "application/json"},
                        content=f'{{"model": "{MODEL}", "prompt": "hi", "stream": false, '
                                f'"options": {{"num_ctx": {value}, "num_predict": 2}}}}')
-        assert r.status_code == 400 and "num_ctx" in r.json()["error"], (value, r.text)
+        # Infinity is no JSON at all: the body reader refuses it before the option is read
+        named = "Infinity is not a JSON value" if "Infinity" in value else "num_ctx"
+        assert r.status_code == 400 and named in r.json()["error"], (value, r.text)
 
 
 def test_empty_values_the_client_sends_are_accepted(server):
