@@ -44,8 +44,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.models import smollm2_gguf  # noqa: E402
-from tests.support.server import Server  # noqa: E402
+from modelrunner.testing.models import smollm2_gguf  # noqa: E402
+from modelrunner.testing.server import Server  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
 CONTEXT = 2048

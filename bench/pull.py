@@ -86,7 +86,7 @@ def main():
     from modelrunner import reference
     from modelrunner.store import FilesystemStore
     from modelrunner_oci import OciSource
-    from tests.support.server import Server
+    from modelrunner.testing.server import Server
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
