@@ -138,14 +138,15 @@ class Gateway:
         return lease.load_seconds or 0.0
 
     def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
-             headers=None, dialect="openai", request=None):
+             headers=None, dialect="openai", request=None, observed=True):
         """Send ``body`` (bytes) to the runner for ``model_name`` at ``path``; return the answer."""
         model = self.find_model(model_name)
         engine = self.engine_for(model, engine)
         mode = mode or MODE_BY_PATH.get(path, "completion")
         self._refuse_image_urls(body)
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
-                               path=path, dialect=dialect, request=request, body=body)
+                               path=path, dialect=dialect, request=request, body=body,
+                               observed=observed)
         self.runtime.emit_request("started", record)
         send_headers = {"Content-Type": "application/json", "Host": "localhost",
                         "Content-Length": str(len(body))}

@@ -52,14 +52,16 @@ class Runtime:
     # -- runners --------------------------------------------------------------------------------
 
     def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
-             headers=None, dialect="openai", request=None):
+             headers=None, dialect="openai", request=None, observed=True):
         """Send ``body`` (bytes, an OpenAI API request) to ``path`` on the runner of
         ``model_name``, loading it first if needed; returns a ``RunnerResponse`` to stream.
         ``mode`` defaults from the path (embeddings, rerank, images...). The request is
-        recorded and reported to ``on_request`` observers under ``dialect``."""
+        recorded and reported to ``on_request`` observers under ``dialect``; with ``observed``
+        False it is not (a dialect's own helper call, such as counting a prompt's tokens, is
+        not a request of the client's: it would show in the inspector and in /metrics)."""
         return self.gateway.open(model_name, path, body, engine=engine, mode=mode,
                                  keep_alive=keep_alive, headers=headers, dialect=dialect,
-                                 request=request)
+                                 request=request, observed=observed)
 
     def preload(self, model_name, engine=None, mode="completion", keep_alive=None):
         """Load a model's runner and answer nothing else (``X-Preload-Only``); returns the
@@ -108,6 +110,8 @@ class Runtime:
 
     def emit_request(self, event, record):
         """Tell telemetry observers about a request; an observer's failure is only logged."""
+        if not getattr(record, "observed", True):
+            return
         try:
             self.hook.on_request(event=event, record=record)
         except Exception:

@@ -81,6 +81,7 @@ class RequestRecord:
     load_seconds: float | None = None
     usage: dict = field(default_factory=dict)
     finish_reason: str | None = None
+    observed: bool = True  # False: not reported to on_request (Runtime.open's ``observed``)
     _lead: bytes = b""
     # the line the last chunk left unfinished: its first bytes, whether it holds a content
     # marker, and its last bytes (a marker may straddle two chunks)

@@ -125,3 +125,17 @@ def test_an_inference_keys_small_num_ctx_cuts_or_refuses_long_embedding_inputs(k
                                "options": {"num_ctx": 32}})
     assert refused.status_code == 400
     assert refused.json()["error"].startswith("the input length exceeds the context length")
+
+
+def test_counting_a_small_contexts_prompt_is_not_recorded_as_a_request(keyed, loaded):
+    """The prompt is counted with the runner's /apply-template and /tokenize: the dialect's own
+    calls, not the client's requests; the inspector and /metrics show only the chat."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    keyed.as_key(ALICE).chat(model=MODEL, messages=[{"role": "user", "content": "counted once"}],
+                             options={"num_ctx": 64, "num_predict": 2})
+    records = httpx.get(keyed.url + "/engines/requests", headers=admin, timeout=30).json()
+    flat = [record for group in records for record in group["records"]]
+    mine = [r for r in flat if "counted once" in r.get("request", "")]
+    # one record, the chat: the counting calls were recorded under the same URL before, with
+    # their own bodies (the templated prompt), three records for one request
+    assert len(mine) == 1 and mine[0]["url"].endswith("/api/chat"), mine
