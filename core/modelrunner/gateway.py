@@ -11,6 +11,7 @@ Telemetry (``on_request``) is emitted here, once, for every dialect.
 """
 
 import json
+import re
 import time
 
 from . import reference as refs
@@ -184,7 +185,7 @@ class Gateway:
         """400 for an image the runner would download (see ``remote_image_urls``); the body is
         parsed only when it may have a media part, which a text chat never has (a key or type
         spelled with JSON escapes, "image\\u005furl", is one too: the runner reads it as such)."""
-        if not any(name in body for name in _MEDIA_NAMES):
+        if not (any(name in body for name in _MEDIA_NAMES) or _ASCII_ESCAPE.search(body)):
             return
         if truthy(self.runtime.settings.get("allow_image_urls", False)):
             return
@@ -254,7 +255,11 @@ class Gateway:
 
 # what a body holds if it may carry a media part: its part types, or a JSON escape
 _MEDIA_NAMES = (b'"image_url"', b'"input_image"', b'"input_audio"', b'"input_video"',
-                b'"video_url"', b"\\u")
+                b'"video_url"')
+# An ASCII character written as a JSON escape ("image\u005furl"): a key spelled so is a media
+# part to the runner. Escapes of other characters (\u00e9, \u4e2d: any non-English text from a
+# client that writes JSON ASCII-only, as Python's json does) are not, and cost no second parse.
+_ASCII_ESCAPE = re.compile(rb"\\u00[0-7]")
 
 
 def _with_secret(headers, secret):
