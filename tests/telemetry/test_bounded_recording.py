@@ -156,10 +156,14 @@ def small_records(tmp_path_factory, smollm2):
     srv.stop()
 
 
+LOGPROB_TOKENS = 250
+
+
 def _logprob_chat(server, stream):
-    """A chat with 20 log probabilities per token: ~1.3 KB per token, so 150 tokens outgrow
-    KEEP. Returns (answer bytes, usage, finish_reason) as the client got them."""
-    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 150, "logprobs": True,
+    """A chat with 20 log probabilities per token: ~0.8 KB per streamed token (a CI run saw
+    127 KB for 150) and ~1.3 KB per token in one JSON answer, so LOGPROB_TOKENS outgrow twice
+    KEEP either way. Returns (answer bytes, usage, finish_reason) as the client got them."""
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": LOGPROB_TOKENS, "logprobs": True,
             "top_logprobs": 20, "ignore_eos": True, "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -186,7 +190,7 @@ def test_a_large_answer_is_recorded_cut_with_its_usage(small_records, stream):
     assert len(record["response"]) <= KEEP
     # counted, not kept (the runner's bytes: the client's differ by the model name written back)
     assert record["response_bytes"] > 0.9 * len(raw)
-    assert record["usage"]["completion_tokens"] == usage["completion_tokens"] == 150
+    assert record["usage"]["completion_tokens"] == usage["completion_tokens"] == LOGPROB_TOKENS
     assert record["usage"]["prompt_tokens"] == usage["prompt_tokens"]
     assert record["finish_reason"] == finish == "length"
     assert record["timings"]["ttft"] is not None
