@@ -28,8 +28,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from modelrunner import (Engine, EngineError, ModelRunnerError, RunnerCommand, listen_on,
+from modelrunner import (Engine, EngineError, ModelRunnerError, RunnerCommand,
                          read_safetensors_header)
+
+from .args import build_argv
 
 INSTALL_HINT = "pip install modelrunner-diffusers (with torch==2.13.0 first on a CPU machine)"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -147,15 +149,9 @@ class DiffusersEngine(Engine):
         return found[0]
 
     def command(self, bundle, config, address):
-        argv = [sys.executable, "-m", "modelrunner_diffusers.runner",
-                "--model", str(self.model_path(bundle)), *listen_args(address),
-                "--device", self.device(), "--dtype", self.dtype(),
-                "--steps", str(self.steps()), "--max-scale", str(self.max_scale())]
-        # No "--served-model-name" check (DMR's 421): the gateway already routed the request by
-        # the model's ID, and a tag added while the runner is loaded would be refused wrongly.
-        threads = self.threads()
-        if threads:
-            argv += ["--threads", str(threads)]
+        argv = build_argv(sys.executable, self.model_path(bundle), address,
+                          device=self.device(), dtype=self.dtype(), steps=self.steps(),
+                          max_scale=self.max_scale(), threads=self.threads())
         # Never reach a hub from a runner: everything it needs is in the bundle.
         env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "PYTHONUNBUFFERED": "1"}
@@ -228,12 +224,3 @@ def _dduf_weight_bytes(path, target):
     except (OSError, zipfile.BadZipFile):
         return Path(path).stat().st_size
 
-
-def listen_args(address):
-    """``--socket PATH`` for a unix:// address (or a bare path), ``--host H --port P`` for
-    http:// (a runner placed on another machine; it then requires its API key)."""
-    try:
-        host, port = listen_on(address)
-    except ValueError as e:
-        raise EngineError(str(e), status=500) from None
-    return ["--socket", host] if port is None else ["--host", host, "--port", str(port)]

@@ -6,10 +6,9 @@ slots and context, each mode, threads, GPU offload and the user's runtime flags.
 """
 
 import os
-import re
 from pathlib import Path
 
-from modelrunner import listen_on
+from modelrunner import as_int, listen_args, split_flags, take_flags, truthy
 
 from . import templates
 
@@ -73,55 +72,11 @@ def _physical_cores():
     return max(1, min(len(cores) or available, available))
 
 
-def _as_int(value):
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-
-
-def _split_flags(flags):
-    """Normalise ``--flag=value`` into ``--flag value``: llama.cpp's parser knows only the latter."""
-    out = []
-    for flag in flags:
-        if flag.startswith("--") and "=" in flag:
-            name, value = flag.split("=", 1)
-            out += [name, value]
-        else:
-            out.append(flag)
-    return out
-
-
-def _take(flags, names):
-    """Remove ``names`` (a flag and its value) from ``flags``; returns (value or None, rest)."""
-    value, rest, i = None, [], 0
-    while i < len(flags):
-        if flags[i] in names and i + 1 < len(flags):
-            value = flags[i + 1]
-            i += 2
-            continue
-        rest.append(flags[i])
-        i += 1
-    return value, rest
-
-
-def _per_layer(value, n_layer):
-    """A GGUF value that is a number or a per-layer array; returns the per-layer list of ints."""
-    if isinstance(value, (list, tuple)):
-        vals = [_as_int(v) or 0 for v in value]
-        return (vals + [vals[-1] if vals else 0] * n_layer)[:n_layer]
-    if isinstance(value, str) and ("," in value or value.startswith("[")):
-        # an array as the model config renders it ("4, 4, 8") or as a list's repr
-        return _per_layer([v for v in re.split(r"[\s,\[\]]+", value) if v], n_layer)
-    return [_as_int(value) or 0] * n_layer
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
-
-
+def take_flag(flags, names):
+    """Remove ``names`` (a flag and its value) from split ``flags``; returns (the value the runner
+    would have used, or None; the rest)."""
+    values, rest = take_flags(flags, names)
+    return (values[-1] if values else None), rest
 
 
 def plan(bundle, config, slots_setting=4, has=None):
@@ -144,15 +99,15 @@ def plan(bundle, config, slots_setting=4, has=None):
             to the model's training context, unified, shared by concurrent requests.
     """
     has = has or (lambda flag: True)
-    flags = _split_flags(list(config.runtime_flags or []))
-    slots_flag, flags = _take(flags, ("--parallel", "-np"))
-    ctx_flag, flags = _take(flags, ("--ctx-size", "-c"))
-    slots = max(1, _as_int(slots_flag) or _as_int(slots_setting) or 4)
-    ctx = _as_int(ctx_flag)
+    flags = split_flags(list(config.runtime_flags or []))
+    slots_flag, flags = take_flag(flags, ("--parallel", "-np"))
+    ctx_flag, flags = take_flag(flags, ("--ctx-size", "-c"))
+    slots = max(1, as_int(slots_flag) or as_int(slots_setting) or 4)
+    ctx = as_int(ctx_flag)
     if ctx is None:
-        ctx = _as_int(config.context_size)
+        ctx = as_int(config.context_size)
     if ctx is None and isinstance(bundle.config, dict):
-        ctx = _as_int(bundle.config.get("context_size"))
+        ctx = as_int(bundle.config.get("context_size"))
     if ctx is not None and ctx <= 0:  # DMR: -1 = unlimited, i.e. the model's own
         ctx = None
     args = ["--parallel", str(slots)]
@@ -266,12 +221,6 @@ def template_args(choice, bundle, has):
     return jinja
 
 
-def listen_args(address):
-    """Where llama-server listens: ``--host <socket>`` for unix://, host and port for http://."""
-    host, port = listen_on(address)
-    return ["--host", host] + (["--port", str(port)] if port is not None else [])
-
-
 def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, has_pooling=True,
                slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None, meta=None,
                tokens=()):
@@ -290,9 +239,9 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     llama-server knows a flag.
     """
     the_plan = plan(bundle, config, slots, has)
-    _, the_plan["rest"] = _take(the_plan["rest"], ("--chat-template",))  # chat_template's
+    _, the_plan["rest"] = take_flag(the_plan["rest"], ("--chat-template",))  # chat_template's
     files = bundle.gguf_files
-    argv = [str(binary), "--model", str(files[0]), *listen_args(address), "--metrics"]
+    argv = [str(binary), "--model", str(files[0]), *listen_args(address, "--host"), "--metrics"]
     argv += alias_args(bundle, has)
     if bundle.mmproj:
         argv += ["--mmproj", str(bundle.mmproj)]
@@ -312,15 +261,15 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
         argv += ["--reasoning-budget", str(budget)]
     if has("--cont-batching"):
         argv += ["--cont-batching"]
-    threads = _as_int(threads) or 0
+    threads = as_int(threads) or 0
     argv += ["--threads", str(threads if threads > 0 else _physical_cores())]
-    batch = _as_int(batch_size)
+    batch = as_int(batch_size)
     if batch:
         argv += ["--batch-size", str(batch)]
-    if not _truthy(mmap):
+    if not truthy(mmap):
         # Newer llama-server replaced --no-mmap with --load-mode.
         argv += ["--load-mode", "none"] if has("--load-mode") else ["--no-mmap"]
-    layers = _as_int(gpu_layers)
+    layers = as_int(gpu_layers)
     if layers is not None:
         argv += ["-ngl", str(layers)]
     elif gpu:

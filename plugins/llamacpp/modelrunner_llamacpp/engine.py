@@ -14,11 +14,11 @@ import threading
 from pathlib import Path
 
 import modelrunner
-from modelrunner import Engine, EngineError, RunnerCommand
+from modelrunner import Engine, EngineError, RunnerCommand, as_int, split_flags
 
 from . import memory, templates
-from .args import (RUNTIME_FLAGS, _as_int, _split_flags, _take, build_argv, chat_template, plan,
-                   reasoning_budget, speculative)
+from .args import (RUNTIME_FLAGS, build_argv, chat_template, plan, reasoning_budget, speculative,
+                   take_flag)
 from .build import find_llama_server, read_build_info
 
 BUILD_HINT = "run: modelrunner-llamacpp-build"
@@ -174,7 +174,7 @@ class LlamaCppEngine(Engine):
         """The allow-list, and ``--chat-template`` names one of llama.cpp's built-in templates
         (a file or a template's text goes through ``configure --chat-template``)."""
         super().validate_runtime_flags(flags)
-        value, _ = _take(_split_flags([f for f in flags if isinstance(f, str)]),
+        value, _ = take_flag(split_flags([f for f in flags if isinstance(f, str)]),
                          ("--chat-template",))
         try:
             if value is not None:
@@ -242,6 +242,11 @@ class LlamaCppEngine(Engine):
         choice = chat_template(bundle, config, *self._template_inputs(bundle, config))
         return {"chat_template": choice.why} if choice else {}
 
+    def model_details(self, bundle, config):
+        """The same for ``model inspect`` and GET /models/{ref}: which template a chat runner
+        of the model would use, and why, before any runner starts."""
+        return self.runner_details(bundle, config)
+
     def _template_inputs(self, bundle, config):
         """(GGUF key/values, the template tokens of its vocabulary) for :func:`chat_template`:
         read only for a completion runner with no configured or packaged template. A config map
@@ -282,16 +287,16 @@ class LlamaCppEngine(Engine):
         """
         meta = self._metadata(bundle)
         shape = self._shape(meta)
-        flags = _split_flags(list(config.runtime_flags or []))
-        ctx_flag, _ = _take(flags, ("--ctx-size", "-c"))
-        configured, how = _as_int(ctx_flag), "configured (--ctx-size runtime flag)"
+        flags = split_flags(list(config.runtime_flags or []))
+        ctx_flag, _ = take_flag(flags, ("--ctx-size", "-c"))
+        configured, how = as_int(ctx_flag), "configured (--ctx-size runtime flag)"
         if configured is None and config.context_size is not None:
-            configured, how = _as_int(config.context_size), "configured"
+            configured, how = as_int(config.context_size), "configured"
         if configured is not None:
             if configured > 0:
                 return configured, how
             return shape.max_context, "configured: the model's maximum"
-        packaged = _as_int((bundle.config or {}).get("context_size"))
+        packaged = as_int((bundle.config or {}).get("context_size"))
         if packaged and packaged > 0 and packaged != shape.max_context:
             return packaged, "packaged with the model"
         slots = plan(bundle, config, self.setting("llamacpp_slots"))["slots"]
@@ -336,8 +341,8 @@ class LlamaCppEngine(Engine):
         weights = sum(p.stat().st_size for p in bundle.gguf_files)
         if bundle.mmproj:
             weights += bundle.mmproj.stat().st_size
-        flags = _split_flags(list(config.runtime_flags or []))
-        cache_k, _ = _take(flags, ("--cache-type-k", "-ctk"))
-        cache_v, _ = _take(flags, ("--cache-type-v", "-ctv"))
+        flags = split_flags(list(config.runtime_flags or []))
+        cache_k, _ = take_flag(flags, ("--cache-type-k", "-ctk"))
+        cache_v, _ = take_flag(flags, ("--cache-type-v", "-ctv"))
         return memory.memory_parts(weights, shape, slots, self.setting("llamacpp_batch_size"),
                                    cache_k or "f16", cache_v or "f16")

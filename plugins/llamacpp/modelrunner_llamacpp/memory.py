@@ -10,9 +10,10 @@ context by the memory there is; so does this, up to the model's maximum and, whe
 allows, never below :data:`MIN_CONTEXT`. A context the user configured is never fitted.
 """
 
+import re
 from dataclasses import dataclass
 
-from .args import _as_int, _per_layer
+from modelrunner import as_int
 
 MIN_CONTEXT = 4096   # the least an unconfigured model gets, unless its maximum is smaller
 PAD = 256            # llama.cpp pads its KV cache to a multiple of 256 tokens
@@ -21,6 +22,17 @@ UNKNOWN_MAX = 4096   # the context of a model whose GGUF declares none
 # Bytes per cached element for llama.cpp's --cache-type-k/-v (block size 32 for quantised ones).
 CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32,
                     "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
+
+
+def per_layer(value, n_layer):
+    """A GGUF value that is a number or a per-layer array; returns the per-layer list of ints."""
+    if isinstance(value, (list, tuple)):
+        vals = [as_int(v) or 0 for v in value]
+        return (vals + [vals[-1] if vals else 0] * n_layer)[:n_layer]
+    if isinstance(value, str) and ("," in value or value.startswith("[")):
+        # an array as the model config renders it ("4, 4, 8") or as a list's repr
+        return per_layer([v for v in re.split(r"[\s,\[\]]+", value) if v], n_layer)
+    return [as_int(value) or 0] * n_layer
 
 
 @dataclass
@@ -61,22 +73,22 @@ def model_shape(meta):
         return meta.get(f"{arch}.{key}", default)
 
     def number(key, top=MAX_WIDTH, value=None):
-        return _bounded(key, _as_int(get(key) if value is None else value), top)
+        return _bounded(key, as_int(get(key) if value is None else value), top)
 
     n_layer = number("block_count", MAX_LAYERS) or 0
     n_embd = number("embedding_length") or 0
-    n_head = _per_layer(get("attention.head_count", 0), n_layer) if n_layer else []
+    n_head = per_layer(get("attention.head_count", 0), n_layer) if n_layer else []
     n_head_kv_raw = get("attention.head_count_kv")
-    n_head_kv = _per_layer(n_head_kv_raw, n_layer) if n_head_kv_raw is not None else n_head
+    n_head_kv = per_layer(n_head_kv_raw, n_layer) if n_head_kv_raw is not None else n_head
     for count in n_head + n_head_kv:
         _bounded("attention.head_count", count, MAX_WIDTH)
     max_head = max(n_head or [0])
     key_len = number("attention.key_length") or (n_embd // max_head if max_head else 0)
     val_len = number("attention.value_length") or key_len
     n_vocab = (number("vocab_size")
-               or _bounded("tokenizer.vocab_size", _as_int(meta.get("tokenizer.vocab_size")),
+               or _bounded("tokenizer.vocab_size", as_int(meta.get("tokenizer.vocab_size")),
                            MAX_WIDTH) or 32000)
-    max_context = _as_int(get("context_length"))
+    max_context = as_int(get("context_length"))
     if max_context is not None:
         max_context = min(max_context, MAX_CONTEXT)
     return Shape(n_embd=n_embd, n_vocab=n_vocab, k_width=sum(n_head_kv) * key_len,
@@ -96,7 +108,7 @@ def memory_parts(weights, shape, slots, batch_size=None, cache_k="f16", cache_v=
     logits of each slot and an allowance for the process (HTTP server, tokenizer, templates).
     Measured with SmolLM2-135M on CPU: RSS - weights - KV is about 30 MiB; this gives about 58.
     """
-    batch = _as_int(batch_size) or 2048
+    batch = as_int(batch_size) or 2048
     ubatch = min(batch, 512)
     compute = 48 * 2**20 + ubatch * 8 * max(shape.n_embd, 1) * 4 + slots * shape.n_vocab * 4
     per_token = shape.k_width * cache_type_bytes(cache_k) + shape.v_width * cache_type_bytes(cache_v)

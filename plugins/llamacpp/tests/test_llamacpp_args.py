@@ -4,7 +4,7 @@ binary needed (args.py). What each flag means to a user is in the engine's READM
 import pytest
 
 from modelrunner import Bundle, RunnerConfig
-from modelrunner_llamacpp.args import RUNTIME_FLAGS, build_argv, listen_args, plan
+from modelrunner_llamacpp.args import RUNTIME_FLAGS, build_argv, plan
 
 
 def everything(flag):
@@ -57,8 +57,9 @@ def test_runtime_flags_for_slots_and_context_mean_the_same_as_settings(bundle):
     ("/run/r.sock", ["--host", "/run/r.sock"]),
     ("http://10.0.0.5:8081", ["--host", "10.0.0.5", "--port", "8081"]),
 ])
-def test_llama_server_listens_where_the_scheduler_says(address, expected):
-    assert listen_args(address) == expected
+def test_llama_server_listens_where_the_scheduler_says(bundle, address, expected):
+    argv = build_argv("/bin/llama-server", bundle, RunnerConfig(), address, has=everything)
+    assert argv[3:3 + len(expected)] == expected and argv[3 + len(expected)] == "--metrics"
 
 
 def test_modes_threads_gpu_and_user_flags_last(bundle):
@@ -117,3 +118,16 @@ def test_llama_server_names_the_model_by_its_id_never_by_its_path(bundle):
     assert value(argv, "--alias") == "m"
     assert "--alias" not in build_argv("llama-server", bundle, RunnerConfig(), "unix:///r.sock",
                                        has=nothing)
+
+
+def test_a_configured_draft_model_runs_speculative_decoding(bundle, tmp_path):
+    (tmp_path / "draft" / "model").mkdir(parents=True)
+    (tmp_path / "draft" / "model" / "draft.gguf").write_bytes(b"GGUF")
+    bundle.draft = Bundle(model_id="d", path=tmp_path / "draft", config={"format": "gguf"})
+    config = RunnerConfig(extra={"speculative": {"num_tokens": 4, "min_acceptance_rate": 0.5}})
+    argv = build_argv("llama-server", bundle, config, "unix:///r.sock", has=everything)
+    assert value(argv, "--model-draft") == str(tmp_path / "draft" / "model" / "draft.gguf")
+    assert value(argv, "--spec-draft-n-max") == "4" and value(argv, "--spec-draft-p-min") == "0.5"
+    bundle.draft = None
+    assert "--model-draft" not in build_argv("llama-server", bundle, config, "unix:///r.sock",
+                                             has=everything)

@@ -1,13 +1,15 @@
-"""vLLM's command line: the flag allow-list and the pure pieces of argument building (names a
-request may use, flag splitting, where the runner listens, `_configure`'s ``vllm`` block), tested
-without vLLM (test_vllm_args.py).
+"""``vllm serve``'s command line: the flag allow-list and :func:`build_argv`, pure functions
+tested without vLLM and without starting anything (tests/test_vllm_args.py): the names a request
+may use, the context, the mode, `_configure`'s ``vllm`` block and the user's runtime flags. The
+engine (engine.py) finds vLLM, reads the settings and the model's files, and hands the answers in.
 """
 
 import json
 import re
 
 from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY,
-                         InvalidReference, listen_on, parse_reference)
+                         InvalidReference, as_int, listen_args, parse_reference, split_flags,
+                         take_flags)
 
 RUNTIME_FLAG_ALLOWLIST = frozenset({
     # parallelism
@@ -44,7 +46,6 @@ _PATH_FLAGS = frozenset({"--model", "--tokenizer", "--chat-template", "--uds", "
                          "--trust-remote-code", "--allowed-local-media-path", "--config",
                          "--lora-modules", "--speculative-config", "--root-path"})
 
-_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 _HF_KEY = re.compile(r"^[A-Za-z_]\w*$")
 
 
@@ -97,6 +98,11 @@ def gpu_memory_fraction(value):
     if fraction is None or not 0 < fraction <= 1:
         raise ValueError(f"gpu-memory-utilization must be a number in (0, 1], not {value!r}")
     return fraction
+
+def configured_fraction(block):
+    """The block's ``gpu-memory-utilization`` (DMR: ``configure --gpu-memory-utilization``)."""
+    return block.get("gpu-memory-utilization", block.get("gpu_memory_utilization"))
+
 
 def served_model_names(bundle):
     """Every name a request for this model may carry in its ``"model"`` field.
@@ -151,39 +157,6 @@ def served_model_names(bundle):
     return names
 
 
-def split_flags(flags):
-    """``--flag=value`` -> ``--flag value`` (vLLM accepts both; splitting eases merging)."""
-    out = []
-    for flag in flags:
-        if flag.startswith("--") and "=" in flag:
-            out += flag.split("=", 1)
-        else:
-            out.append(flag)
-    return out
-
-def take_flags(flags, names, nargs=1):
-    """Remove ``names`` and their values from ``flags``; returns (values, rest).
-
-    ``nargs="+"`` takes every following non-flag word (``--served-model-name a b``).
-    """
-    values, rest, i = [], [], 0
-    while i < len(flags):
-        if flags[i] in names:
-            i += 1
-            if nargs == "+":
-                while i < len(flags) and not (flags[i].startswith("-")
-                                              and not _NUMBER.match(flags[i])):
-                    values.append(flags[i])
-                    i += 1
-            elif i < len(flags):
-                values.append(flags[i])
-                i += 1
-            continue
-        rest.append(flags[i])
-        i += 1
-    return values, rest
-
-
 def parallel_size(flags):
     """GPUs a vLLM server started with ``flags`` uses: tensor x pipeline parallel size."""
     flags = split_flags(list(flags))
@@ -197,8 +170,63 @@ def parallel_size(flags):
     return size
 
 
-def listen_args(address):
-    """``--uds <socket>`` for a unix:// address (or a bare path), ``--host``/``--port`` for
-    http://."""
-    host, port = listen_on(address)
-    return ["--uds", host] if port is None else ["--host", host, "--port", str(port)]
+def max_model_len(config, flags, model_context, fits=None):
+    """``--max-model-len``: None when a runtime flag says it or the configured context is -1
+    (the model's own maximum: vLLM derives it); else the configured context, else the one the
+    model declares (``model_context``). ``fits`` is the largest context the CPU's fixed KV cache
+    holds: a model's own context that does not fit is cut to it rather than failing to load, a
+    context the user configured never is."""
+    if "--max-model-len" in flags:
+        return None
+    ctx = as_int(config.context_size)
+    if ctx is not None and ctx <= 0:
+        return None
+    if ctx is None:
+        ctx = model_context
+    if ctx is not None and fits and ctx == model_context and 0 < fits < ctx:
+        ctx = fits
+    return ctx
+
+
+def build_argv(executable, bundle, config, address, *, on_cpu, chat_template=None, dtype=None,
+               gpu_memory_utilization=None, max_num_seqs=None, kv_fit=None):
+    """``vllm serve <model dir> --uds <socket>`` with DMR's arguments and modelrunner's names.
+
+    ``executable`` is the argv prefix that runs vLLM's CLI. ``--served-model-name`` (every name
+    of the model, :func:`served_model_names`, then the user's), ``--chat-template`` (what the
+    engine chose: the bundle's, or its ChatML default for a model with none), ``--runner
+    pooling`` in embedding mode, ``--max-model-len`` (:func:`max_model_len`, ``kv_fit`` the
+    largest context the CPU KV cache holds), ``--dtype``, ``--gpu-memory-utilization`` on a GPU
+    (``_configure``'s ``vllm`` block, else the setting given), ``--max-num-seqs``,
+    ``--hf-overrides`` from the block, then the user's runtime flags (last, so they override
+    the defaults; a default they set is left out). Raises ValueError for a bad ``vllm`` block.
+    """
+    flags = split_flags(list(config.runtime_flags or []))
+    user_names, flags = take_flags(flags, ("--served-model-name",), nargs="+")
+    argv = [*executable, "serve", str(bundle.model_dir), *listen_args(address, "--uds")]
+    names = served_model_names(bundle)
+    names += [n for n in user_names if n not in names]
+    argv += ["--served-model-name", *(names or [str(bundle.model_id)])]
+    if chat_template is not None:
+        argv += ["--chat-template", str(chat_template)]
+    if config.mode == "embedding":
+        argv += ["--runner", "pooling"]
+    context = max_model_len(config, flags, as_int((bundle.config or {}).get("context_size")),
+                            kv_fit if on_cpu else None)
+    if context:
+        argv += ["--max-model-len", str(context)]
+    if dtype and "--dtype" not in flags:
+        argv += ["--dtype", str(dtype)]
+    block = vllm_block(config.extra)
+    if not on_cpu and "--gpu-memory-utilization" not in flags:
+        value = configured_fraction(block)
+        fraction = gpu_memory_fraction(gpu_memory_utilization if value is None else value)
+        if fraction is not None:
+            argv += ["--gpu-memory-utilization", f"{fraction:g}"]
+    seqs = as_int(max_num_seqs)
+    if seqs and "--max-num-seqs" not in flags:
+        argv += ["--max-num-seqs", str(seqs)]
+    overrides = hf_overrides_arg(block)
+    if overrides and "--hf-overrides" not in flags:
+        argv += ["--hf-overrides", overrides]
+    return argv + flags

