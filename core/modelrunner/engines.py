@@ -200,6 +200,15 @@ class Engine:
         ps`` and GET /engines/ps (``details``). Cheap, no heavy imports. {} by default."""
         return {}
 
+    def model_details(self, bundle: Bundle, config: RunnerConfig) -> dict:
+        """{name: text}: what a user should know about how this engine would run ``bundle``,
+        before any runner starts (e.g. ``{"chat_template": "embedded in the GGUF"}``), with
+        ``config`` the model's persisted configuration (its completion one when the engine
+        serves completion, else its first mode's). Asked by GET /models/{ref} (``details``, a
+        sibling of DMR's id, tags, created, config) for the engine that serves the model's
+        format, in an API worker: cheap, no heavy imports. {} by default."""
+        return {}
+
     def runner_command(self, bundle: Bundle, config: RunnerConfig, address: str) -> RunnerCommand:
         """What the scheduler calls: the mode and flags checked, then the engine's command."""
         if config.mode not in self.modes:

@@ -6,6 +6,7 @@ the action suffix.
 """
 
 import json
+import logging
 import queue
 import threading
 
@@ -17,12 +18,17 @@ from ..sources import Progress, SourceError, find_source, human_size
 from ..store import StoreError
 from ..uploads import UPLOAD
 from ..bodies import read_json_body
+from ..engines import RunnerConfig
+from ..errors import ModelRunnerError
+from ..scheduler.scheduler import config_key
 from ..store.operation import operation
 from .errors import dmr_error
 from .repackage import repackage_model
 from .tar import stream_model_tar
 
 _ACTIONS = ("tag", "push", "export", "repackage")
+
+log = logging.getLogger("modelrunner")
 
 
 class ModelsResource:
@@ -73,7 +79,8 @@ class ModelResource:
             raise dmr_error(405, f"GET is not allowed on /models/{{ref}}/{action}")
         if req.get_param_as_bool("remote"):
             raise dmr_error(501, "remote inspect is not supported; pull the model first")
-        resp.media = self._model(ref, partial=True).to_api()
+        model = self._model(ref, partial=True)
+        resp.media = dict(model.to_api(), details=model_details(self.runtime, model))
 
     def on_delete(self, req, resp, ref):
         """Works for a broken entry too (it is never loaded, only removed)."""
@@ -129,6 +136,28 @@ class ModelResource:
                      lambda progress: self.runtime.push(parsed, model, progress,
                                                         body.get("bearer-token")),
                      success="Model pushed successfully")
+
+
+def model_details(runtime, model):
+    """What the engine that serves ``model``'s format says about running it
+    (``Engine.model_details``: e.g. which chat template and why), with the model's persisted
+    configuration; {} when no installed engine serves it. A sibling key of DMR's inspect shape,
+    so DMR's clients, which read id, tags, created and config, see what they always saw. An
+    engine's failure here is logged and answered as {}: inspecting a model never fails on it."""
+    try:
+        engine = runtime.engine_for(model)
+    except ModelRunnerError:  # no installed engine serves its format: nothing to say
+        return {}
+    mode = "completion" if "completion" in engine.modes else (engine.modes or ("completion",))[0]
+    try:
+        stored = runtime.store.runner_configs().get(config_key(engine.name, model.id, mode))
+        config = RunnerConfig.from_dict(stored)
+        config.mode = mode
+        return dict(engine.model_details(runtime.store.bundle(model), config) or {})
+    except Exception:  # noqa: BLE001 - a plugin's bug or an unreadable file: inspect still answers
+        log.warning("the %s engine could not describe model %s", engine.name, model.id,
+                    exc_info=True)
+        return {}
 
 
 class CreateResource:

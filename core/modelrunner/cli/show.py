@@ -1,6 +1,12 @@
 """`model show`: one model's details for people (DMR's show.go layout), where `inspect` prints
-the server's JSON for programs."""
+the server's JSON for programs.
 
+What it prints is what the server answers, named by no engine: DMR's config lines, then each
+line of ``details`` (what the engine serving the model says about running it, such as its chat
+template and why), then every metadata map in the config (``gguf``, ``safetensors``, or whatever
+map an engine's format puts there) as its own block."""
+
+import json
 import time
 
 import click
@@ -11,8 +17,16 @@ from .terminal import echo
 CONFIG_LINES = [("format", "Format"), ("architecture", "Architecture"),
                 ("parameters", "Parameters"), ("size", "Size"),
                 ("quantization", "Quantization"), ("context_size", "Context Size")]
-METADATA_BLOCKS = [("gguf", "GGUF Metadata"), ("safetensors", "Safetensors Metadata"),
-                   ("diffusers", "Diffusers Metadata")]
+
+
+def _title(key):
+    """A config map's block title: ``gguf`` -> GGUF (a short name is an acronym: GGUF, DDUF),
+    ``safetensors`` -> Safetensors."""
+    return key.upper() if len(key) <= 4 else key[:1].upper() + key[1:]
+
+
+def _text(value):
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def format_model(model):
@@ -28,10 +42,16 @@ def format_model(model):
         for key, label in CONFIG_LINES:
             if config.get(key) not in (None, ""):
                 lines.append(f"{label + ':':<13} {config[key]}")
-        for key, label in METADATA_BLOCKS:
-            if config.get(key):
-                lines += ["", f"{label}:"]
-                lines += [f"  {k}: {v}" for k, v in sorted(config[key].items())]
+    details = model.get("details") or {}
+    if isinstance(details, dict) and details:
+        lines.append("")
+        for key, value in details.items():
+            label = str(key).replace("_", " ").capitalize() + ":"
+            lines.append(f"{label:<13} {_text(value)}")
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            lines += ["", f"{_title(key)} Metadata:"]
+            lines += [f"  {k}: {v}" for k, v in sorted(value.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -247,6 +247,11 @@ class LlamaCppEngine(Engine):
         of the model would use, and why, before any runner starts."""
         return self.runner_details(bundle, config)
 
+    def model_details(self, bundle, config):
+        """The same for ``model inspect`` and GET /models/{ref}: which template a chat runner
+        of the model would use, and why, before any runner starts."""
+        return self.runner_details(bundle, config)
+
     def _template_inputs(self, bundle, config):
         """(GGUF key/values, the template tokens of its vocabulary) for :func:`chat_template`:
         read only for a completion runner with no configured or packaged template. A config map
