@@ -117,6 +117,9 @@ class Engine:
     runtime_flags = frozenset()   # the flags `_configure` may pass (DMR's allow-list, as data)
     configure_blocks = ()  # engine-specific `_configure` body keys kept in RunnerConfig.extra
     defaults = {}          # this engine's settings and their defaults (settings override them)
+    # the prefixes of the server's environment variables its runners may read (LLAMA_ passes
+    # LLAMA_ARG_*): added to the scheduler's allow-list (scheduler/environment.py)
+    env_prefixes = ()
     # the environment variable the runner reads its API key from (and then refuses requests
     # without it); None: the engine cannot check one, so it only runs on a local socket
     api_key_env = None
@@ -254,12 +257,15 @@ class Engine:
 _NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
-def select_engine(engines, model_format, requested=None, default="llama.cpp", format_engines=None):
+def select_engine(engines, model_format, requested=None, default=None, format_engines=None):
     """Pick the engine for a model, as DMR does: the format decides, the path's name is a hint.
 
-    ``engines`` maps name -> Engine; ``format_engines`` (the setting of that name) maps a format
-    to the engine usually installed for it, only to say what to install. Raises EngineError 400
-    when the requested engine cannot serve the format, 412 when no installed plugin serves it.
+    ``engines`` maps name -> Engine. ``format_engines`` (the setting of that name) maps a
+    format to its engine: the one that serves it when a request names none and several
+    installed engines could, and the one a 412 says to install when none is. Unnamed there, a
+    format goes to ``default`` if that engine serves it, else to the first engine that does.
+    Raises EngineError 400 when the requested engine cannot serve the format, 412 when no
+    installed plugin serves it.
     """
     fmt = model_format or "gguf"
     if requested:
@@ -271,13 +277,14 @@ def select_engine(engines, model_format, requested=None, default="llama.cpp", fo
             raise EngineError(f"engine {requested!r} cannot serve {fmt} models", status=400)
         return engine
     candidates = [e for e in engines.values() if fmt in e.formats]
+    usual = (format_engines or {}).get(fmt)
     if not candidates:
-        usual = (format_engines or {}).get(fmt)
         raise EngineError(f"no installed engine serves {fmt} models"
                           + (f": {install_hint(usual)}" if usual else ""), status=412)
-    for engine in candidates:
-        if engine.name == default:
-            return engine
+    for name in (usual, default):
+        for engine in candidates:
+            if name and engine.name == name:
+                return engine
     return candidates[0]
 
 

@@ -77,8 +77,8 @@ class RequestsResource:
             model = store.get(model_id)
             name = model.tags[0] if model.tags else model_id
             last = records[-1] if records else {}
-            key = config_key(last.get("engine") or "llama.cpp", model_id,
-                             last.get("mode") or "completion")
+            engine = last.get("engine") or self.runtime.engine_for(model).name
+            key = config_key(engine, model_id, last.get("mode") or "completion")
             config = store.runner_configs().get(key) or {}
         except Exception:
             pass

@@ -61,6 +61,14 @@ class DiffusersEngine(Engine):
     api_key_env = "MODELRUNNER_DIFFUSERS_API_KEY"  # checked by runner.py
     formats = ("diffusers", "dduf")
     modes = ("image-generation",)
+    env_prefixes = ("DIFFUSERS_",)
+    defaults = {
+        "diffusers_device": "auto",  # auto (cuda when torch sees a GPU), cpu, cuda, cuda:N, mps
+        "diffusers_dtype": "auto",   # auto (float16 on cuda, float32 elsewhere) or a dtype
+        "diffusers_steps": 50,       # num_inference_steps when a request gives none
+        "diffusers_max_scale": 2,    # largest side as a multiple of the model's default size
+        "diffusers_threads": 0,      # torch CPU threads; 0 = torch's default
+    }
 
     # -- installation ---------------------------------------------------------------------------
 
@@ -89,14 +97,14 @@ class DiffusersEngine(Engine):
         return 1 if device.startswith("cuda") or _gpu_visible() else 0
 
     def device(self):
-        device = str(self._setting("diffusers_device", "auto")).strip().lower()
+        device = str(self.setting("diffusers_device")).strip().lower()
         if device.split(":")[0] not in DEVICES:
             raise EngineError(f"diffusers_device {device!r} is not one of {', '.join(DEVICES)}",
                               status=500)
         return device
 
     def dtype(self):
-        dtype = str(self._setting("diffusers_dtype", "auto")).strip().lower()
+        dtype = str(self.setting("diffusers_dtype")).strip().lower()
         if dtype not in DTYPES:
             raise EngineError(f"diffusers_dtype {dtype!r} is not one of "
                               f"auto, float16, bfloat16, float32", status=500)
@@ -104,20 +112,20 @@ class DiffusersEngine(Engine):
 
     def steps(self):
         try:
-            steps = int(self._setting("diffusers_steps", 50))
+            steps = int(self.setting("diffusers_steps"))
         except (TypeError, ValueError):
             steps = 50
         return max(1, steps)
 
     def max_scale(self):
         try:
-            return max(1.0, float(self._setting("diffusers_max_scale", 2)))
+            return max(1.0, float(self.setting("diffusers_max_scale")))
         except (TypeError, ValueError):
             return 2.0
 
     def threads(self):
         try:
-            return max(0, int(self._setting("diffusers_threads", 0)))
+            return max(0, int(self.setting("diffusers_threads")))
         except (TypeError, ValueError):
             return 0
 

@@ -145,6 +145,7 @@ class LlamaCppEngine(Engine):
     install_hint = BUILD_HINT
     runtime_flags = RUNTIME_FLAGS
     configure_blocks = ("llamacpp", "speculative")
+    env_prefixes = ("LLAMA_",)  # llama-server reads LLAMA_ARG_* (and LLAMA_ARGS, as DMR's)
     defaults = {
         "llama_server_path": None,   # the binary (also LLAMA_SERVER_PATH); default: the cache
         "llamacpp_slots": 4,         # parallel request slots per runner (--parallel)
@@ -241,11 +242,6 @@ class LlamaCppEngine(Engine):
         """``{"chat_template": which template runs and why}`` for ``model ps``."""
         choice = chat_template(bundle, config, *self._template_inputs(bundle, config))
         return {"chat_template": choice.why} if choice else {}
-
-    def model_details(self, bundle, config):
-        """The same for ``model inspect`` and GET /models/{ref}: which template a chat runner
-        of the model would use, and why, before any runner starts."""
-        return self.runner_details(bundle, config)
 
     def model_details(self, bundle, config):
         """The same for ``model inspect`` and GET /models/{ref}: which template a chat runner

@@ -99,6 +99,16 @@ class VLLMEngine(Engine):
     formats = ("safetensors",)
     modes = ("completion", "embedding")
     runtime_flags = RUNTIME_FLAG_ALLOWLIST - _PATH_FLAGS
+    env_prefixes = ("VLLM_",)
+    defaults = {
+        "vllm_path": None,            # the vllm executable (also VLLM_SERVER_PATH)
+        "vllm_device": "auto",        # auto, cpu or cuda
+        "vllm_dtype": None,           # --dtype; unset = float32 on CPU, the model's on GPU
+        "vllm_cpu_kvcache_space": 1,  # GiB of KV cache on CPU (VLLM_CPU_KVCACHE_SPACE)
+        "vllm_gpu_memory_utilization": None,  # --gpu-memory-utilization; unset = vLLM's 0.9
+        "vllm_max_num_seqs": None,    # --max-num-seqs; unset = vLLM's default
+        "vllm_start_timeout": 900,    # seconds a first load may take (it compiles kernels)
+    }
 
     # -- installation ---------------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class VLLMEngine(Engine):
 
         Never imports vllm: only looks for the script or the package.
         """
-        configured = self._setting("vllm_path") or os.environ.get("VLLM_SERVER_PATH")
+        configured = self.setting("vllm_path") or os.environ.get("VLLM_SERVER_PATH")
         if configured:
             path = Path(os.path.expanduser(str(configured)))
             if path.is_dir():
@@ -145,7 +155,7 @@ class VLLMEngine(Engine):
         return parallel_size(config.runtime_flags or [])
 
     def on_cpu(self):
-        device = str(self._setting("vllm_device", "auto")).lower()
+        device = str(self.setting("vllm_device")).lower()
         if device in ("cpu", "cuda", "gpu"):
             return device == "cpu"
         if _dist_version("vllm-cpu") or "+cpu" in (_dist_version("vllm") or ""):
@@ -175,7 +185,7 @@ class VLLMEngine(Engine):
         return not _read_json(model_dir / "tokenizer_config.json").get("chat_template")
 
     def _dtype(self):
-        configured = self._setting("vllm_dtype")
+        configured = self.setting("vllm_dtype")
         if configured:
             return str(configured)
         return "float32" if self.on_cpu() else None
@@ -190,7 +200,7 @@ class VLLMEngine(Engine):
         return 2 * layers * kv_heads * head_dim * dtype_bytes
 
     def _kv_space_bytes(self):
-        gib = _as_float(self._setting("vllm_cpu_kvcache_space", 1)) or 1.0
+        gib = _as_float(self.setting("vllm_cpu_kvcache_space")) or 1.0
         return int(gib * 2**30)
 
     def _kv_fit(self, bundle, flags):
@@ -251,12 +261,12 @@ class VLLMEngine(Engine):
             "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
         }
         if on_cpu:
-            gib = _as_float(self._setting("vllm_cpu_kvcache_space", 1)) or 1.0
+            gib = _as_float(self.setting("vllm_cpu_kvcache_space")) or 1.0
             env["VLLM_CPU_KVCACHE_SPACE"] = f"{gib:g}"
             env["VLLM_TARGET_DEVICE"] = "cpu"
         # A first load compiles kernels (torch.compile): minutes on a small CPU machine.
         return RunnerCommand(argv=argv, env=env, health_path="/health",
-                             start_timeout=float(self.settings.get("vllm_start_timeout", 900)))
+                             start_timeout=float(self.setting("vllm_start_timeout")))
 
     # -- memory ---------------------------------------------------------------------------------
 
