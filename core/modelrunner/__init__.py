@@ -6,8 +6,8 @@ from the core (a test walks every plugin's imports). The names load on first use
 
 Hooks          hookimpl (the contract itself is modelrunner.hookspecs, documented in the guide)
 Errors         ModelRunnerError and its kinds: raise them, the dialect's format_error shapes them
-Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES; for an engine's build_argv:
-               as_int, truthy, split_flags, take_flags, listen_args
+Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES, ConfigureOption; what an
+               engine's build_argv uses: as_int, truthy, split_flags, take_flags, listen_args
 Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_readinto, format_size,
                read_capped (an untrusted answer's body, capped after decoding)
 Store          Store (the protocol), Model, BlobWriter, store_operation (what a write relies on is
@@ -61,6 +61,7 @@ _EXPORTS = {
     "RunnerConfig": ".engines",
     "RunnerCommand": ".engines",
     "MODES": ".engines",
+    "ConfigureOption": ".engines",
     # an engine's pure argument builder (its args.py) is made of these
     "as_int": ".runner_args",
     "truthy": ".runner_args",

@@ -87,6 +87,35 @@ class RunnerConfig:
                    keep_alive=data.get("keep_alive"), extra=dict(data.get("extra") or {}))
 
 
+@dataclass(frozen=True)
+class ConfigureOption:
+    """One engine-specific option of `_configure` (and of ``model configure --FLAG``), as data:
+    the CLI and the web UI list an engine's options from GET /engines/options, and put a value
+    given for ``flag`` into the request body's ``block`` object under ``key`` (DMR's wire
+    format: ``{"llamacpp": {"reasoning-budget": 0}}``). The engine's ``validate_configure``
+    stays the judge of the value.
+
+    ``type``: ``int``, ``float``, ``string``, ``object`` (JSON text that must be an object),
+    ``bool`` (``--flag``/``--no-flag``, sent as ``values["true"]``/``values["false"]``) or
+    ``text-or-file`` (a file's text, read by the client, else the value itself). Two options
+    that set one key: the first declared that is given wins.
+    """
+
+    flag: str                 # the option without dashes: "reasoning-budget"
+    block: str                # the `_configure` body key it goes in: "llamacpp"
+    key: str                  # the key in that block: "reasoning-budget"
+    type: str = "string"
+    help: str = ""
+    aliases: tuple = ()       # other spellings of flag: ("hf_overrides",)
+    values: dict = field(default_factory=dict)  # bool only: {"true": -1, "false": 0}
+    metavar: str = ""
+
+    def to_dict(self):
+        return {"flag": self.flag, "block": self.block, "key": self.key, "type": self.type,
+                "help": self.help, "aliases": list(self.aliases), "values": dict(self.values),
+                "metavar": self.metavar}
+
+
 @dataclass
 class RunnerCommand:
     """The process the scheduler starts: argv, extra environment, and readiness probe path."""
@@ -116,6 +145,7 @@ class Engine:
     install_hint = ""      # what a user runs to make installed() true ("pip install ...")
     runtime_flags = frozenset()   # the flags `_configure` may pass (DMR's allow-list, as data)
     configure_blocks = ()  # engine-specific `_configure` body keys kept in RunnerConfig.extra
+    configure_options = ()  # ConfigureOption: what `model configure` offers for those blocks
     defaults = {}          # this engine's settings and their defaults (settings override them)
     # the prefixes of the server's environment variables its runners may read (LLAMA_ passes
     # LLAMA_ARG_*): added to the scheduler's allow-list (scheduler/environment.py)
@@ -149,6 +179,19 @@ class Engine:
     def installed(self):
         """(True, details) when the runtime is there, else (False, what to do)."""
         return True, ""
+
+    def status(self):
+        """This engine's line of GET /engines/status (DMR's prefixes: ``Running: ...``,
+        ``Error: ...``, ``Not Installed: ...``); by default from :meth:`installed`."""
+        ok, detail = self.installed()
+        return f"Running: {detail}" if ok else f"Error: {detail}"
+
+    def describe(self):
+        """What GET /engines/options says of this engine: its status, formats, modes, install
+        hint and configure options (JSON-able), for clients that name no engine."""
+        return {"status": self.status(), "formats": list(self.formats),
+                "modes": list(self.modes), "install_hint": self.install_hint,
+                "options": [o.to_dict() for o in self.configure_options]}
 
     def build_info(self):
         """Which build of the runtime runs, for ``model status``: a JSON-able dict, by convention

@@ -42,9 +42,21 @@ class StatusResource:
         usual = (self.runtime.settings.get("format_engines") or {}).values()
         status = {name: f"Not Installed: {install_hint(name)}" for name in usual}
         for name, engine in self.runtime.engines.items():
-            ok, detail = engine.installed()
-            status[name] = f"Running: {detail}" if ok else f"Error: {detail}"
+            status[name] = engine.status()
         resp.media = _for(req, status)
+
+
+class OptionsResource:
+    """GET /engines/options (modelrunner's): {engine: its status, formats, modes, install hint
+    and `_configure` options}, so `model configure` and the web UI offer the options of the
+    engines installed without naming any."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_get(self, req, resp):
+        resp.media = _for(req, {name: engine.describe()
+                                for name, engine in self.runtime.engines.items()})
 
 
 class BuildsResource:

@@ -20,6 +20,7 @@ def register_routes(app, runtime):
     app.add_route("/models/{ref:path}", models.ModelResource(runtime))
     app.add_route("/engines/status", engines.StatusResource(runtime))
     app.add_route("/engines/builds", engines.BuildsResource(runtime))
+    app.add_route("/engines/options", engines.OptionsResource(runtime))
     app.add_route("/engines/ps", engines.PsResource(runtime))
     app.add_route("/engines/df", engines.DfResource(runtime))
     app.add_route("/engines/unload", engines.UnloadResource(runtime))

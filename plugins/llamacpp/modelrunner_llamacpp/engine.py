@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import modelrunner
-from modelrunner import Engine, EngineError, RunnerCommand, as_int, split_flags
+from modelrunner import ConfigureOption, Engine, EngineError, RunnerCommand, as_int, split_flags
 
 from . import memory, templates
 from .args import (RUNTIME_FLAGS, build_argv, chat_template, plan, reasoning_budget, speculative,
@@ -146,6 +146,20 @@ class LlamaCppEngine(Engine):
     runtime_flags = RUNTIME_FLAGS
     configure_blocks = ("llamacpp", "speculative")
     env_prefixes = ("LLAMA_",)  # llama-server reads LLAMA_ARG_* (and LLAMA_ARGS, as DMR's)
+    # DMR's `configure` options for the llamacpp block (reasoning-budget before think: an
+    # explicit budget wins over --think)
+    configure_options = (
+        ConfigureOption("reasoning-budget", "llamacpp", "reasoning-budget", "int", metavar="N",
+                        help="thinking tokens: -1 unlimited, 0 none, N at most N"),
+        ConfigureOption("think", "llamacpp", "reasoning-budget", "bool",
+                        values={"true": -1, "false": 0},
+                        help="let a reasoning model think (reasoning budget -1) or not (0)"),
+        ConfigureOption("chat-template", "llamacpp", "chat-template", "text-or-file",
+                        metavar="NAME|FILE",
+                        help="a built-in chat template (gemma, llama3, chatml...; auto: the "
+                             "model's own or the one for its architecture) or a Jinja template "
+                             "file"),
+    )
     defaults = {
         "llama_server_path": None,   # the binary (also LLAMA_SERVER_PATH); default: the cache
         "llamacpp_slots": 4,         # parallel request slots per runner (--parallel)

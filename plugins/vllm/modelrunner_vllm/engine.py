@@ -31,7 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelrunner import Engine, EngineError, RunnerCommand, as_int, split_flags, take_flags
+from modelrunner import (ConfigureOption, Engine, EngineError, RunnerCommand, as_int, split_flags,
+                         take_flags)
 
 from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, build_argv, configured_fraction,
                    gpu_memory_fraction, hf_overrides_arg, parallel_size, vllm_block)
@@ -100,6 +101,13 @@ class VLLMEngine(Engine):
     modes = ("completion", "embedding")
     runtime_flags = RUNTIME_FLAG_ALLOWLIST - _PATH_FLAGS
     env_prefixes = ("VLLM_",)
+    configure_options = (  # DMR's `configure` options for the vllm block
+        ConfigureOption("hf-overrides", "vllm", "hf-overrides", "object", aliases=("hf_overrides",),
+                        metavar="JSON",
+                        help="a JSON object that overrides the model's Hugging Face config"),
+        ConfigureOption("gpu-memory-utilization", "vllm", "gpu-memory-utilization", "float",
+                        help="the fraction of GPU memory for the model, in (0, 1]"),
+    )
     defaults = {
         "vllm_path": None,            # the vllm executable (also VLLM_SERVER_PATH)
         "vllm_device": "auto",        # auto, cpu or cuda
