@@ -13,6 +13,7 @@ from .bench import bench
 from .compose import compose
 from .configure import configure
 from .docker import install_docker_plugin
+from .run import run
 from .search import search
 from .show import purge, show
 from .tables import print_table, table as _table
@@ -457,6 +458,7 @@ def core_commands():
     commands["bench"] = bench
     commands["purge"] = purge
     commands["search"] = search
+    commands["run"] = run
     commands["stop"] = unload         # DMR: `unload`/`stop`
     commands["config"] = configure    # DMR: `configure`/`config`
     commands.update(RUNNER_COMMANDS)  # start-runner, stop-runner, restart-runner

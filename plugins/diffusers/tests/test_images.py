@@ -124,20 +124,6 @@ def test_dduf(server, openai_client, image_model, tiny_sd_files):
     assert from_dduf == from_dir  # the same weights, the same seed: the same picture
 
 
-def test_run_image(server, image_model, tmp_path, capsys):
-    from modelrunner.cli.client import Client
-    from modelrunner_openai.run_image import is_image_model, run_image
-
-    client = Client(server.url)
-    assert is_image_model(client, image_model)
-    assert not is_image_model(client, "ai/smollm2")
-    paths = run_image(client, image_model, "a cat", steps=2, seed=3, directory=tmp_path)
-    (path,) = paths
-    assert path.parent == tmp_path and path.name.startswith("a-cat-") and path.suffix == ".png"
-    assert png(path.read_bytes()).size == (64, 64)
-    assert str(path) in capsys.readouterr().out
-
-
 def test_model_run_on_an_image_model_writes_a_png_and_prints_its_path(server, image_model, tmp_path):
     # the server's default of 50 steps: about 5 s for the tiny model
     result = subprocess.run([sys.executable, "-m", "modelrunner.cli", "run", image_model,

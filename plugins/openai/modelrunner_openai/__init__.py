@@ -33,9 +33,3 @@ def format_error(req, status, message):
                                                                   "/engines/responses")):
         return "application/json", openai_error_body(status, message)
     return None
-
-
-@hookimpl
-def register_commands(cli):
-    from .run import run
-    cli.add_command(run)

@@ -1,10 +1,10 @@
-"""What `model run` makes of a typed line: @file inclusion and image paths (run_prompt.py)."""
+"""What `model run` makes of a typed line: @file inclusion and image paths (cli/run_prompt.py)."""
 
 import base64
 
 import pytest
 
-from modelrunner_openai.run_prompt import PromptError, extract_images, include_files, user_content
+from modelrunner.cli.run_prompt import PromptError, extract_images, include_files, user_content
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 

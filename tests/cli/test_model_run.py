@@ -8,7 +8,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from openai_helpers import MODEL, strip_ansi
+from terminal_text import strip_ansi
+
+MODEL = "ai/smollm2"
 
 PROMPT = re.compile(r"\n(?:\x1b\[[0-9;?]*[a-zA-Z])*> ")
 

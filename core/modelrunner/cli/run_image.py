@@ -18,7 +18,7 @@ IMAGE_FORMATS = ("diffusers", "dduf")
 def is_image_model(client, model):
     """Whether the stored ``model`` is an image-generation model (config format diffusers/dduf).
 
-    ``client`` is ``modelrunner.cli.client.Client``; a missing model exits with the server's error.
+    ``client`` is a :class:`.client.Client`; a missing model exits with the server's error.
     """
     info = client.json("GET", f"/models/{model}")
     return ((info.get("config") or {}).get("format") or "") in IMAGE_FORMATS

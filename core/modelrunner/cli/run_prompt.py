@@ -8,7 +8,7 @@
   looks like a file name (``what is a.png?``) and names no file stays text; one that is clearly
   a path (has ``/`` or ``@``) and is missing is an error.
 
-Pure functions, so they are tested without a server (tests/test_run_prompt.py).
+Pure functions, so they are tested without a server (tests/cli/test_run_prompt.py).
 """
 
 import base64

@@ -9,6 +9,9 @@
    input, ``/?`` for help. In either, ``@file`` includes a file's text and an image path sends
    the image (:mod:`.run_prompt`).
 
+The CLI is a client of the server's OpenAI routes here, as everywhere else a client of its HTTP
+API: the OpenAI dialect plugin serves them, and nothing here imports it.
+
 Answers stream from ``/engines/v1/chat/completions`` (SSE). In a terminal they are rendered as
 Markdown while they arrive (the tail that fits the screen, then the whole answer once done); in a
 pipe the raw text is written as it arrives, so ``model run m "..." > file`` keeps plain text.
@@ -23,10 +26,11 @@ import time
 
 import click
 
-from modelrunner import (Client, ConnectError, HTTPError, StreamError, error_text, fail, pull_model,
-                         sse_events, terminal_safe)
-
+from ..streams import StreamError, sse_events
+from .client import Client, error_text, fail
+from .http import ConnectError, HTTPError
 from .run_prompt import PromptError, user_content
+from .terminal import terminal_safe
 
 HELP = """Available commands:
   /set system <text>   Set the system message
@@ -211,6 +215,7 @@ def ensure_model(client, model):
     if resp.status_code != 404:
         fail(error_text(resp))
     click.echo(f"Unable to find model '{model}' locally. Pulling from the server.", err=True)
+    from .commands import pull_model  # commands imports this module: a late import
     pull_model(model)
     resp = client.http.get(f"/models/{model}")
     if resp.status_code != 200:

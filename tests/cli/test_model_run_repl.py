@@ -13,7 +13,7 @@ import pytest
 
 from modelrunner.testing import Server
 
-from openai_helpers import strip_ansi
+from terminal_text import strip_ansi
 
 MODEL = "ai/smollm2"
 PROMPT = re.compile(r"\n(?:\x1b\[[0-9;?]*[a-zA-Z])*> ")
@@ -86,7 +86,7 @@ def test_an_image_for_a_model_without_projector_is_refused_clearly(own_server, w
     child = spawn(own_server, workdir, "--debug", "--max-tokens", "4")
     child.expect("> ")
     child.sendline("What is in ./cat.png ?")
-    child.expect("Error: model ai/smollm2 cannot read images: it has no multimodal projector")
+    child.expect("Error: model ai/smollm2 does not support images: it has no multimodal projector")
     [body] = sent_bodies(child.before)
     child.expect("> ")
     text, image = body["messages"][-1]["content"]
