@@ -28,9 +28,6 @@ Forced calls   call_format, forced_call_schema, parse_forced_call (a JSON schema
 Model files    read_gguf, read_safetensors_header, build_gguf_artifact, build_safetensors_artifact,
                media types (MEDIA_TYPE_*)
 Durations      parse_keep_alive, format_keep_alive
-CLI            Client (the CLI's HTTP client), its errors ConnectError < HTTPError, fail,
-               error_text, pull_model, terminal_safe (a server's, registry's or model's text, made
-               safe to print: no terminal controls)
 """
 
 import importlib
@@ -157,14 +154,6 @@ _EXPORTS = {
     # durations
     "parse_keep_alive": ".scheduler.durations",
     "format_keep_alive": ".scheduler.durations",
-    # the CLI's client, for plugins that add commands
-    "Client": ".cli.client",
-    "fail": ".cli.client",
-    "error_text": ".cli.client",
-    "ConnectError": ".cli.http",
-    "HTTPError": ".cli.http",
-    "pull_model": ".cli.commands",
-    "terminal_safe": ".cli.terminal",
 }
 
 __all__ = ["__version__", *_EXPORTS]

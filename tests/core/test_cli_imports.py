@@ -48,3 +48,13 @@ def test_a_command_the_core_lacks_loads_the_plugins():
     result = resolve("no-such-command")
     assert result["command"] is None
     assert "modelrunner_openai" in result["modules"]
+
+
+def test_the_cli_is_a_client_outside_the_sdk():
+    """A plugin's command talks to the server over HTTP like any client: the CLI's own client,
+    its errors and helpers are not names of ``modelrunner`` (so the CLI could be its own
+    distribution)."""
+    import modelrunner
+    cli_names = [name for name in modelrunner.__all__
+                 if getattr(getattr(modelrunner, name), "__module__", "").startswith("modelrunner.cli")]
+    assert cli_names == []

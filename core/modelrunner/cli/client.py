@@ -17,7 +17,7 @@ import sys
 import click
 
 from ..settings import server_url
-from .http import HTTP, ConnectError, HTTPError  # noqa: F401  (exported to plugins)
+from .http import HTTP, ConnectError, HTTPError
 from .terminal import terminal_safe
 
 
