@@ -5,7 +5,10 @@ from the core (a test walks every plugin's imports). The names load on first use
 ``import modelrunner`` stays cheap for the CLI. The guide is docs/plugins.md.
 
 Hooks          hookimpl (the contract itself is modelrunner.hookspecs, documented in the guide)
-Errors         ModelRunnerError and its kinds: raise them, the dialect's format_error shapes them
+Errors         ModelRunnerError and its kinds: raise them, the route's Dialect shapes them;
+               Unsupported and ContextExceeded: what a model cannot do (the gateway finds it)
+Dialects       Dialect (register_dialects): one error renderer per API surface; a resource
+               names its own with ``dialect = "NAME"``
 Engines        Engine, Bundle, RunnerConfig, RunnerCommand, MODES, ConfigureOption; what an
                engine's build_argv uses: as_int, truthy, split_flags, take_flags, listen_args
 Sources        Source, SearchResult, Progress, fetch_blob and BlobBody, chunks_readinto, format_size,
@@ -39,6 +42,9 @@ _EXPORTS = {
     "hookimpl": ".hookspecs",
     # errors
     "ModelRunnerError": ".errors",
+    "Unsupported": ".errors",
+    "ContextExceeded": ".errors",
+    "Dialect": ".dialects",
     "EngineError": ".engines",
     "SourceError": ".sources",
     "StoreError": ".store.errors",

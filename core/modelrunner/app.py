@@ -10,7 +10,8 @@ import logging
 import falcon
 
 from .api.errors import DMRError, handle_dmr_error
-from .errors import KIND_BY_STATUS, ModelRunnerError
+from .dialects import Remember, Router, as_error, collect, render, resource_of
+from .errors import ModelRunnerError
 from .machine_paths import add_root, hide_paths
 from .runtime import Runtime
 from .trust import Trust
@@ -91,38 +92,44 @@ def create_app(settings=None, runtime=None):
     settings = runtime.settings
     add_root(settings.models_path)  # answers name it <store> (machine_paths)
     # Trust first: a request it refuses reaches nothing else (see trust.py).
-    app = falcon.App(middleware=[Trust(settings),
+    router = Router()
+    app = falcon.App(router=router,
+                     middleware=[Trust(settings), Remember(),
                                  BodyLimit(int(settings.get("max_body", 10 << 20)),
                                            parse_upload_cap(settings.get("max_upload", 0)),
                                            settings.models_path)])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
 
-    def answer_error(req, resp, status, message, kind, headers=None):
-        """The one error path: the dialect that owns the route shapes the body (format_error);
-        the core's routes answer as DMR does, in plain text. No path of this machine reaches
-        the client (machine_paths.hide_paths); the server log keeps the whole message."""
+    dialects = collect(runtime.hook)
+
+    def answer_error(req, resp, error, headers=None):
+        """The one error path: the dialect of the route's resource shapes the body
+        (modelrunner.dialects); the core's routes answer as DMR does, in plain text. No path of
+        this machine reaches the client (machine_paths.hide_paths); the server log keeps the
+        whole message."""
+        message = str(error)
         public = hide_paths(message)
-        if public != message or status >= 500:
-            log.warning("%s %s answered %d: %s", req.method, req.path, status, message)
-        message = public
-        formatted = runtime.hook.format_error(req=req, status=status, message=message, kind=kind)
-        resp.status = falcon.code_to_http_status(status)
+        if public != message or error.status >= 500:
+            log.warning("%s %s answered %d: %s", req.method, req.path, error.status, message)
+        if public != message:
+            error.args = (public,)
+        resp.status = falcon.code_to_http_status(error.status)
         for name, value in (headers or {}).items():
             resp.set_header(name, value)
+        formatted = render(dialects, resource_of(req, router), error)
         if formatted:
             resp.content_type, resp.data = formatted
         else:
             resp.content_type = "text/plain; charset=utf-8"
-            resp.text = message + "\n"
+            resp.text = public + "\n"
 
     def handle_http_error(req, resp, ex, params):
-        status = int(ex.status_code)
-        answer_error(req, resp, status, ex.description or ex.title,
-                     KIND_BY_STATUS.get(status, "server_error"), ex.headers)
+        answer_error(req, resp, as_error(int(ex.status_code), ex.description or ex.title),
+                     ex.headers)
 
     def handle_modelrunner_error(req, resp, ex, params):
-        answer_error(req, resp, ex.status, str(ex), ex.kind)
+        answer_error(req, resp, ex)
 
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(ModelRunnerError, handle_modelrunner_error)
@@ -132,4 +139,6 @@ def create_app(settings=None, runtime=None):
                            runtime.settings.get("forwarded_allow_ips", "127.0.0.1"))
     wsgi.runtime = runtime
     wsgi.falcon_app = app
+    wsgi.routes = router.routes
+    wsgi.dialects = dialects
     return wsgi

@@ -7,7 +7,10 @@ the runner's address (a Unix socket, or http:// for a runner on another machine)
 the runner writes them; the lease is released when the stream ends or the client goes away (closing
 the runner connection, which frees the runner's slot at once).
 
-Telemetry (``on_request``) is emitted here, once, for every dialect.
+Telemetry (``on_request``) is emitted here, once, for every dialect. So are the checks of what
+a model can do (images, the request's mode) and the reading of a runner's error answer: each is
+raised as a typed error (``Unsupported``, ``ContextExceeded``, ``GatewayError``) that the route's
+dialect renders (modelrunner.dialects), so no dialect writes them again.
 """
 
 import json
@@ -15,14 +18,19 @@ import re
 import time
 
 from . import reference as refs
-from .bodies import parse_json, remote_image_urls
-from .errors import ModelRunnerError
+from .bodies import chat_has_images, parse_json, remote_image_urls
+from .errors import ModelRunnerError, Unsupported
 from .settings import truthy
 from .engines import EngineError, select_engine
 from .scheduler import SchedulerError
 from .runners import runner_connection
+from .streams import runner_error
 from .store import BrokenModel, NotFound
 from .telemetry import RequestRecord
+
+# what a request in each mode asks of a model, for the error when no engine of its format has it
+CAPABILITY_BY_MODE = {"completion": "chat and completions", "embedding": "embeddings",
+                      "reranking": "reranking", "image-generation": "image generation"}
 
 MODE_BY_PATH = {
     "/v1/embeddings": "embedding",
@@ -139,12 +147,18 @@ class Gateway:
         return lease.load_seconds or 0.0
 
     def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
-             headers=None, dialect="openai", request=None, observed=True):
-        """Send ``body`` (bytes) to the runner for ``model_name`` at ``path``; return the answer."""
+             headers=None, dialect="openai", request=None, observed=True,
+             raise_for_status=True):
+        """Send ``body`` (bytes) to the runner for ``model_name`` at ``path``; return the answer.
+        A runner's error answer is raised (``streams.runner_error``) unless ``raise_for_status``
+        is False."""
         model = self.find_model(model_name)
         engine = self.engine_for(model, engine)
         mode = mode or MODE_BY_PATH.get(path, "completion")
-        self._refuse_image_urls(body)
+        if mode not in engine.modes:
+            raise Unsupported(model_name, CAPABILITY_BY_MODE.get(mode, mode),
+                              f"the {engine.name} engine that serves it does not")
+        self._check_media(model, model_name, body)
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
                                path=path, dialect=dialect, request=request, body=body,
                                observed=observed)
@@ -175,24 +189,42 @@ class Gateway:
                 error = e
             else:
                 record.load_seconds = lease.load_seconds
-                return RunnerResponse(self, lease, conn, resp, record)
+                answer = RunnerResponse(self, lease, conn, resp, record)
+                if answer.status >= 400 and raise_for_status:
+                    raise self._runner_error(model_name, answer)
+                return answer
             record.finish(status=502, error=str(error))
             self.runtime.emit_request("finished", record)
             raise GatewayError(f"the runner for {model_name} is not answering: {error}",
                                status=502)
 
-    def _refuse_image_urls(self, body):
-        """400 for an image the runner would download (see ``remote_image_urls``); the body is
-        parsed only when it may have a media part, which a text chat never has (a key or type
-        spelled with JSON escapes, "image\\u005furl", is one too: the runner reads it as such)."""
+    @staticmethod
+    def _runner_error(model_name, answer):
+        """The error a runner answered (read whole, so the request is recorded with it)."""
+        try:
+            raw = answer.read()
+        except GatewayError as e:
+            return e
+        return runner_error(model_name, answer.status, raw)
+
+    def _check_media(self, model, model_name, body):
+        """400 for images sent to a model that cannot read them (``Model.reads_images``: a GGUF
+        without a multimodal projector, whose runner would answer 500 after loading), and for
+        media the runner would download (see ``remote_image_urls``). The body is parsed only
+        when it may have a media part, which a text chat never has (a key or type spelled with
+        JSON escapes, "image\\u005furl", is one too: the runner reads it as such)."""
         if not (any(name in body for name in _MEDIA_NAMES) or _ASCII_ESCAPE.search(body)):
             return
-        if truthy(self.runtime.settings.get("allow_image_urls", False)):
-            return
         try:
-            urls = remote_image_urls(parse_json(body))
+            chat = parse_json(body)
         except ValueError:
             return  # the dialect already read it; not this check's business
+        if not model.reads_images and chat_has_images(chat):
+            raise Unsupported(model_name, "images", "it has no multimodal projector (package "
+                              "one with `model package --mmproj FILE`)", param="messages")
+        if truthy(self.runtime.settings.get("allow_image_urls", False)):
+            return
+        urls = remote_image_urls(chat)
         if urls:
             raise GatewayError(
                 "images, audio and video must be sent inline as data: URLs (base64); this server "
@@ -254,8 +286,8 @@ class Gateway:
 
 
 # what a body holds if it may carry a media part: its part types, or a JSON escape
-_MEDIA_NAMES = (b'"image_url"', b'"input_image"', b'"input_audio"', b'"input_video"',
-                b'"video_url"')
+_MEDIA_NAMES = (b'"image_url"', b'"input_image"', b'"image"', b'"input_audio"',
+                b'"input_video"', b'"video_url"')
 # An ASCII character written as a JSON escape ("image\u005furl"): a key spelled so is a media
 # part to the runner. Escapes of other characters (\u00e9, \u4e2d: any non-English text from a
 # client that writes JSON ASCII-only, as Python's json does) are not, and cost no second parse.

@@ -13,7 +13,8 @@ Areas:
 * sources     ``register_sources``: remote places references resolve to (OCI registries, Hugging Face)
 * engines     ``register_engines``: how to run a model format in its own runner process
 * placement   ``make_placement``: where runner processes start (first result wins; local default)
-* dialects    ``register_routes``: Falcon routes of an API surface (OpenAI, Ollama, metrics...)
+* dialects    ``register_routes``: Falcon routes of an API surface (OpenAI, Ollama, metrics...);
+              ``register_dialects``: how a surface renders its errors
 * commands    ``register_commands``: extra ``model`` CLI sub-commands
 * serving     ``on_server_start``, ``on_worker_exit``: set-up in the gunicorn master
 * telemetry   ``on_request``, ``on_runner``, ``on_pull``: events any number of plugins observe
@@ -108,13 +109,15 @@ def register_routes(app, runtime):
     """
 
 
-@hookspec(firstresult=True)
-def format_error(req, status, message, kind):
-    """Return ``(content_type, body_bytes)`` for an error on a route this plugin owns, else None.
+@hookspec
+def register_dialects(register):
+    """Call ``register(dialect)`` for each ``modelrunner.Dialect`` this plugin provides.
 
-    Each dialect answers errors in its own shape (OpenAI's error object, Ollama's {"error"});
-    the core's routes answer as DMR does, with the plain-text message. ``kind`` is the
-    ``ModelRunnerError``'s kind ("invalid_request_error", "not_found_error", ...).
+    A dialect renders the errors of the routes whose resources name it (``dialect = "openai"``
+    as a class attribute): its ``error_body(error)`` gives the body for a
+    ``modelrunner.ModelRunnerError`` (status, kind, param, code; ``Unsupported`` and
+    ``ContextExceeded`` say what the model lacks). Routes of no dialect answer DMR's plain text.
+    Called once per API worker.
     """
 
 

@@ -7,13 +7,9 @@ the user's runtime flags, and say where the runner listens. They live here once,
 ``modelrunner``, so no engine plugin keeps its own copy.
 """
 
-import re
-
-from .engines import EngineError
+from .engines import _NUMBER, EngineError  # a negative number is a value, not a flag
 from .runners import listen_on
 from .settings import truthy  # noqa: F401  (exported: a setting's yes or no)
-
-_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
 def as_int(value):

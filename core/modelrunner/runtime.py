@@ -52,16 +52,24 @@ class Runtime:
     # -- runners --------------------------------------------------------------------------------
 
     def open(self, model_name, path, body, *, engine=None, mode=None, keep_alive=None,
-             headers=None, dialect="openai", request=None, observed=True):
+             headers=None, dialect="openai", request=None, observed=True,
+             raise_for_status=True):
         """Send ``body`` (bytes, an OpenAI API request) to ``path`` on the runner of
         ``model_name``, loading it first if needed; returns a ``RunnerResponse`` to stream.
         ``mode`` defaults from the path (embeddings, rerank, images...). The request is
         recorded and reported to ``on_request`` observers under ``dialect``; with ``observed``
         False it is not (a dialect's own helper call, such as counting a prompt's tokens, is
-        not a request of the client's: it would show in the inspector and in /metrics)."""
+        not a request of the client's: it would show in the inspector and in /metrics).
+
+        What the model cannot do is raised before anything loads (``Unsupported``: images to a
+        model without a projector, a mode no engine of its format has), and a runner's error
+        answer is raised with its status (``ContextExceeded`` for a prompt longer than the
+        context, else ``GatewayError``), for the route's dialect to render; with
+        ``raise_for_status`` False the error answer is returned instead."""
         return self.gateway.open(model_name, path, body, engine=engine, mode=mode,
                                  keep_alive=keep_alive, headers=headers, dialect=dialect,
-                                 request=request, observed=observed)
+                                 request=request, observed=observed,
+                                 raise_for_status=raise_for_status)
 
     def preload(self, model_name, engine=None, mode="completion", keep_alive=None):
         """Load a model's runner and answer nothing else (``X-Preload-Only``); returns the

@@ -1,4 +1,5 @@
-"""Server-Sent Events from runners: one reader, and one reassembler of a streamed answer.
+"""Server-Sent Events from runners: one reader, one reassembler of a streamed answer, and the
+reading of a runner's error answer.
 
 Runners answer a streamed request with OpenAI's SSE (``data: {json}`` lines, ``data: [DONE]``
 at the end); llama-server writes ``error: ...`` lines for a failure after the stream started.
@@ -7,8 +8,9 @@ and ``model run`` all read it with :func:`sse_events`.
 """
 
 import json
+import re
 
-from .errors import ModelRunnerError
+from .errors import ContextExceeded, ModelRunnerError
 
 
 class StreamError(ModelRunnerError):
@@ -31,6 +33,38 @@ def runner_error_message(raw):
     if isinstance(error, dict):
         return error.get("message") or json.dumps(error)
     return str(error or data)
+
+
+# llama-server's error type for a prompt over the context; vLLM's message for the same
+_LLAMA_CONTEXT_ERROR = "exceed_context_size_error"
+_VLLM_CONTEXT = re.compile(r"maximum context length is (\d+) tokens.*?(?:requested|resulted in|"
+                           r"contains) (\d+)", re.S)
+
+
+def runner_error(model, status, raw):
+    """A runner's error answer (``status``, body ``raw``) as the error of the request: a
+    ``ContextExceeded`` for a prompt longer than the context (llama-server's
+    ``exceed_context_size_error``, vLLM's "maximum context length"), else a ``GatewayError``
+    with the runner's status and message. The gateway raises it; the route's dialect renders
+    it."""
+    from .gateway import GatewayError  # the gateway imports this module
+    message = runner_error_message(raw)
+    error = None
+    try:
+        data = json.loads(raw)
+        error = data.get("error") if isinstance(data, dict) else None
+    except ValueError:
+        pass
+    if isinstance(error, dict) and error.get("type") == _LLAMA_CONTEXT_ERROR:
+        return ContextExceeded(model, _int(error.get("n_prompt_tokens")), _int(error.get("n_ctx")))
+    found = _VLLM_CONTEXT.search(message) if status == 400 else None
+    if found:
+        return ContextExceeded(model, int(found.group(2)), int(found.group(1)))
+    return GatewayError(message, status=status)
+
+
+def _int(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def sse_events(chunks, raise_errors=True):
@@ -106,13 +140,12 @@ def sse_text_events(data):
 
 
 def reassemble(events):
-    """One response object from the JSON events of a stream (OpenAI chat or text completion
-    chunks, or Anthropic message events); None when the events are of no known kind."""
+    """One response object from the JSON events of a runner's stream (OpenAI chat or text
+    completion chunks, which every runner speaks); None when the events are of no known kind.
+    A dialect that translates a stream reassembles its own events (they live with it)."""
     events = [e for e in events if isinstance(e, dict)]
     if not events:
         return None
-    if any(e.get("type") == "message_start" for e in events):
-        return _reassemble_anthropic(events)
     if any("choices" in e for e in events):
         return _reassemble_openai(events)
     return None
@@ -204,37 +237,3 @@ def _add_tool_calls(calls, deltas):
             call["name"].append(fn["name"])
         if fn.get("arguments"):
             call["arguments"].append(fn["arguments"])
-
-
-def _reassemble_anthropic(events):
-    message, blocks = {}, {}
-    for e in events:
-        kind = e.get("type")
-        if kind == "message_start":
-            message = dict(e.get("message") or {})
-        elif kind == "content_block_start":
-            blocks[e.get("index", 0)] = dict(e.get("content_block") or {})
-        elif kind == "content_block_delta":
-            block = blocks.setdefault(e.get("index", 0), {"type": "text", "text": ""})
-            d = e.get("delta") or {}
-            if d.get("type") == "text_delta":
-                block["text"] = block.get("text", "") + d.get("text", "")
-            elif d.get("type") == "thinking_delta":
-                block["thinking"] = block.get("thinking", "") + d.get("thinking", "")
-            elif d.get("type") == "input_json_delta":
-                block["_json"] = block.get("_json", "") + d.get("partial_json", "")
-        elif kind == "message_delta":
-            message.update({k: v for k, v in (e.get("delta") or {}).items() if v is not None})
-            if e.get("usage"):
-                message["usage"] = {**(message.get("usage") or {}), **e["usage"]}
-    content = []
-    for _, block in sorted(blocks.items()):
-        if "_json" in block:
-            raw = block.pop("_json")
-            try:
-                block["input"] = json.loads(raw) if raw else {}
-            except ValueError:
-                block["input"] = raw
-        content.append(block)
-    message["content"] = content
-    return message

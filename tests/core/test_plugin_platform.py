@@ -25,7 +25,7 @@ PLUGIN_SOURCES = [p for p in (ROOT / "plugins").glob("*/modelrunner_*/**/*.py")]
 
 def test_the_contract_has_the_hooks_we_document():
     assert {"make_store", "register_engines", "register_sources", "register_routes",
-            "format_error", "register_commands", "on_request", "on_runner", "on_pull",
+            "register_dialects", "register_commands", "on_request", "on_runner", "on_pull",
             "on_server_start", "on_worker_exit"} <= set(HOOKS)
 
 
@@ -122,9 +122,18 @@ def test_a_plugin_store_replaces_the_default_store(plugin_manager, settings):
 
 class Teapot:
     max_body = 8
+    dialect = "tea"
 
     def on_post(self, req, resp):
         raise modelrunner.ModelRunnerError("I am a teapot", status=418)
+
+
+class Tea(modelrunner.Dialect):
+    name = "tea"
+
+    def error_body(self, error):
+        return modelrunner.canonical_json(
+            {"tea_error": {"status": error.status, "message": str(error), "kind": error.kind}})
 
 
 class TeapotDialect:
@@ -133,11 +142,8 @@ class TeapotDialect:
         app.add_route("/tea/pot", Teapot())
 
     @hookimpl
-    def format_error(self, req, status, message, kind):
-        if req.path.startswith("/tea/"):
-            return "application/json", modelrunner.canonical_json(
-                {"tea_error": {"status": status, "message": message, "kind": kind}})
-        return None
+    def register_dialects(self, register):
+        register(Tea())
 
 
 def test_a_dialect_shapes_the_errors_of_its_own_routes(plugin_manager, settings):
@@ -153,6 +159,12 @@ def test_a_dialect_shapes_the_errors_of_its_own_routes(plugin_manager, settings)
                                          "kind": "server_error"}}
     too_big = client.simulate_post("/tea/pot", body=b"x" * 9)  # the resource's own body limit
     assert too_big.status_code == 413 and "tea_error" in too_big.json
+    # refused before routing (a page on another origin): still the route's dialect
+    foreign = client.simulate_post("/tea/pot", body=b"{}",
+                                   headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403 and "tea_error" in foreign.json
+    wrong_method = client.simulate_get("/tea/pot")
+    assert wrong_method.status_code == 405 and "tea_error" in wrong_method.json
     # a core route keeps DMR's plain text
     missing = client.simulate_get("/models/ai/nothing-here")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/plain")

@@ -10,7 +10,7 @@ status; a stream that already started ends with an ``error`` event.
 
 from modelrunner import hookimpl
 
-from .errors import error_body, owns
+from .errors import AnthropicDialect
 from .routes import register
 
 
@@ -19,9 +19,6 @@ def register_routes(app, runtime):
     register(app, runtime)
 
 
-@hookimpl(tryfirst=True)
-def format_error(req, status, message, kind):
-    """Tried first: the OpenAI dialect claims every path with /v1/ in it."""
-    if owns(req.path):
-        return "application/json", error_body(status, message, kind)
-    return None
+@hookimpl
+def register_dialects(register):
+    register(AnthropicDialect())

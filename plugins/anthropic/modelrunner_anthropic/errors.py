@@ -9,7 +9,7 @@ and tools read ``error.type``; Anthropic's names differ from the core's kinds in
 
 import json
 
-from modelrunner import hide_paths
+from modelrunner import ContextExceeded, Dialect, hide_paths
 
 TYPES = {"invalid_request_error": "invalid_request_error",
          "authentication_error": "authentication_error",
@@ -46,7 +46,14 @@ def sse_error(message):
     return b"event: error\ndata: " + json.dumps(error_object(500, message)).encode() + b"\n\n"
 
 
-def owns(path):
-    """Whether an error on ``path`` is this dialect's to shape."""
-    return path.startswith("/anthropic/") or path.endswith(("/v1/messages",
-                                                            "/v1/messages/count_tokens"))
+class AnthropicDialect(Dialect):
+    """The errors of the routes whose resources say ``dialect = "anthropic"``."""
+
+    name = "anthropic"
+
+    def error_body(self, error):
+        message = str(error)
+        if isinstance(error, ContextExceeded) and error.prompt_tokens and error.context:
+            # Anthropic's own words for it, which agents match to compact their history
+            message = f"prompt is too long: {error.prompt_tokens} tokens > {error.context} maximum"
+        return error_body(error.status, message, error.kind)

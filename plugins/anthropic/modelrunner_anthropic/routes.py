@@ -2,13 +2,14 @@
 
 Both send OpenAI requests to the model's runner through ``runtime.open`` (so telemetry and the
 request inspector see them under the dialect "anthropic"); translate.py does the translation.
-Errors are raised as ``ModelRunnerError``; ``format_error`` gives them Anthropic's shape.
+Errors are raised as ``ModelRunnerError``; the resources say ``dialect = "anthropic"``, so the
+app gives them Anthropic's shape (errors.AnthropicDialect). What the model cannot do (images
+without a projector, a prompt over its context) the gateway finds, for every dialect.
 """
 
 import json
 
-from modelrunner import (ModelRunnerError, StreamError, read_json_body, runner_error_message,
-                         sse_events)
+from modelrunner import ModelRunnerError, StreamError, read_json_body, sse_events
 
 from . import translate
 from .errors import sse_error
@@ -18,15 +19,8 @@ DIALECT = "anthropic"
 
 def _open(runtime, req, model, path, payload, engine=None):
     """The runner's answer to ``payload``; a runner's error answer is raised with its status."""
-    answer = runtime.open(model, path, json.dumps(payload).encode(), engine=engine,
-                          mode="completion", dialect=DIALECT, request=req)
-    if answer.status >= 400:
-        try:
-            raw = answer.read()
-        finally:
-            answer.close()
-        raise ModelRunnerError(runner_error_message(raw), status=answer.status)
-    return answer
+    return runtime.open(model, path, json.dumps(payload).encode(), engine=engine,
+                        mode="completion", dialect=DIALECT, request=req)
 
 
 def _read_json(answer):
@@ -42,6 +36,7 @@ def _read_json(answer):
 
 class MessagesResource:
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = DIALECT  # errors in Anthropic's shape (modelrunner.dialects)
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -50,10 +45,6 @@ class MessagesResource:
         body = read_json_body(req)
         chat, forced = translate.chat_request(body)
         model = body["model"]
-        if translate.has_images(chat) and not self.runtime.find_model(model).reads_images:
-            # llama-server without a projector would answer 500 after loading the model
-            raise translate.invalid(f"model {model} cannot read images: it has no multimodal "
-                                    f"projector")
         answer = _open(self.runtime, req, model, "/v1/chat/completions", chat, engine)
         stops = chat.get("stop")
         if not chat.get("stream"):
@@ -86,6 +77,7 @@ class CountTokensResource:
     and tools, then its tokenizer (llama-server's /apply-template and /tokenize; vLLM's /tokenize
     takes the messages itself)."""
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = DIALECT
 
     def __init__(self, runtime):
         self.runtime = runtime

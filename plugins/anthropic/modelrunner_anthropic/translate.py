@@ -18,7 +18,6 @@ import json
 import secrets
 
 from modelrunner import ModelRunnerError, call_format, parse_forced_call, parse_json
-from modelrunner import chat_has_images as has_images  # noqa: F401 (routes.py and tests)
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "end_turn"}

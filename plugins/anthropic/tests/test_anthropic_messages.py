@@ -1,6 +1,7 @@
 """The Anthropic Messages API with the official `anthropic` client, against SmolLM2."""
 
 import json
+import re
 import urllib.request
 
 import anthropic
@@ -125,3 +126,25 @@ def test_stop_sequences_are_honoured(client):
                                      messages=messages, stop_sequences=["5"])
     assert "5" not in text_of(stopped)
     assert stopped.stop_reason == "stop_sequence" and stopped.stop_sequence == "5"
+
+
+def test_a_prompt_over_the_context_is_anthropics_prompt_is_too_long(client):
+    """Agents (Claude Code among them) compact their history when they read "prompt is too
+    long"; the runner's own words would leave them stuck."""
+    long = [{"role": "user", "content": "hi " * 9000}]  # SmolLM2's context is 8192 tokens
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model=MODEL, max_tokens=2, messages=long)
+    error = info.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert re.fullmatch(r"prompt is too long: \d+ tokens > 8192 maximum", error["message"])
+
+
+def test_images_for_a_model_without_a_projector_are_refused_before_it_loads(client):
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+           "RU5ErkJggg==")
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model=MODEL, max_tokens=2, messages=[
+            {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}])
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert "does not support images" in info.value.body["error"]["message"]

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from modelrunner import ModelRunnerError, reassemble
+from modelrunner import ModelRunnerError, chat_has_images
 from modelrunner_anthropic import translate
+from modelrunner_anthropic.reassemble import reassemble
 
 WEATHER = {"name": "get_weather", "description": "Weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -32,10 +33,10 @@ def test_an_image_block_is_an_image_in_the_chat_the_runner_gets():
     chat, _ = translate.chat_request({"model": "m", "max_tokens": 5, "messages": [
         {"role": "user", "content": [{"type": "image", "source": {
             "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]})
-    assert translate.has_images(chat)
+    assert chat_has_images(chat)
     text, _ = translate.chat_request({"model": "m", "max_tokens": 5, "messages": [
         {"role": "user", "content": "hi"}]})
-    assert not translate.has_images(text)
+    assert not chat_has_images(text)
 
 
 def test_system_blocks_images_and_tool_results_become_chat_messages():
@@ -173,14 +174,16 @@ def test_llama_servers_stopping_word_marks_a_stop_sequence_in_streams():
                      "stop_details": None, "container": None}
 
 
-def test_errors_have_anthropics_shape_on_anthropic_routes_only():
-    import modelrunner_anthropic as plugin
+def test_errors_have_anthropics_shape_and_its_words_for_a_long_prompt():
+    from modelrunner import ContextExceeded, ModelRunnerError
 
-    class Req:
-        path = "/v1/messages"
-    content_type, body = plugin.format_error(Req(), 404, "no such model", "not_found_error")
+    from modelrunner_anthropic.errors import AnthropicDialect
+
+    dialect = AnthropicDialect()
+    body = dialect.error_body(ModelRunnerError("no such model", status=404))
     assert json.loads(body) == {"type": "error", "error": {"type": "not_found_error",
                                                            "message": "no such model"},
                                 "request_id": None}
-    Req.path = "/v1/chat/completions"
-    assert plugin.format_error(Req(), 404, "x", "not_found_error") is None
+    error = json.loads(dialect.error_body(ContextExceeded("m", 9000, 8192)))["error"]
+    assert error == {"type": "invalid_request_error",
+                     "message": "prompt is too long: 9000 tokens > 8192 maximum"}

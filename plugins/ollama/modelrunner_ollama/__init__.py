@@ -13,7 +13,7 @@ with Ollama's status codes, or one such line inside a stream that already starte
 
 from modelrunner import hookimpl
 
-from .errors import error_body
+from .errors import OllamaDialect
 from .inference import ChatResource, EmbeddingsResource, EmbedResource, GenerateResource
 from .models import (BlobResource, CopyResource, CreateResource, DeleteResource, PsResource,
                      ShowResource, TagsResource, VersionResource)
@@ -39,7 +39,5 @@ def register_routes(app, runtime):
 
 
 @hookimpl
-def format_error(req, status, message):
-    if req.path.startswith("/api/") or req.path == "/api":
-        return "application/json", error_body(message)
-    return None
+def register_dialects(register):
+    register(OllamaDialect())

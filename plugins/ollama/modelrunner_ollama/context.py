@@ -85,7 +85,8 @@ def _ask(runtime, req, name, engine, mode, path, body):
     it (another engine: no such route)."""
     try:
         answer = runtime.open(name, path, json.dumps(body).encode(), engine=engine.name,
-                              mode=mode, dialect="ollama", request=req, observed=False)
+                              mode=mode, dialect="ollama", request=req, observed=False,
+                              raise_for_status=False)
     except GatewayError as e:
         raise OllamaError(e.status, str(e)) from None
     try:

@@ -150,9 +150,10 @@ def tool_arguments_to_ollama(arguments):
     return value if isinstance(value, dict) else {"value": value}
 
 
-def messages_to_openai(messages, vision, model_name):
+def messages_to_openai(messages):
     """Ollama chat messages -> OpenAI messages (images as data URLs, tool-call arguments as JSON
-    strings, tool results tied to the call they answer)."""
+    strings, tool results tied to the call they answer). Whether the model reads images the
+    gateway checks, for every dialect (the Ollama dialect words it as Ollama does)."""
     if not isinstance(messages, list):
         raise OllamaError(400, "messages must be a list")
     out = []
@@ -169,9 +170,6 @@ def messages_to_openai(messages, vision, model_name):
         item = {"role": role}
         images = msg.get("images") or []
         if images:
-            if not vision:
-                raise OllamaError(400, f"{model_name} does not support images: the model has no "
-                                       f"multimodal projector")
             item["content"] = ([{"type": "text", "text": content}] if content else []) + [
                 image_part(img) for img in images]
         else:

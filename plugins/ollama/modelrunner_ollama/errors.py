@@ -5,11 +5,11 @@ import json
 
 import falcon
 
-from modelrunner import hide_paths
+from modelrunner import ContextExceeded, Dialect, Unsupported, hide_paths
 
 
 class OllamaError(falcon.HTTPError):
-    """Raised by the resources; the app's HTTPError handler asks ``format_error`` for the body."""
+    """Raised by the resources; the app's HTTPError handler has the Ollama dialect render it."""
 
     def __init__(self, status, message):
         super().__init__(falcon.code_to_http_status(status), description=message)
@@ -19,6 +19,22 @@ class OllamaError(falcon.HTTPError):
 
 def error_body(message):
     return json.dumps({"error": hide_paths(message)}).encode()  # no path of the machine
+
+
+class OllamaDialect(Dialect):
+    """``{"error": "..."}`` for every error of the routes whose resources say
+    ``dialect = "ollama"``, with Ollama's words where a client may match them."""
+
+    name = "ollama"
+
+    def error_body(self, error):
+        message = str(error)
+        if isinstance(error, Unsupported):
+            message = f"{error.model} does not support {error.capability}"  # Ollama's words
+        elif isinstance(error, ContextExceeded) and error.prompt_tokens and error.context:
+            message = (f"the input length exceeds the context length ({error.prompt_tokens} "
+                       f"tokens; the context is {error.context})")
+        return error_body(message)
 
 
 def error_line(message):

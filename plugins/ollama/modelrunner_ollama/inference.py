@@ -14,7 +14,7 @@ import math
 import time
 
 from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError, caller,
-                         runner_error_message, sse_events)
+                         sse_events)
 
 from . import context, convert
 from .errors import OllamaError, error_line
@@ -138,6 +138,7 @@ def model_max_context(model):
 
 
 class Base:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
     mode = "completion"
 
@@ -230,12 +231,6 @@ class Base:
                 keep_alive=keep_alive, dialect="ollama", request=req)
         except GatewayError as e:
             raise _gateway_error(e, name) from None
-        if answer.status >= 400:
-            try:
-                raw = answer.read()
-            except GatewayError as e:
-                raw = str(e).encode()
-            raise OllamaError(answer.status, runner_error_message(raw))
         load = 0.0 if was_loaded else (answer.record.load_seconds or 0.0)
         return answer, load
 
@@ -317,7 +312,7 @@ class ChatResource(ChatLike):
                                               if isinstance(m, dict)):
             history = [{"role": "system", "content": settings["system"]}] + history
         payload = {"model": name,
-                   "messages": convert.messages_to_openai(history, model.reads_images, name),
+                   "messages": convert.messages_to_openai(history),
                    "stream": True, "stream_options": {"include_usage": True}}
         _common(payload, body, options)
         tools = convert.tools_to_openai(body.get("tools"))
@@ -371,7 +366,7 @@ class GenerateResource(ChatLike):
         messages += list(settings.get("messages") or [])
         messages.append({"role": "user", "content": prompt, "images": images})
         payload = {"model": name,
-                   "messages": convert.messages_to_openai(messages, model.reads_images, name),
+                   "messages": convert.messages_to_openai(messages),
                    "stream": True, "stream_options": {"include_usage": True}}
         _common(payload, body, options)
         return "/v1/chat/completions", payload

@@ -167,6 +167,7 @@ def modelfile(name, settings, template, params):
 
 
 class VersionResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def on_get(self, req, resp):
@@ -177,6 +178,7 @@ class VersionResource:
 
 
 class TagsResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, runtime):
@@ -194,6 +196,7 @@ class TagsResource:
 
 
 class ShowResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, runtime):
@@ -228,6 +231,7 @@ class ShowResource:
 
 
 class PsResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
 
     def __init__(self, runtime):
@@ -261,6 +265,7 @@ class PsResource:
 
 
 class DeleteResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -287,6 +292,7 @@ class DeleteResource:
 
 
 class CopyResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -315,6 +321,7 @@ def _digest(text):
 
 
 class BlobResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     max_body = UPLOAD  # a model upload: max_upload and the free disk space
 
     def __init__(self, runtime):
@@ -343,6 +350,7 @@ class BlobResource:
 class CreateResource:
     """POST /api/create: a new model from an existing one (system, template, parameters,
     messages, license recorded in the config), or from uploaded GGUF blobs ("files")."""
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
 
     def __init__(self, runtime):
         self.runtime = runtime

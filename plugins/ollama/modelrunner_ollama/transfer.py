@@ -124,6 +124,7 @@ def transfer(runtime, req, resp, mode):
 
 
 class PullResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -132,6 +133,7 @@ class PullResource:
 
 
 class PushResource:
+    dialect = "ollama"  # errors as {"error": ...} (modelrunner.dialects)
     def __init__(self, runtime):
         self.runtime = runtime
 

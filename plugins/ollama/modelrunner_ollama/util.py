@@ -8,7 +8,7 @@ from modelrunner import DEFAULT_REGISTRY, parse_keep_alive, read_json_body
 from .errors import OllamaError
 
 
-read_json = read_json_body  # errors are shaped by this plugin's format_error
+read_json = read_json_body  # errors are shaped by this plugin's dialect (OllamaDialect)
 
 
 def model_name(body, *keys):

@@ -75,8 +75,8 @@ def test_errors_are_ollama_json(server):
     r = httpx.post(server.url + "/api/chat", json={"messages": []})
     assert r.status_code == 400
     assert r.json() == {"error": "model is required"}
-    r = httpx.get(server.url + "/api/nothing")
-    assert r.status_code == 404 and "error" in r.json()
+    r = httpx.get(server.url + "/api/nothing")  # no route: a plain 404, as Ollama's own server
+    assert r.status_code == 404
 
 
 def test_blobs_head_and_upload(server, tmp_path):

@@ -39,7 +39,7 @@ def test_tool_calls_go_out_as_json_strings_and_come_back_as_objects():
         {"role": "assistant", "content": "", "tool_calls": [
             {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
         {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
-    ], vision=False, model_name="m")
+    ])
     call = messages[1]["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
     assert messages[2]["tool_call_id"] == call["id"]
@@ -61,22 +61,18 @@ def test_tool_calls_go_out_as_json_strings_and_come_back_as_objects():
     assert metrics["load_duration"] == 500_000_000
 
 
-def test_images_need_a_projector_and_become_data_urls():
+def test_images_become_data_urls():
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     msg = {"role": "user", "content": "what?", "images": [png]}
-    with pytest.raises(OllamaError) as err:
-        convert.messages_to_openai([msg], vision=False, model_name="m")
-    assert err.value.status_code_int == 400
-    out = convert.messages_to_openai([msg], vision=True, model_name="m")[0]["content"]
+    out = convert.messages_to_openai([msg])[0]["content"]
     assert out[0] == {"type": "text", "text": "what?"}
     assert out[1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
-def test_image_parts_in_content_cannot_slip_past_the_projector_check():
+def test_image_parts_in_content_are_refused_as_ollama_does():
     part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     with pytest.raises(OllamaError) as err:
-        convert.messages_to_openai([{"role": "user", "content": [part]}], vision=False,
-                                   model_name="m")
+        convert.messages_to_openai([{"role": "user", "content": [part]}])
     assert err.value.status_code_int == 400 and "must be a string" in err.value.message
 
 

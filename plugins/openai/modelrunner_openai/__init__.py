@@ -14,7 +14,7 @@ llama-server does not enforce it, see ``modelrunner_openai.forced_tools``.
 
 from modelrunner import hookimpl
 
-from .errors import openai_error_body
+from .errors import OpenAIDialect
 from .resources import register as register_resources
 from .responses import register as register_responses
 
@@ -25,11 +25,5 @@ def register_routes(app, runtime):
 
 
 @hookimpl
-def format_error(req, status, message):
-    path = req.path
-    if "/v1/" in path or path.endswith("/v1") or path.startswith(("/engines/rerank", "/rerank",
-                                                                  "/score", "/engines/score",
-                                                                  "/responses",
-                                                                  "/engines/responses")):
-        return "application/json", openai_error_body(status, message)
-    return None
+def register_dialects(register):
+    register(OpenAIDialect())

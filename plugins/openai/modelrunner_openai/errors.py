@@ -1,10 +1,9 @@
-"""OpenAI's error object, with the type names its clients map to exceptions."""
+"""OpenAI's error object, with the type names its clients map to exceptions: the OpenAI
+dialect's renderer (every error on a route whose resource says ``dialect = "openai"``)."""
 
 import json
 
-import falcon
-
-from modelrunner import hide_paths
+from modelrunner import ContextExceeded, Dialect, hide_paths
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
          404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error", 412: "invalid_request_error",
@@ -27,10 +26,19 @@ def sse_error(message):
     return f"data: {json.dumps(openai_error(500, message))}\n\n".encode()
 
 
-def send_error(resp, status, message, param=None, code=None):
-    """Answer a Falcon response with OpenAI's error object (``param`` and ``code`` filled in)."""
-    resp.status = falcon.code_to_http_status(status)
-    resp.content_type = "application/json"
-    body = openai_error(status, message, code)
-    body["error"]["param"] = param
-    resp.data = json.dumps(body).encode()
+class OpenAIDialect(Dialect):
+    """OpenAI's ``{"error": {"message", "type", "param", "code"}}`` for every error of its routes
+    (chat, completions, embeddings, models, images, rerank and score, the Responses API)."""
+
+    name = "openai"
+
+    def error_body(self, error):
+        message = str(error)
+        if isinstance(error, ContextExceeded) and error.prompt_tokens and error.context:
+            # OpenAI's own words for it (clients and agents match them to trim their history)
+            message = (f"This model's maximum context length is {error.context} tokens. However, "
+                       f"your messages resulted in {error.prompt_tokens} tokens. Please reduce "
+                       f"the length of the messages.")
+        body = openai_error(error.status, message, error.code)
+        body["error"]["param"] = error.param
+        return json.dumps(body).encode()

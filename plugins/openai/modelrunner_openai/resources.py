@@ -7,15 +7,17 @@ import falcon
 from modelrunner import MODE_BY_PATH, GatewayError, ModelRunnerError, parse_json_body
 
 from . import limits
-from .errors import send_error, sse_error
+from .errors import sse_error
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
-from .responses_validation import RequestError
 from .shapes import completed, completed_stream
-from .vision import refuse_images_without_projector
 
 
 class InferenceResource:
+    """A runner route passed through: errors (ours, the gateway's, the runner's) are raised and
+    rendered in OpenAI's shape by the dialect layer."""
+
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"
 
     def __init__(self, runtime, runner_path, mode=None):
         self.runtime = runtime
@@ -25,19 +27,15 @@ class InferenceResource:
     def on_post(self, req, resp, engine=None):
         body = req.bounded_stream.read()
         data = parse_json_body(body)  # 400 for bad or too deeply nested JSON
-        try:
-            limits.check(self.runner_path, data)  # what multiplies an answer's size is bounded
-        except RequestError as e:
-            return send_error(resp, e.status, str(e), e.param, e.code)
+        limits.check(self.runner_path, data)  # what multiplies an answer's size is bounded
         model = data.get("model")
         runtime = self.runtime
         forced = None
         if self.runner_path == "/v1/chat/completions":
-            refuse_images_without_projector(runtime, data)
             try:
                 forced = forced_functions(data)
             except ToolChoiceError as e:
-                raise ModelRunnerError(str(e), status=400) from None
+                raise ModelRunnerError(str(e), status=400, param="tool_choice") from None
             if forced:
                 body = json.dumps(constrained_request(data, forced)).encode()
         if (req.get_header("X-Preload-Only") or "").lower() == "true":
@@ -59,7 +57,7 @@ class InferenceResource:
             resp.stream = _guarded(completed_stream(answer, self.runner_path, model,
                                                     answer.close))
         elif "json" in (answer.content_type or ""):
-            resp.data = completed(answer.read(), self.runner_path, answer.status, model)
+            resp.data = completed(answer.read(), self.runner_path, model)
         else:
             resp.data = answer.read()
 
@@ -84,6 +82,7 @@ def model_entry(model):
 
 class ModelsResource:
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -95,6 +94,7 @@ class ModelsResource:
 
 class ModelResource:
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"
 
     def __init__(self, runtime):
         self.runtime = runtime

@@ -26,10 +26,9 @@ import json
 import time
 from pathlib import Path
 
-from modelrunner import (GatewayError, StreamError, caller, chat_has_images, parse_json,
-                         sse_events)
+from modelrunner import ContextExceeded, StreamError, Unsupported, caller, sse_events
 
-from .errors import openai_error_body, send_error
+from .errors import openai_error_body
 from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
 from .responses_compact import CompactResource
 from .responses_items import input_items, items_to_messages, new_id, \
@@ -39,7 +38,7 @@ from .responses_objects import (assistant_message, base_response, chat_to_respon
                                 output_text_part, reasoning_item, sampling, wants_logprobs)
 from .responses_store import ResponseStore
 from .responses_validation import (RequestError, check_tool_outputs, page_params, previous_response,
-                                   validate)
+                                   read_json, runner_json, validate)
 
 # Chat-completion sampling fields passed through when a client sends them as extra body fields.
 PASSTHROUGH = ("seed", "stop", "top_k", "min_p", "repeat_penalty", "logit_bias")
@@ -132,17 +131,6 @@ def build_chat_request(data, previous):
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body, conversation, items
-
-
-def check_images(runtime, data, body):
-    """400 for images sent to a GGUF model without a multimodal projector (the runner would
-    answer 500: it is the caller's mistake, not the server's). ``body`` is the whole chat the
-    runner would get: images of a previous response count too."""
-    if not chat_has_images(body):
-        return
-    if not runtime.find_model(data["model"]).reads_images:
-        raise RequestError(f"the model {data['model']} takes no images: it has no multimodal "
-                           "projector", "input", code="model_not_multimodal")
 
 
 # -- streaming ----------------------------------------------------------------------------------
@@ -328,43 +316,38 @@ class ResponsesResource:
     """POST .../responses."""
 
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"  # every error raised here is rendered in OpenAI's shape
 
     def __init__(self, runtime, store):
         self.runtime = runtime
         self.store = store
 
     def on_post(self, req, resp, engine=None):
-        raw = req.bounded_stream.read()
-        try:
-            data = parse_json(raw or b"")  # bad or too deeply nested JSON: a ValueError
-        except ValueError as e:
-            return send_error(resp, 400, f"invalid JSON body: {e}")
+        data = read_json(req)
         stored = self.store.for_caller(caller(req))  # a key sees only its own responses
-        try:
-            validate(data)
-            previous = previous_response(stored, data)
-            body, conversation, items = build_chat_request(data, previous)
-            check_images(self.runtime, data, body)
-        except RequestError as e:
-            return send_error(resp, e.status, str(e), e.param, e.code)
-        except GatewayError as e:
-            return send_error(resp, e.status, str(e))
+        validate(data)
+        previous = previous_response(stored, data)
+        body, conversation, items = build_chat_request(data, previous)
         runtime = self.runtime
         model = data["model"]
+        if (req.get_header("X-Preload-Only") or "").lower() == "true":
+            runtime.preload(model, engine, "completion")
+            resp.media = {"status": "loaded", "model": model}
+            return
         try:
-            if (req.get_header("X-Preload-Only") or "").lower() == "true":
-                runtime.preload(model, engine, "completion")
-                resp.media = {"status": "loaded", "model": model}
-                return
             forced = forced_functions(body)
-            if forced:
-                body = constrained_request(body, forced)
+        except ToolChoiceError as e:
+            raise RequestError(str(e), "tool_choice") from None
+        if forced:
+            body = constrained_request(body, forced)
+        # images the model cannot read, a prompt over its context, a runner's error: raised by
+        # the gateway (images of a previous response count too: ``body`` is the whole chat)
+        try:
             answer = runtime.open(model, "/v1/chat/completions", json.dumps(body).encode(),
                                   engine=engine, request=req)
-        except GatewayError as e:
-            return send_error(resp, e.status, str(e))
-        except ToolChoiceError as e:
-            return send_error(resp, 400, str(e), "tool_choice")
+        except (Unsupported, ContextExceeded) as e:
+            e.param = "input"  # what a chat calls messages, the Responses API calls input
+            raise
         if forced:
             answer = ForcedCallAnswer(answer)
 
@@ -377,44 +360,28 @@ class ResponsesResource:
                             "messages": conversation + [assistant_message(done)],
                             "input_items": stored_input_items(items)})
 
-        if answer.status >= 400:
-            try:
-                text = answer.read()
-            except GatewayError as e:
-                return send_error(resp, e.status, str(e))
-            return send_error(resp, answer.status, runner_error(text))
         if data.get("stream"):
             if not answer.streaming:  # the runner answered at once (should not happen)
                 answer.close()
-                return send_error(resp, 502, "the runner did not stream its answer")
+                raise RequestError("the runner did not stream its answer", status=502)
             resp.content_type = "text/event-stream"
             resp.set_header("Cache-Control", "no-cache")
             resp.set_header("X-Accel-Buffering", "no")
             resp.stream = iter(EventStream(response, answer, keep, wants_logprobs(data)))
             return
-        try:
-            chat = json.loads(answer.read() or b"{}")
-        except GatewayError as e:
-            return send_error(resp, e.status, str(e))
-        except ValueError:
-            return send_error(resp, 502, "the runner's answer is not JSON")
-        chat_to_response(response, chat, wants_logprobs(data))
+        chat_to_response(response, runner_json(answer), wants_logprobs(data))
         keep(response)
         resp.media = response
 
 
-def runner_error(text):
-    try:
-        data = json.loads(text)
-        err = data.get("error", data)
-        return err.get("message") if isinstance(err, dict) else str(err)
-    except (ValueError, AttributeError):
-        return text.decode(errors="replace") or "the runner failed"
+def not_found(response_id):
+    return RequestError(f"response {response_id!r} not found", status=404)
 
 
 class ResponseResource:
     """GET / DELETE .../responses/{id}."""
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"
 
     def __init__(self, store):
         self.store = store
@@ -422,12 +389,12 @@ class ResponseResource:
     def on_get(self, req, resp, response_id, engine=None):
         record = self.store.for_caller(caller(req)).get(response_id)
         if record is None:
-            return send_error(resp, 404, f"response {response_id!r} not found")
+            raise not_found(response_id)
         resp.media = record["response"]
 
     def on_delete(self, req, resp, response_id, engine=None):
         if not self.store.for_caller(caller(req)).delete(response_id):
-            return send_error(resp, 404, f"response {response_id!r} not found")
+            raise not_found(response_id)
         resp.media = {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
@@ -439,26 +406,24 @@ class InputItemsResource:
     """
 
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"
 
     def __init__(self, store):
         self.store = store
 
     def on_get(self, req, resp, response_id, engine=None):
-        try:
-            limit, order, after = page_params(req.params)
-        except RequestError as e:
-            return send_error(resp, e.status, str(e), e.param, e.code)
+        limit, order, after = page_params(req.params)
         record = self.store.for_caller(caller(req)).get(response_id)
         if record is None:
-            return send_error(resp, 404, f"response {response_id!r} not found")
+            raise not_found(response_id)
         items = list(record.get("input_items") or [])
         if order == "desc":
             items.reverse()
         if after is not None:
             ids = [item.get("id") for item in items]
             if after not in ids:
-                return send_error(resp, 400, f"no input item {after!r} in response "
-                                  f"{response_id!r}", "after", "invalid_value")
+                raise RequestError(f"no input item {after!r} in response {response_id!r}",
+                                   "after", code="invalid_value")
             items = items[ids.index(after) + 1:]
         page = items[:limit]
         resp.media = {"object": "list", "data": page,

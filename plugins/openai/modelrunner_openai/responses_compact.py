@@ -20,13 +20,11 @@ summarising call's.
 import json
 import time
 
-from modelrunner import GatewayError, caller, parse_json
-
-from .errors import send_error
+from modelrunner import caller
 from .responses_items import compaction_token, input_items, items_to_messages, new_id
 from .responses_objects import convert_usage
 from .responses_validation import (RequestError, check_tool_outputs, previous_response,
-                                   validate_compact)
+                                   read_json, runner_json, validate_compact)
 
 # The summary's budget: about half the transcript's tokens (4 characters a token), within bounds.
 SUMMARY_TOKENS = (64, 512)
@@ -104,42 +102,25 @@ class CompactResource:
     """POST .../responses/compact."""
 
     scope = "inference"  # API keys: inference keys may use it (modelrunner.trust)
+    dialect = "openai"  # every error raised here is rendered in OpenAI's shape
 
     def __init__(self, runtime, store):
         self.runtime = runtime
         self.store = store
 
     def on_post(self, req, resp, engine=None):
-        try:
-            data = parse_json(req.bounded_stream.read() or b"")  # bad or too deep: ValueError
-        except ValueError as e:
-            return send_error(resp, 400, f"invalid JSON body: {e}")
-        try:
-            validate_compact(data)
-            previous = previous_response(self.store.for_caller(caller(req)), data)
-            history = list(previous["messages"]) if previous else []
-            conversation = history + items_to_messages(input_items(data.get("input")))
-            check_tool_outputs(conversation)
-            if not conversation:
-                raise RequestError("input is required: there is no conversation to compact",
-                                   "input", code="missing_required_parameter")
-        except RequestError as e:
-            return send_error(resp, e.status, str(e), e.param, e.code)
+        data = read_json(req)
+        validate_compact(data)
+        previous = previous_response(self.store.for_caller(caller(req)), data)
+        history = list(previous["messages"]) if previous else []
+        conversation = history + items_to_messages(input_items(data.get("input")))
+        check_tool_outputs(conversation)
+        if not conversation:
+            raise RequestError("input is required: there is no conversation to compact",
+                               "input", code="missing_required_parameter")
         body = json.dumps(summary_request(data, conversation)).encode()
-        try:
-            answer = self.runtime.open(data["model"], "/v1/chat/completions", body,
-                                               engine=engine, request=req)
-            raw = answer.read()
-        except GatewayError as e:
-            return send_error(resp, e.status, str(e))
-        try:
-            chat = json.loads(raw or b"{}")
-        except ValueError:
-            return send_error(resp, 502, "the runner's answer is not JSON")
-        if answer.status >= 400:
-            err = chat.get("error", chat) if isinstance(chat, dict) else chat
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            return send_error(resp, answer.status, message or "the runner failed")
+        chat = runner_json(self.runtime.open(data["model"], "/v1/chat/completions", body,
+                                             engine=engine, request=req))
         choice = (chat.get("choices") or [{}])[0]
         summary = ((choice.get("message") or {}).get("content") or "").strip()
         compaction = {"id": new_id("cmp"), "type": "compaction",

@@ -14,6 +14,10 @@ Some valid requests ask for what a local runner cannot do (``background``, ``tru
 
 import re
 
+import json
+
+from modelrunner import ModelRunnerError, parse_json
+
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 INCLUDE = ("reasoning.encrypted_content", "message.output_text.logprobs")
@@ -28,14 +32,29 @@ ROLES = ("user", "assistant", "system", "developer")
 UNSUPPORTED = ("conversation", "prompt")
 
 
-class RequestError(Exception):
-    """A request that cannot be answered: 400 (or ``status``) in OpenAI's error shape."""
+class RequestError(ModelRunnerError):
+    """A request that cannot be answered: 400 (or ``status``) in OpenAI's error shape, with the
+    ``param`` at fault and OpenAI's ``code`` (the OpenAI dialect renders it)."""
 
     def __init__(self, message, param=None, status=400, code=None):
-        super().__init__(message)
-        self.param = param
-        self.status = status
-        self.code = code
+        super().__init__(message, status=status, param=param, code=code)
+
+
+def read_json(req):
+    """The request's body as a JSON value (the Responses API checks its shape itself, in
+    OpenAI's words); not JSON, or nested too deeply: a 400."""
+    try:
+        return parse_json(req.bounded_stream.read() or b"")
+    except ValueError as e:
+        raise RequestError(f"invalid JSON body: {e}") from None
+
+
+def runner_json(answer):
+    """A runner's whole (successful) answer as JSON; 502 when it is not."""
+    try:
+        return json.loads(answer.read() or b"{}")
+    except ValueError:
+        raise RequestError("the runner's answer is not JSON", status=502) from None
 
 
 def _is_number(value):

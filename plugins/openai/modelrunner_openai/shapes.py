@@ -2,8 +2,8 @@
 
 llama-server answers chat completions without ``choices[].logprobs`` (when none were asked),
 ``message.refusal`` and ``message.annotations`` (and ``logprobs.refusal`` when logprobs were
-asked), and its errors as ``{"code": 400, "message",
-"type"}``: an integer code and no ``param``. OpenAI's OpenAPI description (openai/openai-openapi,
+asked), and the errors it writes into a stream as ``{"code": 500, "message", "type"}``: an
+integer code and no ``param``. OpenAI's OpenAPI description (openai/openai-openapi,
 openapi.json 2.3.0) requires ``logprobs`` and ``refusal`` (nullable, but present), and the error
 object's ``type``, ``message``, ``param`` and ``code`` (``code`` a string or null). Strict clients
 (the TypeScript SDK's types, Go's, compliance testers) read them. So the OpenAI routes set each
@@ -89,10 +89,11 @@ SHAPES = {"/v1/chat/completions": (chat_completion, chat_chunk),
           "/v1/completions": (completion, completion)}
 
 
-def completed(data, runner_path, status, model=None):
+def completed(data, runner_path, model=None):
     """A whole JSON answer (bytes) of ``runner_path`` with the fields its schema requires and
-    each ``"model"`` the name the request asked (``model``; naming.py)."""
-    shape = error if status >= 400 else SHAPES.get(runner_path, (None,))[0]
+    each ``"model"`` the name the request asked (``model``; naming.py). A runner's error answer
+    never gets here: the gateway raises it, the OpenAI dialect renders it."""
+    shape = SHAPES.get(runner_path, (None,))[0]
     if shape is None:
         return renamed(data, model)
     try:

@@ -141,7 +141,8 @@ def test_a_runners_context_overflow_is_openais_error(client, http):
     body = http.post("/engines/v1/chat/completions",
                      json={"model": MODEL, "messages": long, "stream": True}).json()["error"]
     assert body["type"] == "invalid_request_error" and body["param"] == "messages"
-    assert "exceeds the available context size" in body["message"]
+    assert body["code"] == "context_length_exceeded"
+    assert "maximum context length is" in body["message"]  # OpenAI's words, which agents match
 
 
 def test_a_runners_own_400_is_openais_error(http):

@@ -200,7 +200,7 @@ def test_images_to_a_model_without_a_projector_are_the_callers_error(client):
             {"type": "input_image", "image_url": PNG, "detail": "auto"}]}])
     error = error_of(info)
     assert error["type"] == "invalid_request_error" and error["param"] == "input"
-    assert "takes no images" in error["message"]
+    assert "does not support images" in error["message"]
 
 
 def test_a_compacted_conversation_continues_from_its_compaction_item(client):
