@@ -125,8 +125,7 @@ class Gateway:
         try:
             settings = self.runtime.settings
             return select_engine(self.runtime.engines, model.inner_config.get("format"),
-                                 requested, settings.get("default_engine", "llama.cpp"),
-                                 format_engines=settings.get("format_engines") or {})
+                                 requested, format_engines=settings.get("format_engines") or {})
         except EngineError as e:
             raise GatewayError(str(e), status=e.status, kind="invalid_request_error") from None
 

@@ -32,6 +32,11 @@ def _allowed_names():
 
 # Installed plugins that failed to import: name -> error (shown by `model plugins`).
 FAILED = {}
+# Installed plugins' distributions: name -> importlib.metadata.Distribution (their versions for
+# `model plugins`). Kept here rather than in pluggy's private list, which only its own
+# load_setuptools_entrypoints fills (and that one cannot filter by MODELRUNNER_PLUGINS nor
+# survive a plugin that fails to import).
+DISTRIBUTIONS = {}
 
 
 def make_plugin_manager():
@@ -50,25 +55,11 @@ def make_plugin_manager():
             FAILED[ep.name] = f"{type(e).__name__}: {e}"
             continue
         pm.register(module, name=ep.name)
-        pm._plugin_distinfo.append((pm.get_plugin(ep.name), _DistFacade(ep.dist)))
+        DISTRIBUTIONS[ep.name] = ep.dist
     # Registered last, so pluggy calls them last: a plugin's make_store wins over the default.
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
     return pm
-
-
-class _DistFacade:
-    """What pluggy's list_plugin_distinfo() expects to find for a distribution."""
-
-    def __init__(self, dist):
-        self._dist = dist
-
-    @property
-    def project_name(self):
-        return self._dist.metadata["name"] if self._dist else ""
-
-    def __getattr__(self, name):
-        return getattr(self._dist, name)
 
 
 _pm = None
@@ -84,16 +75,15 @@ def get_plugin_manager():
 
 def describe_plugins(pm):
     """[{name, version, hooks, default}] for `model plugins` and GET /plugins."""
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     result = []
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
         hooks = sorted(hook.name for hook in pm.get_hookcallers(plugin) or [])
-        dist = dists.get(id(plugin))
+        dist = DISTRIBUTIONS.get(name)
         result.append({
             "name": name,
             "version": dist.version if dist else None,
-            "distribution": dist.project_name if dist else None,
+            "distribution": dist.metadata["name"] if dist else None,
             "hooks": hooks,
             "default": name in DEFAULT_PLUGINS,
         })
