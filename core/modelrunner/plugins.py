@@ -1,7 +1,9 @@
 """The plugin manager: installed plugins (entry-point group "modelrunner") plus the core defaults.
 
 MODELRUNNER_PLUGINS (a comma-separated list of plugin names, or "none") limits which installed
-plugins load; the core's defaults always load. A plugin's name is its entry-point name.
+plugins load, and orders them: where plugins provide the same thing (two engines for one format,
+two sources for one reference), the one named first comes first. The core's defaults always load,
+last. A plugin's name is its entry-point name.
 """
 
 import importlib
@@ -24,10 +26,12 @@ DEFAULT_PLUGINS = (
 
 
 def _allowed_names():
+    """The plugin names MODELRUNNER_PLUGINS lists, in its order; None when it is not set."""
     value = os.environ.get("MODELRUNNER_PLUGINS")
     if value is None:
         return None
-    return {name.strip() for name in value.split(",") if name.strip() and name.strip() != "none"}
+    names = [name.strip() for name in value.split(",")]
+    return list(dict.fromkeys(name for name in names if name and name != "none"))
 
 
 # Installed plugins that failed to import: name -> error (shown by `model plugins`).
@@ -43,9 +47,12 @@ def make_plugin_manager():
     pm = pluggy.PluginManager("modelrunner")
     pm.add_hookspecs(hookspecs)
     allowed = _allowed_names()
-    for ep in importlib.metadata.entry_points(group="modelrunner"):
-        if allowed is not None and ep.name not in allowed:
-            continue
+    found = list(importlib.metadata.entry_points(group="modelrunner"))
+    if allowed is not None:
+        found = sorted((ep for ep in found if ep.name in allowed), key=lambda ep: allowed.index(ep.name))
+    # pluggy calls the plugin registered last first: register in reverse, so the first named is
+    # asked first (and its engine, source... is the first registered)
+    for ep in reversed(found):
         if pm.get_plugin(ep.name) is not None:
             continue
         try:

@@ -123,3 +123,35 @@ def test_a_plugin_sees_the_server_start_requests_pulls_and_its_workers_exit(
     assert "pull error" in events
     assert "request started openai None" in events and "request finished openai 200" in events
     assert any(e.startswith("worker_exit ") for e in events)
+
+
+def test_modelrunner_plugins_order_decides_which_engine_serves_a_format_two_claim(
+        tmp_path, monkeypatch):
+    """Two installed engine plugins for one format: the one MODELRUNNER_PLUGINS names first
+    serves it (and one it leaves out is not loaded at all)."""
+    import importlib.metadata
+    import sys
+
+    from modelrunner.engines import select_engine
+    from modelrunner.plugins import make_plugin_manager
+
+    for name in ("toy_a", "toy_b", "toy_c"):
+        (tmp_path / f"{name}.py").write_text(
+            "import modelrunner\n"
+            f"class Toy(modelrunner.Engine):\n    name, formats = {name!r}, ('toy',)\n"
+            "@modelrunner.hookimpl\n"
+            "def register_engines(register, settings):\n    register(Toy(settings))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = [importlib.metadata.EntryPoint(name, name, "modelrunner")
+             for name in ("toy_a", "toy_b", "toy_c")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: found)
+    for order, first in (("toy_b,toy_a", "toy_b"), ("toy_a,toy_b", "toy_a"),
+                         ("toy_c, toy_b", "toy_c")):
+        monkeypatch.setenv("MODELRUNNER_PLUGINS", order)
+        engines = {}
+        make_plugin_manager().hook.register_engines(
+            register=lambda e: engines.setdefault(e.name, e), settings={})
+        assert set(engines) == {n.strip() for n in order.split(",")}
+        assert select_engine(engines, "toy").name == first
+    for name in ("toy_a", "toy_b", "toy_c"):
+        sys.modules.pop(name, None)
