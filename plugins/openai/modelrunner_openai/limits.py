@@ -28,7 +28,7 @@ The bounds, and why:
 
 import re
 
-from .responses_validation import RequestError, boolean, number
+from .params import RequestError, boolean, number
 
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5

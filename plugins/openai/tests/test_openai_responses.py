@@ -19,11 +19,12 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from conformance import Recorder, conforms, event_conforms, stream_conforms
-from modelrunner_openai.responses import EventStream, build_chat_request
-from modelrunner_openai.responses_objects import base_response, chat_to_response
-from modelrunner_openai.responses_items import new_id
-from modelrunner_openai.responses_store import ResponseStore
-from modelrunner_openai.responses_validation import RequestError, validate
+from modelrunner_openai.params import RequestError
+from modelrunner_openai.responses.resources import EventStream, build_chat_request
+from modelrunner_openai.responses.objects import base_response, chat_to_response
+from modelrunner_openai.responses.items import new_id
+from modelrunner_openai.responses.store import ResponseStore
+from modelrunner_openai.responses.validation import validate
 from openai_helpers import MODEL
 
 ONE_WORD = "Answer in one word."
@@ -573,7 +574,7 @@ def test_stored_responses_on_disk_are_readable_by_the_servers_user_only(tmp_path
 
 
 def test_stored_responses_cannot_fill_the_disk_or_the_workers_memory(tmp_path):
-    from modelrunner_openai import responses_store
+    from modelrunner_openai.responses import store as responses_store
     store = ResponseStore(tmp_path, max_bytes=64 * 1024)
     big = "x" * 4096
     for n in range(300):

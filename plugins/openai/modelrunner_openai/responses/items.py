@@ -18,7 +18,7 @@ import secrets
 
 from modelrunner import parse_json
 
-from .responses_validation import RequestError
+from ..params import RequestError
 
 COMPACTION_PREFIX = "mrc1."
 SUMMARY_INTRO = "Summary of the conversation so far:\n"

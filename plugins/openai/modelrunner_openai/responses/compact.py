@@ -12,7 +12,7 @@ summaries). Nothing is stored; the client starts a new response with the window 
 How it is made here: the conversation (the previous response's, then ``input``) is written out as
 a transcript and the model is asked, at temperature 0 and in about half as many tokens, to
 summarise it. The summary travels in the compaction item's ``encrypted_content``
-(``responses_items.compaction_token``: opaque, not encrypted); when the item comes back as input
+(``items.compaction_token``: opaque, not encrypted); when the item comes back as input
 it becomes a system message with the summary, where the item stands. ``usage`` is the
 summarising call's.
 """
@@ -21,10 +21,12 @@ import json
 import time
 
 from modelrunner import caller
-from .responses_items import compaction_token, input_items, items_to_messages, new_id
-from .responses_objects import convert_usage
-from .responses_validation import (RequestError, check_tool_outputs, previous_response,
-                                   read_json, runner_json, validate_compact)
+
+from ..params import RequestError
+from .items import compaction_token, input_items, items_to_messages, new_id
+from .objects import convert_usage
+from .validation import (check_tool_outputs, previous_response, read_json, runner_json,
+                         validate_compact)
 
 # The summary's budget: about half the transcript's tokens (4 characters a token), within bounds.
 SUMMARY_TOKENS = (64, 512)

@@ -2,24 +2,24 @@
 
     POST   {/responses, /v1/responses, /engines/responses, /engines/v1/responses,
             /engines/{engine}/v1/responses}
-    POST   .../responses/compact          see ``responses_compact``
+    POST   .../responses/compact          see ``compact``
     GET    .../responses/{id}             the stored response
     GET    .../responses/{id}/input_items  paged: limit (1..100, 20), order (desc), after
     DELETE .../responses/{id}
 
-A request is checked against the specification (``responses_validation``), then becomes one
+A request is checked against the specification (``validation``), then becomes one
 ``/v1/chat/completions`` call to the runner: ``instructions`` is the system message; ``input`` (a
-string, or items, see ``responses_items``) becomes the messages; function tools (flat, as the
+string, or items, see ``items``) becomes the messages; function tools (flat, as the
 Responses API writes them) become chat tools, narrowed to an ``allowed_tools`` choice's list;
 ``text.format`` becomes ``response_format``; ``max_output_tokens`` becomes ``max_tokens``; the
-sampling numbers in force are always sent (``responses_objects.sampling``), so that the response
+sampling numbers in force are always sent (``objects.sampling``), so that the response
 can say which were used. The answer is turned back into a ``response`` object
-(``responses_objects``), or, when streaming, the runner's chat chunks are turned into the
+(``objects``), or, when streaming, the runner's chat chunks are turned into the
 specification's events as they arrive, ending with ``data: [DONE]``.
 
 Responses are stateless unless ``previous_response_id`` names an earlier one: each stored response
 keeps the whole conversation (messages, without the instructions, which are not carried over) for
-one hour (``responses_store``). With ``store: false`` nothing is kept.
+one hour (``store``). With ``store: false`` nothing is kept.
 """
 
 import json
@@ -28,17 +28,16 @@ from pathlib import Path
 
 from modelrunner import ContextExceeded, StreamError, Unsupported, caller, sse_events
 
-from .errors import openai_error_body
-from .forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
-from .responses_compact import CompactResource
-from .responses_items import input_items, items_to_messages, new_id, \
-    stored_input_items
-from .responses_objects import (assistant_message, base_response, chat_to_response,
-                                convert_logprobs, finish, function_item, message_item,
-                                output_text_part, reasoning_item, sampling, wants_logprobs)
-from .responses_store import ResponseStore
-from .responses_validation import (RequestError, check_tool_outputs, page_params, previous_response,
-                                   read_json, runner_json, validate)
+from ..forced_tools import ForcedCallAnswer, ToolChoiceError, constrained_request, forced_functions
+from ..params import RequestError
+from .compact import CompactResource
+from .items import input_items, items_to_messages, new_id, stored_input_items
+from .objects import (assistant_message, base_response, chat_to_response, convert_logprobs, finish,
+                      function_item, message_item, output_text_part, reasoning_item, sampling,
+                      wants_logprobs)
+from .store import ResponseStore
+from .validation import (check_tool_outputs, page_params, previous_response, read_json,
+                         runner_json, validate)
 
 # Chat-completion sampling fields passed through when a client sends them as extra body fields.
 PASSTHROUGH = ("seed", "stop", "top_k", "min_p", "repeat_penalty", "logit_bias")
@@ -448,5 +447,4 @@ def register(app, runtime):
     return store
 
 
-__all__ = ["register", "ResponseStore", "build_chat_request", "chat_to_response", "EventStream",
-           "openai_error_body"]
+__all__ = ["register"]

@@ -20,7 +20,7 @@ response; every other item is ``completed``.
 
 import time
 
-from .responses_items import new_id, text_of
+from .items import new_id, text_of
 
 # What the runner is given when the request says nothing: OpenAI's and the specification's
 # defaults (temperature and top_p 1, no penalties).

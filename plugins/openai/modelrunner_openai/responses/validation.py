@@ -10,13 +10,17 @@ request the specification makes invalid is answered 400 in OpenAI's error shape,
 
 Some valid requests ask for what a local runner cannot do (``background``, ``truncation: "auto"``,
 ``item_reference`` items, tools other than functions); those are 400 too, saying so.
+
+The type and bound checks themselves (``number``, ``string``, ...) and ``RequestError`` are the
+plugin's ``params``, shared with the chat routes' bounds.
 """
 
+import json
 import re
 
-import json
+from modelrunner import parse_json
 
-from modelrunner import ModelRunnerError, parse_json
+from ..params import RequestError, boolean, number, obj, string, type_error
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -30,14 +34,6 @@ ROLES = ("user", "assistant", "system", "developer")
 
 # Not in the specification, or not doable by a local runner: named so the client knows.
 UNSUPPORTED = ("conversation", "prompt")
-
-
-class RequestError(ModelRunnerError):
-    """A request that cannot be answered: 400 (or ``status``) in OpenAI's error shape, with the
-    ``param`` at fault and OpenAI's ``code`` (the OpenAI dialect renders it)."""
-
-    def __init__(self, message, param=None, status=400, code=None):
-        super().__init__(message, status=status, param=param, code=code)
 
 
 def read_json(req):
@@ -55,66 +51,6 @@ def runner_json(answer):
         return json.loads(answer.read() or b"{}")
     except ValueError:
         raise RequestError("the runner's answer is not JSON", status=502) from None
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_integer(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _type_error(param, expected, value):
-    return RequestError(f"Invalid type for '{param}': expected {expected}, but got "
-                        f"{type(value).__name__} {value!r} instead.", param, code="invalid_type")
-
-
-def number(data, param, low=None, high=None, integer=False):
-    """``data[param]``, if present, is a number (an integer if ``integer``) within the bounds."""
-    value = data.get(param)
-    if value is None:
-        return
-    if not (_is_integer(value) if integer else _is_number(value)):
-        raise _type_error(param, "an integer" if integer else "a number", value)
-    kind = "integer" if integer else "decimal"
-    if low is not None and value < low:
-        raise RequestError(f"Invalid '{param}': {kind} below minimum value. Expected a value >= "
-                           f"{low}, but got {value} instead.", param,
-                           code=f"{kind}_below_min_value")
-    if high is not None and value > high:
-        raise RequestError(f"Invalid '{param}': {kind} above maximum value. Expected a value <= "
-                           f"{high}, but got {value} instead.", param,
-                           code=f"{kind}_above_max_value")
-
-
-def string(data, param, max_length=None, values=None):
-    value = data.get(param)
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
-    if max_length is not None and len(value) > max_length:
-        raise RequestError(f"Invalid '{param}': string too long. Expected a string with maximum "
-                           f"length {max_length}, but got a string with length {len(value)} "
-                           "instead.", param, code="string_above_max_length")
-    if values is not None and value not in values:
-        raise RequestError(f"Invalid value for '{param}': {value!r}. Supported values are: "
-                           + ", ".join(repr(v) for v in values) + ".", param,
-                           code="invalid_value")
-
-
-def boolean(data, param):
-    value = data.get(param)
-    if value is not None and not isinstance(value, bool):
-        raise _type_error(param, "a boolean", value)
-
-
-def obj(data, param):
-    value = data.get(param)
-    if value is not None and not isinstance(value, dict):
-        raise _type_error(param, "an object", value)
-    return value or {}
 
 
 def unsupported(param, what=None):
@@ -188,14 +124,14 @@ def _input(data):
     if value is None or isinstance(value, str):
         return
     if not isinstance(value, list):
-        raise _type_error("input", "a string or an array of items", value)
+        raise type_error("input", "a string or an array of items", value)
     for i, item in enumerate(value):
         _item(item, f"input[{i}]")
 
 
 def _item(item, param):
     if not isinstance(item, dict):
-        raise _type_error(param, "an object", item)
+        raise type_error(param, "an object", item)
     kind = item.get("type") or ("message" if "role" in item else None)
     if kind == "message":
         role = item.get("role")
@@ -205,7 +141,7 @@ def _item(item, param):
                                f"{param}.role", code="invalid_value")
         content = item.get("content")
         if not isinstance(content, (str, list)):
-            raise _type_error(f"{param}.content", "a string or an array of content parts",
+            raise type_error(f"{param}.content", "a string or an array of content parts",
                               content)
     elif kind in ("function_call", "function_call_output"):
         call_id = item.get("call_id")
@@ -217,13 +153,13 @@ def _item(item, param):
                 raise RequestError(f"Invalid '{param}.name': 1 to 64 letters, digits, '_' or "
                                    "'-' are required.", f"{param}.name", code="invalid_value")
             if not isinstance(item.get("arguments"), str):
-                raise _type_error(f"{param}.arguments", "a string", item.get("arguments"))
+                raise type_error(f"{param}.arguments", "a string", item.get("arguments"))
         elif not isinstance(item.get("output"), (str, list)):
-            raise _type_error(f"{param}.output", "a string or an array of content parts",
+            raise type_error(f"{param}.output", "a string or an array of content parts",
                               item.get("output"))
     elif kind == "compaction":
         if not isinstance(item.get("encrypted_content"), str):
-            raise _type_error(f"{param}.encrypted_content", "a string",
+            raise type_error(f"{param}.encrypted_content", "a string",
                               item.get("encrypted_content"))
     elif kind == "reasoning":
         pass
@@ -239,7 +175,7 @@ def _include(data):
     if value is None:
         return
     if not isinstance(value, list):
-        raise _type_error("include", "an array", value)
+        raise type_error("include", "an array", value)
     for i, entry in enumerate(value):
         if entry not in INCLUDE:
             raise RequestError(f"Invalid value for 'include[{i}]': {entry!r}. Supported values "
@@ -252,7 +188,7 @@ def _tools(tools):
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise _type_error("tools", "an array", tools)
+        raise type_error("tools", "an array", tools)
     names = []
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
@@ -268,7 +204,7 @@ def _tools(tools):
                                "are required.", f"{param}.name", code="invalid_value")
         string(tool, "description")
         if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
-            raise _type_error(f"{param}.parameters", "an object", tool["parameters"])
+            raise type_error(f"{param}.parameters", "an object", tool["parameters"])
         boolean(tool, "strict")
         names.append(name)
     return names
@@ -292,7 +228,7 @@ def _tool_choice(choice, tools):
                                "tool_choice", code="invalid_value")
         return
     if not isinstance(choice, dict):
-        raise _type_error("tool_choice", "a string or an object", choice)
+        raise type_error("tool_choice", "a string or an object", choice)
     if choice.get("type") == "function":
         name = _choice_name(choice)
         if name not in tools:
@@ -324,7 +260,7 @@ def _metadata(metadata):
     if metadata is None:
         return
     if not isinstance(metadata, dict):
-        raise _type_error("metadata", "an object", metadata)
+        raise type_error("metadata", "an object", metadata)
     if len(metadata) > 16:
         raise RequestError("Invalid 'metadata': at most 16 key-value pairs are allowed.",
                            "metadata", code="object_above_max_properties")
@@ -339,13 +275,13 @@ def _text(text):
     if text is None:
         return
     if not isinstance(text, dict):
-        raise _type_error("text", "an object", text)
+        raise type_error("text", "an object", text)
     string(text, "verbosity", values=VERBOSITY)
     fmt = text.get("format")
     if fmt is None:
         return
     if not isinstance(fmt, dict):
-        raise _type_error("text.format", "an object", fmt)
+        raise type_error("text.format", "an object", fmt)
     kind = fmt.get("type")
     if kind in ("text", "json_object"):
         return
@@ -389,7 +325,7 @@ def page_params(params):
         try:
             limit = int(limit)
         except ValueError:
-            raise _type_error("limit", "an integer", limit) from None
+            raise type_error("limit", "an integer", limit) from None
         number({"limit": limit}, "limit", 1, 100, integer=True)
     order = params.get("order") or "desc"
     string({"order": order}, "order", values=("asc", "desc"))
