@@ -132,3 +132,23 @@ def test_a_provider_whose_model_cannot_be_pulled_reports_an_error_line(docker_cl
     assert result.returncode == 1
     last = json.loads(result.stdout.splitlines()[-1])
     assert last["type"] == "error" and last["message"].startswith("Failed to pull model")
+
+
+def test_a_provider_think_option_sets_the_thinking_budget_where_the_engine_keeps_it(
+        docker_cli, server, tiny_gguf):
+    # services: {llm: {provider: {type: model, options: {model: ai/compose-think, think: low}}}}
+    # The plugin names no engine: the server's engine options say where thinking is switched.
+    env, plugin = server.env, docker_cli.plugin
+    server.model("package", "--gguf", str(tiny_gguf), "ai/compose-think")
+    meta = json.loads(plugin("compose", "--project-name=demo", "metadata", env=env).stdout)
+    for think, budget in (("low", 256), ("false", 0), ("high", -1)):
+        up = plugin(*provider_args(meta, "up", {"model": ["ai/compose-think"], "think": [think]}),
+                    env=env)
+        _, infos = read_messages(up.stdout)
+        assert f"Setting think mode to {think}" in infos
+        assert configured(server, "ai/compose-think")["extra"] == {
+            "llamacpp": {"reasoning-budget": budget}}
+    bad = plugin(*provider_args(meta, "up", {"model": ["ai/compose-think"], "think": ["lots"]}),
+                 env=env, check=False)
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout.splitlines()[-1])["message"].startswith('invalid think value')

@@ -90,6 +90,28 @@ def test_start_runner_starts_a_server_once_and_stop_runner_leaves_nothing_behind
         f"modelrunner is not running at {machine.url}; nothing to stop"
 
 
+def test_start_runner_takes_any_engine_an_installed_plugin_provides(machine):
+    """DMR's --backend picks the engine's container; here every installed engine runs in the one
+    server, so the name is checked against the installed plugins' engines (this one is the
+    third-party example's), never against a list of the CLI's own."""
+    started = machine.model("start-runner", "--backend", "llama-cpp-python")
+    assert started.stdout.startswith(f"modelrunner is serving at {machine.url} (pid ")
+    machine.model("stop-runner")
+    assert not machine.answers()
+
+
+def test_a_started_server_is_recorded_with_the_installed_engines_variables(machine):
+    """restart-runner brings back what configured the engines too: the variables of the prefixes
+    the installed engines declare (learned from the plugins), never a secret among them."""
+    env = dict(machine.env, VLLM_LOGGING_LEVEL="INFO", LLAMA_ARG_THREADS="2",
+               LLAMA_API_KEY="not-to-be-written")
+    machine.model("start-runner", env=env)
+    recorded = recorded_spec(machine.port)["env"]
+    assert recorded["VLLM_LOGGING_LEVEL"] == "INFO" and recorded["LLAMA_ARG_THREADS"] == "2"
+    assert "LLAMA_API_KEY" not in recorded
+    machine.model("stop-runner")
+
+
 def test_model_run_starts_the_server_when_none_answers_on_this_machine(machine):
     packaged = machine.model("package", "--gguf", str(machine.gguf), "ai/tiny")
     assert f"modelrunner is not running at {machine.url}; starting it" in packaged.stderr
@@ -137,11 +159,12 @@ def test_a_server_on_another_machine_is_never_started_nor_stopped(machine):
 @pytest.mark.parametrize("argv, reason", [
     (("start-runner", "--gpu", "cuda"), "--gpu cuda: modelrunner uses the accelerator its engines "
                                         "were built for"),
-    (("start-runner", "--backend", "vllm"), "pip install modelrunner-vllm"),
+    (("start-runner", "--backend", "mlx"), "--backend mlx: no installed plugin provides that "
+                                           "engine (installed: "),
     (("start-runner", "--tls-port", "12444"), "--tls-port is not supported"),
     (("restart-runner", "--llama-server-version", "b1"), "--llama-server-version is not supported"),
     (("stop-runner", "--models"), "`model purge` removes every model"),
-], ids=["gpu-cuda", "backend-vllm", "tls-port", "llama-server-version", "stop-models"])
+], ids=["gpu-cuda", "backend-mlx", "tls-port", "llama-server-version", "stop-models"])
 def test_dmr_flags_that_make_no_sense_here_are_refused_with_the_reason(machine, argv, reason):
     result = machine.model(*argv, check=False)
     assert result.returncode != 0

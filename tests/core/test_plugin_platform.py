@@ -94,7 +94,51 @@ def test_the_core_names_no_plugin():
             continue
         text = path.read_text()
         found += [f"{path.relative_to(ROOT)} names {n}" for n in names if n in text]
+    # the CLI learns engines and sources from the server or the installed plugins: none of their
+    # names is a string of its code (docstrings may tell a story with them)
+    engines_and_sources = _engine_and_source_names()
+    assert {"llama.cpp", "vllm", "diffusers", "huggingface", "dockerhub"} <= engines_and_sources
+    word = re.compile(r"(?<![\w.-])(?:" + "|".join(
+        re.escape(n) for n in sorted(engines_and_sources, key=len, reverse=True)) + r")(?![\w-])",
+        re.IGNORECASE)
+    for path in sorted((ROOT / "core" / "modelrunner" / "cli").rglob("*.py")):
+        found += [f"{path.relative_to(ROOT)}:{line} names {match.group(0)!r} in {text!r}"
+                  for line, text in _string_literals(path) for match in word.finditer(text)]
     assert not found, "\n".join(found)
+
+
+def _engine_and_source_names():
+    """What users call the plugins' engines and sources: each Engine and Source class's ``name``
+    and ``search_key``, and the folder of the plugin that holds it."""
+    names = set()
+    for path in PLUGIN_SOURCES:
+        for cls in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(cls, ast.ClassDef) or not any(
+                    getattr(base, "id", getattr(base, "attr", None)) in ("Engine", "Source")
+                    for base in cls.bases):
+                continue
+            names.add(path.relative_to(ROOT).parts[1])
+            names.update(node.value.value for node in cls.body
+                         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                         and isinstance(node.value.value, str) and node.value.value
+                         and any(getattr(t, "id", None) in ("name", "search_key")
+                                 for t in node.targets))
+    return names
+
+
+def _string_literals(path):
+    """(line, text) of every string constant in a module but its docstrings (f-strings' parts
+    included)."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                       ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docstrings:
+            yield node.lineno, node.value
 
 
 # -- hooks, with plugins registered in-process ----------------------------------------------------

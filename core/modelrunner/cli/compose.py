@@ -9,6 +9,11 @@ gives each ``setenv`` ``KEY=VALUE`` to the dependent services as ``<SERVICE>_KEY
 (cmd/cli/commands/compose.go) `up` pulls the models the store lacks, configures each, and sets
 MODEL (the models, comma-separated) and URL (the runner's OpenAI base, ``.../engines/v1/``).
 `down` has nothing to undo. Errors go to stdout as ``error`` lines too: Compose reads no stderr.
+
+The CLI names no engine: ``--think`` goes where the server's engines say their thinking switch
+lives (GET /engines/options: the ``think`` option's `_configure` block and key), for each engine
+that has one; the server keeps the block of the engine that serves the model. ``--backend`` is
+DMR's and, as there, unused: the server picks the engine for each model's format.
 """
 
 import json
@@ -22,7 +27,7 @@ import click
 UP_PARAMETERS = [
     ("model", "stringArray", "[]", "model to use"),
     ("context-size", "int64", "-1", "context size for the model"),
-    ("backend", "string", "llama.cpp", "inference backend to use"),
+    ("backend", "string", "", "inference backend to use (unused: the server picks it)"),
     ("speculative-draft-model", "string", "", "draft model for speculative decoding"),
     ("speculative-num-tokens", "int", "0", "number of tokens to predict speculatively"),
     ("speculative-min-acceptance-rate", "float64", "0",
@@ -33,7 +38,8 @@ UP_PARAMETERS = [
     ("runtime-flags", "string", "", "raw runtime flags to pass to the inference engine"),
 ]
 REQUIRED = {"model"}
-# DMR's --think values as llama.cpp reasoning budgets; "true" leaves the engine's default
+# DMR's --think values as thinking budgets in tokens (-1: unlimited); "true" leaves the engine's
+# default, "false" is the engine's own off value (its think option's)
 THINK_BUDGETS = {"true": None, "high": -1, "false": 0, "medium": 1024, "low": 256}
 
 
@@ -86,7 +92,7 @@ def down(services):
 @click.argument("services", nargs=-1)
 @click.option("--model", "models", multiple=True, help="model to use")
 @click.option("--context-size", type=int, default=-1, help="context size for the model")
-@click.option("--backend", default="llama.cpp", help="inference backend to use (as DMR: unused)")
+@click.option("--backend", default="", help="inference backend to use (as DMR: unused)")
 @click.option("--speculative-draft-model", default="")
 @click.option("--speculative-num-tokens", type=int, default=0)
 @click.option("--speculative-min-acceptance-rate", type=float, default=0.0)
@@ -105,7 +111,8 @@ def up(services, models, context_size, backend, speculative_draft_model, specula
         pull_missing(client, models)
         setenv("MODEL", ",".join(models))
         body = configure_body(context_size, speculative_draft_model, speculative_num_tokens,
-                              speculative_min_acceptance_rate, mode, think, runtime_flags)
+                              speculative_min_acceptance_rate, mode, think, runtime_flags,
+                              lambda: engine_options(client))
         for model in models:
             call(client, "POST", "/engines/_configure", json={"model": model, **body})
             send("info", f"Successfully configured backend for model {model}")
@@ -116,8 +123,9 @@ def up(services, models, context_size, backend, speculative_draft_model, specula
 
 
 def configure_body(context_size, draft_model, num_tokens, min_acceptance_rate, mode, think,
-                   runtime_flags):
-    """The `_configure` body DMR's `compose up` sends for these options."""
+                   runtime_flags, options=dict):
+    """The `_configure` body DMR's `compose up` sends for these options. ``options()``: the
+    server's engine descriptions (GET /engines/options), asked only for ``think``."""
     body = {}
     if context_size is not None and context_size > 0:
         send("info", f"Setting context size to {context_size}")
@@ -140,10 +148,43 @@ def configure_body(context_size, draft_model, num_tokens, min_acceptance_rate, m
             raise ComposeError(f'invalid think value "{think}": must be one of true, false, '
                                "high, medium, low")
         send("info", f"Setting think mode to {think}")
-        budget = THINK_BUDGETS[think.lower()]
-        if budget is not None:
-            body["llamacpp"] = {"reasoning-budget": budget}
+        body.update(think_blocks(think.lower(), options()))
     return body
+
+
+def think_blocks(think, engines):
+    """{block: {key: value}} that sets thinking to ``think`` for every engine of ``engines``
+    (GET /engines/options) with a ``think`` option: its own off value for "false", a budget
+    for "high"/"medium"/"low" (which needs an integer option on the same key). "true" sets
+    nothing: the engine's default thinks."""
+    if THINK_BUDGETS[think] is None:
+        return {}
+    blocks, unable = {}, []
+    for name, engine in sorted(engines.items()):
+        options = engine.get("options") or []
+        switch = next((o for o in options if o.get("flag") == "think"), None)
+        if switch is None:
+            continue
+        block, key = switch.get("block"), switch.get("key")
+        if think == "false" and "false" in (switch.get("values") or {}):
+            value = switch["values"]["false"]
+        elif any(o.get("block") == block and o.get("key") == key and o.get("type") == "int"
+                 for o in options):
+            value = THINK_BUDGETS[think]
+        else:
+            unable.append(name)
+            continue
+        blocks.setdefault(block, {})[key] = value
+    if not blocks:
+        raise ComposeError(f'think "{think}": ' + (
+            f"only true or false for the engines {', '.join(unable)} (no thinking budget)"
+            if unable else "no engine of the server has a thinking option"))
+    return blocks
+
+
+def engine_options(client):
+    """The server's engines and their `_configure` options (GET /engines/options)."""
+    return call(client, "GET", "/engines/options").json()
 
 
 def pull_missing(client, models):

@@ -27,11 +27,12 @@ from .http import HTTP, HTTPError
 
 START_TIMEOUT = 60
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "ip6-localhost", "ip6-loopback"}
-# Variables that configure the server (settings.py reads them): recorded with a spec.
+# Variables that configure the server (settings.py reads them): recorded with a spec, with those
+# of the installed engines' environment prefixes (Engine.env_prefixes: what their runners read).
 SETTINGS_PREFIXES = ("MODELRUNNER_", "MODEL_RUNNER_")
-SETTINGS_NAMES = frozenset({"MODELS_PATH", "DO_NOT_TRACK", "LLAMA_SERVER_PATH", "LLAMA_ARGS",
-                            "DMR_ORIGINS", "DEFAULT_REGISTRY", "INSECURE_REGISTRY", "HF_ENDPOINT",
-                            "LOG_LEVEL", "DISABLE_METRICS", "MODEL_RUNNER_PORT"})
+SETTINGS_NAMES = frozenset({"MODELS_PATH", "DO_NOT_TRACK", "DMR_ORIGINS", "DEFAULT_REGISTRY",
+                            "INSECURE_REGISTRY", "HF_ENDPOINT", "LOG_LEVEL", "DISABLE_METRICS",
+                            "MODEL_RUNNER_PORT"})
 # Set by the server for its own processes, or by the CLI for itself: never recorded.
 PATHS_NOT_SECRETS = ("MODEL_RUNNER_TLS_CERT", "MODEL_RUNNER_TLS_KEY", "MODELRUNNER_TLS_CERT",
                      "MODELRUNNER_TLS_KEY")
@@ -115,7 +116,8 @@ def new_spec(host=None, port=None, workers=None, tls=False, cert=None, key=None,
 
 
 def _settings_var(name):
-    return name.startswith(SETTINGS_PREFIXES) or name in SETTINGS_NAMES
+    from ..scheduler.environment import engine_prefixes
+    return name in SETTINGS_NAMES or name.startswith(SETTINGS_PREFIXES + engine_prefixes())
 
 
 def _recorded(name):

@@ -337,7 +337,7 @@ def run(model, prompt, color, debug, detach, openaiurl, max_tokens):
         chat_url = "/engines/v1/chat/completions"
         ensure_model(client, model)
         from .run_image import is_image_model, run_image
-        if is_image_model(client, model):  # diffusers/DDUF: write PNGs instead of chatting
+        if is_image_model(client, model):  # its engine draws: write PNGs instead of chatting
             if detach:
                 return
             text = " ".join(prompt)

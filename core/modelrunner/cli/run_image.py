@@ -1,7 +1,9 @@
 """`model run` on an image model: generate, write PNG file(s) in the current directory.
 
-``run.py`` calls :func:`is_image_model` first and, for a diffusers/DDUF model, hands the prompt to
-:func:`run_image` instead of chatting.
+``run.py`` calls :func:`is_image_model` first and, for a model whose engine generates images and
+does not chat, hands the prompt to :func:`run_image` instead of chatting. What an engine does is
+the server's to say (GET /engines/options: each engine's formats and modes); the CLI names no
+engine nor format.
 """
 
 import base64
@@ -12,16 +14,23 @@ from pathlib import Path
 
 import click
 
-IMAGE_FORMATS = ("diffusers", "dduf")
-
-
 def is_image_model(client, model):
-    """Whether the stored ``model`` is an image-generation model (config format diffusers/dduf).
+    """Whether the stored ``model`` is for image generation: the engines that serve its format
+    generate images and none of them chats. A server that does not describe its engines (no
+    GET /engines/options) gets a chat, as DMR's CLI sends.
 
     ``client`` is a :class:`.client.Client`; a missing model exits with the server's error.
     """
     info = client.json("GET", f"/models/{model}")
-    return ((info.get("config") or {}).get("format") or "") in IMAGE_FORMATS
+    model_format = (info.get("config") or {}).get("format") or ""
+    if not model_format:
+        return False
+    resp = client.send("GET", "/engines/options")
+    if resp.status_code != 200:
+        return False
+    modes = [set(engine.get("modes") or ()) for engine in (resp.json() or {}).values()
+             if model_format in (engine.get("formats") or ())]
+    return bool(modes) and all("image-generation" in m and "completion" not in m for m in modes)
 
 
 def image_filename(prompt, when=None, index=None, directory="."):

@@ -6,8 +6,11 @@ server itself, started in the background (:mod:`.launch`) and stopped with every
 --host to change it; an address on another machine is refused, never acted on.
 
 DMR's flags that make sense here are taken (--port, --host, --gpu auto|none, --do-not-track,
---debug, --tls, --tls-cert, --tls-key, --backend llama.cpp); the others are refused with the
-reason, rather than silently ignored.
+--debug, --tls, --tls-cert, --tls-key, --backend NAME); the others are refused with the reason,
+rather than silently ignored. DMR's --backend chooses which engine's container runs; here every
+installed engine runs in the one server, so --backend only checks that the installed plugins
+provide that engine (the CLI names none of its own: it asks the plugins, as the server it starts
+will).
 """
 
 import click
@@ -18,7 +21,6 @@ GPU_CHOICES = ("auto", "none", "cuda", "rocm", "musa", "cann")
 # Accelerators a --gpu none server hides from its runners (the engines' own device variables).
 HIDE_GPUS = {"CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": "", "ROCR_VISIBLE_DEVICES": "",
              "GGML_VK_VISIBLE_DEVICES": ""}
-DEFAULT_BACKEND = "llama.cpp"
 
 
 def _refuse(flag, why):
@@ -37,8 +39,9 @@ def start_options(command):
         click.option("--host", help="Address to bind (default: MODEL_RUNNER_HOST's host)"),
         click.option("--gpu", type=click.Choice(GPU_CHOICES), default="auto", show_default=True,
                      help="auto: what the engines were built for; none: CPU only"),
-        click.option("--backend", help=f"Only {DEFAULT_BACKEND}: every installed engine runs in "
-                                       f"the one server"),
+        click.option("--backend", metavar="ENGINE",
+                     help="An engine the installed plugins provide (every installed engine runs "
+                          "in the one server: this only checks)"),
         click.option("--do-not-track", is_flag=True, help="Set DO_NOT_TRACK=1 for the server "
                                                           "(it sends no usage data anyway)"),
         click.option("--debug", is_flag=True, help="Debug logging"),
@@ -50,9 +53,10 @@ def start_options(command):
         click.option("--proxy-cert", hidden=True, expose_value=False,
                      callback=_refuse("--proxy-cert", "modelrunner reaches registries itself; "
                                       "set SSL_CERT_FILE for a proxy's CA")),
+        # DMR's name for its default engine's build: kept so DMR's command lines get a reason
         click.option("--llama-server-version", hidden=True, expose_value=False,
-                     callback=_refuse("--llama-server-version", "the llama.cpp engine plugin "
-                                      "builds llama-server (or LLAMA_SERVER_PATH names one)")),
+                     callback=_refuse("--llama-server-version", "each engine plugin brings the "
+                                      "build of its runtime (`model status` shows them)")),
     ]
     for option in reversed(options):
         command = option(command)
@@ -80,14 +84,35 @@ def _flag_env(gpu, backend, do_not_track):
     if gpu not in ("auto", "none"):
         fail(f"--gpu {gpu}: modelrunner uses the accelerator its engines were built for "
              f"(--gpu auto), or none (--gpu none)")
-    if backend and backend != DEFAULT_BACKEND:
-        fail(f"--backend {backend}: engines are plugins of the one server; install one with "
-             f"`pip install modelrunner-{backend.replace('.', '').replace('-', '')}` and restart "
-             f"(`model status` lists those installed)")
+    if backend:
+        check_engine(backend)
     env = dict(HIDE_GPUS) if gpu == "none" else {}
     if do_not_track:
         env["DO_NOT_TRACK"] = "1"
     return env
+
+
+def installed_engines():
+    """{name: engine} of the installed plugins' engines: the ones a server started here runs."""
+    from ..plugins import get_plugin_manager
+    from ..settings import load_settings
+    engines = {}
+    get_plugin_manager().hook.register_engines(
+        register=lambda engine: engines.setdefault(engine.name, engine), settings=load_settings())
+    return engines
+
+
+def check_engine(name):
+    """Exit saying why unless an installed plugin provides the engine ``name`` and it is ready."""
+    engines = installed_engines()
+    engine = engines.get(name)
+    if engine is None:
+        fail(f"--backend {name}: no installed plugin provides that engine (installed: "
+             f"{', '.join(sorted(engines)) or 'none'}); engines are plugins of the one server: "
+             f"install the one that provides it and start again")
+    ok, detail = engine.installed()
+    if not ok:
+        fail(f"--backend {name}: the engine is not ready: {detail}")
 
 
 def _start(spec):
