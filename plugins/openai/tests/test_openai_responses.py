@@ -20,7 +20,8 @@ from pydantic import TypeAdapter
 
 from conformance import Recorder, conforms, event_conforms, stream_conforms
 from modelrunner_openai.params import RequestError
-from modelrunner_openai.responses.resources import EventStream, build_chat_request
+from modelrunner_openai.responses.chat_request import build_chat_request
+from modelrunner_openai.responses.stream import EventStream
 from modelrunner_openai.responses.objects import base_response, chat_to_response
 from modelrunner_openai.responses.items import new_id
 from modelrunner_openai.responses.store import ResponseStore
