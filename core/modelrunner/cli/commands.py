@@ -152,6 +152,13 @@ def push(model):
 @click.option("--gguf", type=click.Path(exists=True, dir_okay=False), help="GGUF file (first shard)")
 @click.option("--safetensors-dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--dduf", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", metavar="NAME",
+              help="A format a plugin's engine serves: package the --file(s) as they are, "
+                   "with config format NAME")
+@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A file of a --format model (repeat for several)")
+@click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
+              help="A --format model's config entry (VALUE is JSON if it parses, else text)")
 @click.option("-l", "--license", "licenses", multiple=True, type=click.Path(exists=True))
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False))
 @click.option("--mmproj", type=click.Path(exists=True, dir_okay=False))
@@ -159,21 +166,35 @@ def push(model):
 @click.option("--from", "source", metavar="MODEL",
               help="Start from a stored model: a new context size or chat template, same weights")
 @click.option("--push", "push_after", is_flag=True, help="Push to the registry afterwards")
-def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, context_size,
-            source, push_after):
-    """Package model files as an OCI artifact and load it into the store as NAME."""
+def package(name, gguf, safetensors_dir, dduf, fmt, files, config_items, licenses, chat_template,
+            mmproj, context_size, source, push_after):
+    """Package model files as an OCI artifact and load it into the store as NAME.
+
+    A format a plugin adds: --format NAME --file F [--file G] [--config KEY=VALUE]."""
     if source:
         repackage(source, name, context_size, chat_template,
-                  others=gguf or safetensors_dir or dduf or licenses or mmproj)
+                  others=gguf or safetensors_dir or dduf or fmt or files or config_items
+                  or licenses or mmproj)
         if push_after:
             push.callback(name)
         return
     from .. import packaging
     try:
         refs.parse(name)
-        if sum(bool(x) for x in (gguf, safetensors_dir, dduf)) != 1:
-            fail("give exactly one of --gguf, --safetensors-dir, --dduf")
-        if gguf:
+        if sum(bool(x) for x in (gguf, safetensors_dir, dduf, fmt)) != 1:
+            fail("give exactly one of --gguf, --safetensors-dir, --dduf, --format")
+        if (files or config_items) and not fmt:
+            fail("--file and --config go with --format")
+        if fmt:
+            if chat_template or mmproj:
+                fail("--chat-template and --mmproj go with --gguf; a --format model takes them "
+                     "as --file")
+            config = packaging.parse_config_items(config_items)
+            if context_size is not None:
+                config["context_size"] = context_size
+            artifact = packaging.build_format_artifact(fmt, files, config=config,
+                                                       licenses=licenses)
+        elif gguf:
             artifact = packaging.build_gguf_artifact(gguf, licenses=licenses,
                                                      chat_template=chat_template, mmproj=mmproj,
                                                      context_size=context_size)
@@ -194,14 +215,28 @@ def package(name, gguf, safetensors_dir, dduf, licenses, chat_template, mmproj, 
 
     import threading
     threading.Thread(target=produce, daemon=True).start()
+    client = Client(autostart=True)
     with os.fdopen(read_fd, "rb") as tar:
-        data = Client(autostart=True).json("POST", "/models/load", params={"tag": name},
+        data = client.json("POST", "/models/load", params={"tag": name},
                              content=iter(lambda: tar.read(1 << 20), b""),
                              headers={"Content-Type": "application/x-tar"})
     echo(f"Model packaged as {refs.display(refs.normalize(name))} "
                f"({data['id'].split(':')[1][:12]})")
+    if fmt:
+        _note_unserved_format(client, fmt)
     if push_after:
         push.callback(name)
+
+
+def _note_unserved_format(client, fmt):
+    """Say so when no engine of the server serves a --format model's format (a typo, or a plugin
+    not installed here): the model is stored all the same, as DMR stores what it cannot run."""
+    resp = client.send("GET", "/engines/options")
+    if resp.status_code != 200:
+        return
+    if not any(fmt in (engine.get("formats") or ()) for engine in (resp.json() or {}).values()):
+        echo(f"Note: no engine installed on the server serves {fmt} models; a plugin "
+             f"whose engine declares the format {fmt!r} runs it", err=True)
 
 
 def repackage(source, name, context_size, chat_template, others=None):

@@ -2,6 +2,7 @@
 
 - :mod:`.gguf_metadata`: fast GGUF header reader (``read_gguf``).
 - :mod:`.artifact`: media types, layers, config/manifest construction and model IDs.
+- :mod:`.formats`: a format a plugin adds: any files, a config naming the format.
 - :mod:`.tarball`: the ``POST /models/load`` tar format, streamed both ways.
 """
 
@@ -16,6 +17,7 @@ from .artifact import (
     discover_gguf_shards,
     sha256_file,
 )
+from .formats import build_format_artifact, parse_config_items
 from .tarball import write_model_tar, read_model_tar
 
 
@@ -37,6 +39,8 @@ __all__ = [
     "build_gguf_artifact",
     "build_safetensors_artifact",
     "build_dduf_artifact",
+    "build_format_artifact",
+    "parse_config_items",
     "discover_gguf_shards",
     "sha256_file",
     "write_model_tar",
