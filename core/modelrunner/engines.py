@@ -28,8 +28,14 @@ class EngineError(ModelRunnerError):
 class Bundle:
     """A model unpacked for running: files hardlinked from the store under one directory.
 
-    ``config`` is the artifact's config (the inner "config" object: format, quantization,
-    architecture, context_size, gguf...). Paths are absolute.
+    ``model_id`` is the model's ID (sha256:...), ``tags`` its tags, ``path`` the bundle's folder;
+    the files are under ``model_dir`` (``path``/model) by their artifact paths: model.gguf or its
+    shards, model.mmproj, template.jinja, or a safetensors repository's own tree.
+    ``gguf_files`` lists the GGUF files (sorted: a sharded model's first shard first);
+    ``mmproj`` and ``chat_template`` are a path or None. ``config`` is the artifact's config
+    (the inner "config" object: format, quantization, architecture, context_size, gguf...);
+    ``format`` is its format (without one: "gguf" if there are GGUF files). ``draft`` is the
+    draft model's bundle for speculative decoding, else None. Paths are absolute.
     """
 
     model_id: str
@@ -118,7 +124,14 @@ class ConfigureOption:
 
 @dataclass
 class RunnerCommand:
-    """The process the scheduler starts: argv, extra environment, and readiness probe path."""
+    """The process the scheduler starts for one runner.
+
+    ``argv``: the command line (``argv[0]`` the program). ``env``: variables added to the
+    runner's allow-listed environment (``runner_environment``: never the server's whole
+    environment), passed as given. ``health_path``: the path that answers 200 once the runner
+    can serve. ``start_timeout``: seconds it may take to get there (None: the
+    ``runner_start_timeout`` setting).
+    """
 
     argv: list
     env: dict = field(default_factory=dict)

@@ -23,6 +23,10 @@ log = logging.getLogger("modelrunner")
 
 
 class Runtime:
+    """What a route reads: ``settings`` (``.get(key, default)``), ``store`` (the ``Store``),
+    ``engines`` ({name: ``Engine``}, the first registered of a name kept) and ``sources`` (the
+    ``Source``s in registration order); and the methods below. docs/plugins.md, "The Runtime"."""
+
     def __init__(self, settings=None, pm=None):
         self.settings = settings or load_settings()
         self.pm = pm or get_plugin_manager()
@@ -46,7 +50,9 @@ class Runtime:
         return self.gateway.find_model(name)
 
     def engine_for(self, model, requested=None):
-        """The ``Engine`` that serves ``model`` (``requested`` is the engine a path names)."""
+        """The ``Engine`` that serves ``model``: ``requested`` (the engine a path names), else
+        the one the ``format_engines`` setting names for its format, else the first registered
+        that serves the format; ``GatewayError`` when none does."""
         return self.gateway.engine_for(model, requested)
 
     # -- runners --------------------------------------------------------------------------------
@@ -77,20 +83,35 @@ class Runtime:
         return self.gateway.preload(model_name, engine, mode, keep_alive)
 
     def runners(self, start=True):
-        """The runners, as /engines/ps rows (model, backend, mode, address, memory...). With
-        ``start`` False, an empty list rather than starting a scheduler just to ask."""
+        """The runners, as GET /engines/ps rows: dicts with ``backend_name`` (the engine),
+        ``model_name`` (the model's first tag, else its ID), ``model_id``, ``mode``, ``pid``,
+        ``node``, ``address``, ``memory`` (bytes), ``in_use``, ``loading``, ``leases``,
+        ``keep_alive`` (seconds, -1 never), ``last_used``, ``expires_at`` (epoch seconds, None
+        for never or in use), ``load_seconds``, ``context_size``, ``context_reason`` and
+        ``details``. One row per (engine, model, mode). With ``start`` False, an empty list
+        rather than starting a scheduler just to ask."""
         if not start and not os.path.exists(self.scheduler.socket):
             return []
         return self.scheduler.ps()
 
     def unload(self, models=None, backend=None, everything=False):
-        """Unload the runners of ``models`` (IDs), or of one backend, or all."""
+        """Unload the runners of ``models`` (IDs or tags), or of one engine (``backend``, its
+        name), or all: idle ones at once, busy ones when their requests finish. Returns
+        ``{"unloaded_runners": n}``."""
         return self.scheduler.unload(models=models, backend=backend, everything=everything)
 
     def configure(self, model_id, engine, mode="completion", **fields):
-        """Persist a runner configuration (context_size, runtime_flags, keep_alive, extra);
-        ``persist=False``: only for the runners the scheduler starts from now on, never written
-        to the store (a request's option, such as Ollama's num_ctx)."""
+        """Persist the configuration of the runner of (``engine``, ``model_id``, ``mode``):
+        ``engine`` is the engine's name, and each mode has its own configuration and runner.
+        ``fields``: ``context_size``, ``runtime_flags``, ``keep_alive``, ``extra`` (the engine's
+        ``configure_blocks``, merged key by key into what is set) and ``persist``. The values
+        are validated first (runtime flags against the engine's allow-list, ``extra`` by its
+        ``validate_configure``); a runner of that key that is not in use is unloaded, so the
+        next request starts it anew; the new ``RunnerConfig`` is returned as a dict.
+        ``persist=False``: only for the next runner the scheduler starts, until it unloads,
+        never written to the store (a request's option, such as Ollama's num_ctx).
+        ``SchedulerError`` with the status: 400 for a bad value, 404 for an unknown model, 409
+        for a busy runner, 412 for an engine not installed."""
         return self.scheduler.configure(model_id, engine, mode, **fields)
 
     # -- transfer -------------------------------------------------------------------------------
@@ -112,6 +133,7 @@ class Runtime:
             return source.pull(ref, store, progress, token)
 
     def push(self, ref, model, progress, token=None):
+        """Push the stored ``model`` to ``ref`` through the source that handles ``ref``."""
         return self.find_source(ref).push(ref, model, self.store, progress, token)
 
     # -- telemetry ------------------------------------------------------------------------------
@@ -126,6 +148,8 @@ class Runtime:
             log.exception("on_request observer failed")
 
     def emit_pull(self, event, progress):
+        """Tell ``on_pull`` observers about a pull or push; an observer's failure is only
+        logged."""
         try:
             self.hook.on_pull(event=event, progress=progress)
         except Exception:

