@@ -13,6 +13,7 @@ from .bench import bench
 from .compose import compose
 from .configure import configure
 from .docker import install_docker_plugin
+from .launch_app import launch
 from .run import run
 from .search import search
 from .show import purge, show
@@ -494,6 +495,7 @@ def core_commands():
     commands["purge"] = purge
     commands["search"] = search
     commands["run"] = run
+    commands["launch"] = launch       # DMR: `docker model launch`, Ollama: `ollama launch`
     commands["stop"] = unload         # DMR: `unload`/`stop`
     commands["config"] = configure    # DMR: `configure`/`config`
     commands.update(RUNNER_COMMANDS)  # start-runner, stop-runner, restart-runner
