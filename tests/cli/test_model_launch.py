@@ -57,8 +57,9 @@ def with_key(server):
 
 
 def agents_on_path(env, home):
-    assert (AGENTS / "opencode").exists(), ("the agent clients are not installed: run "
-                                            "`npm install --prefix tests/agents` (bash .ci/install)")
+    assert (AGENTS / "opencode").exists(), (
+        "the agent clients are not installed: run `npm install --prefix tests/agents` "
+        "(bash .ci/install does)")
     return dict(env, PATH=f"{AGENTS}{os.pathsep}{env['PATH']}", HOME=str(home),
                 XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
                 XDG_STATE_HOME=str(home / ".local/state"), XDG_CACHE_HOME=str(home / ".cache"),
@@ -221,3 +222,18 @@ def test_docker_model_launch_is_the_same_command(docker_cli, server):
     assert env["ANTHROPIC_BASE_URL"] == f"{server.url}/anthropic" and command == ["claude"]
     listed = docker_cli.run("model", "launch", env=server.env).stdout
     assert all(f"  {name} " in listed for name in APPS)
+
+
+def test_a_server_with_keys_reads_an_inference_key_and_refuses_a_wrong_one(tmp_path, smollm2):
+    from modelrunner.testing import Server
+    keys = {"MODELRUNNER_API_KEYS": "sk-alice", "MODEL_RUNNER_API_KEY": "sk-admin"}
+    with Server(tmp_path / "models", env=keys) as srv:
+        srv.package(smollm2, "ai/smollm2")
+        alice = launch("aider", "--config", env=dict(srv.env, MODEL_RUNNER_API_KEY="sk-alice"))
+        wrong = launch("aider", "--config", env=dict(srv.env, MODEL_RUNNER_API_KEY="sk-eve"),
+                       check=False)
+    env, command = printed(alice.stdout)
+    assert env["OPENAI_API_KEY"].startswith("********") and "sk-alice" not in alice.stdout
+    # the store's only model, from the listing an inference key may read
+    assert command == ["aider", "--model", "openai/ai/smollm2"]
+    assert wrong.returncode == 1 and "Error: an API key is needed" in wrong.stderr

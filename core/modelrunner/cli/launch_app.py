@@ -21,7 +21,7 @@ import click
 
 from .. import reference as refs
 from .apps import APPS, KEY_VARIABLE, Target
-from .client import Client, fail
+from .client import Client, error_text, fail
 from .http import ConnectError, HTTPError
 from .terminal import echo
 
@@ -107,6 +107,8 @@ def resolve_model(client, model, pull):
             resp = get("GET", f"/models/{model}")
         if resp.status_code == 404:
             fail(f"model {model} is not in the store (model pull {model})")
+        if resp.status_code >= 400:  # a key the server refuses: its words, not a guess
+            fail(error_text(resp))
         running = _runner_context(get, model)
         if running:
             return model, running, "its loaded runner's"
@@ -119,7 +121,9 @@ def resolve_model(client, model, pull):
 
 def _only_model(get):
     resp = get("GET", "/models")
-    models = resp.json() if resp.status_code == 200 else []
+    if resp.status_code >= 400:
+        fail(error_text(resp))
+    models = resp.json()
     tags = [_short(m["tags"][0]) for m in models if m.get("tags")]
     if len(tags) == 1:
         return tags[0]
