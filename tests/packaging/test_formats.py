@@ -88,7 +88,9 @@ def test_a_bad_context_size_is_refused(table, size):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    with Server(tmp_path_factory.mktemp("formats") / "models") as server:
+    # no engine at all (the OCI source only, for push and pull): none serves faq models here
+    with Server(tmp_path_factory.mktemp("formats") / "models",
+                env={"MODELRUNNER_PLUGINS": "oci"}) as server:
         yield server
 
 
@@ -121,3 +123,4 @@ def test_bad_format_packaging_is_a_one_line_error_and_stores_nothing(srv, table,
     assert result.returncode == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert srv.model("ls", "-q").stdout == before
+
