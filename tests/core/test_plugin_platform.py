@@ -21,6 +21,8 @@ HOOKS = sorted(name for name in dir(hookspecs)
                if hasattr(getattr(hookspecs, name), "modelrunner_spec"))
 PLUGIN_SOURCES = [p for p in (ROOT / "plugins").glob("*/modelrunner_*/**/*.py")] + \
     [p for p in (ROOT / "examples").glob("*/modelrunner_*/**/*.py")]
+PLUGIN_TESTS = [p for p in (ROOT / "plugins").glob("*/tests/**/*.py")] + \
+    [p for p in (ROOT / "examples").glob("*/tests/**/*.py")]
 
 
 def test_the_contract_has_the_hooks_we_document():
@@ -46,29 +48,81 @@ def test_every_hook_has_a_test(hook):
 
 
 def _core_imports(path):
-    """(line, module, names) of every import of modelrunner's core in a file."""
+    """(line, module, names) of every import of modelrunner's core in a file, and (line,
+    "modelrunner", [attr]) of every ``modelrunner.attr`` read after ``import modelrunner``."""
     tree = ast.parse(path.read_text(), str(path))
+    aliases = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "modelrunner" or alias.name.startswith("modelrunner."):
                     yield node.lineno, alias.name, []
+                    if alias.name == "modelrunner":
+                        aliases.add(alias.asname or "modelrunner")
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
                 node.module == "modelrunner" or node.module.startswith("modelrunner.")):
             yield node.lineno, node.module, [a.name for a in node.names]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in aliases:
+            yield node.lineno, "modelrunner", [node.attr]
+
+
+def _imports_past_the_sdk(paths, testing=False):
+    """What the files import of the core beyond ``modelrunner.__all__`` (and, for tests,
+    ``modelrunner.testing.__all__``)."""
+    import modelrunner.testing
+    public = {"modelrunner": set(modelrunner.__all__)}
+    if testing:
+        public["modelrunner.testing"] = set(modelrunner.testing.__all__)
+    wrong = []
+    for path in paths:
+        for line, module, names in _core_imports(path):
+            where = f"{path.relative_to(ROOT)}:{line}"
+            if module not in public:
+                wrong.append(f"{where} imports {module}")
+                continue
+            wrong += [f"{where} imports {n}, not in {module}.__all__"
+                      for n in names if n not in public[module]]
+    return wrong
 
 
 def test_plugins_and_examples_import_only_the_public_api():
     assert PLUGIN_SOURCES
-    wrong = []
-    for path in PLUGIN_SOURCES:
-        for line, module, names in _core_imports(path):
-            where = f"{path.relative_to(ROOT)}:{line}"
-            if module != "modelrunner":
-                wrong.append(f"{where} imports {module}")
-            wrong += [f"{where} imports {n}, not in modelrunner.__all__"
-                      for n in names if n not in modelrunner.__all__]
+    wrong = _imports_past_the_sdk(PLUGIN_SOURCES)
     assert not wrong, "\n".join(wrong)
+
+
+def test_plugin_tests_import_only_the_sdk_and_modelrunner_testing():
+    """A plugin's tests need nothing the SDK and its test kit do not give (issue 27): what
+    they reach for past them, modelrunner.testing gives them (its harness.py)."""
+    assert PLUGIN_TESTS
+    wrong = _imports_past_the_sdk(PLUGIN_TESTS, testing=True)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_sdk_holds_only_what_plugins_use():
+    """Every public name is used by a plugin or an example (their code or tests), or is the
+    contract of a hook no installed plugin implements (a store, a runtime's type)."""
+    contract = {"__version__", "Store", "Runtime"}
+    used = set()
+    for path in PLUGIN_SOURCES + PLUGIN_TESTS:
+        for _, module, names in _core_imports(path):
+            if module == "modelrunner":
+                used.update(names)
+    unused = set(modelrunner.__all__) - used - contract
+    assert not unused, f"no plugin uses {sorted(unused)}: keep them in their core module"
+    assert len(modelrunner.__all__) <= 48, "the SDK is growing: group a family in a namespace"
+
+
+def test_a_family_is_one_name_whose_members_load_on_use():
+    assert modelrunner.media_types.GGUF == "application/vnd.docker.ai.gguf.v3"
+    assert "parse" in dir(modelrunner.references)
+    assert str(modelrunner.references.parse("smollm2")) == "docker.io/ai/smollm2:latest"
+    with pytest.raises(AttributeError):
+        modelrunner.media_types.NOT_A_TYPE
+    with pytest.raises(AttributeError):
+        modelrunner.media_types.GGUF = "x"
 
 
 def test_every_public_name_resolves():
@@ -176,7 +230,7 @@ class Tea(modelrunner.Dialect):
     name = "tea"
 
     def error_body(self, error):
-        return modelrunner.canonical_json(
+        return modelrunner.model_files.canonical_json(
             {"tea_error": {"status": error.status, "message": str(error), "kind": error.kind}})
 
 

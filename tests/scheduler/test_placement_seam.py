@@ -29,7 +29,7 @@ class FakeEngine(Engine):
                               address.removeprefix("unix://")])
 
 
-class NodePlacement(modelrunner.LocalPlacement):
+class NodePlacement(modelrunner.placement.LocalPlacement):
     """A plugin's placement: the local one, saying it is on a named node and on a network."""
 
     def __init__(self, sockets, network):
@@ -59,14 +59,14 @@ def placement_plugin(network):
     class Plugin:
         @hookimpl
         def make_placement(self, settings):
-            sockets = modelrunner.private_dir(f"{settings.models_path}/sockets")
+            sockets = modelrunner.private_files.private_dir(f"{settings.models_path}/sockets")
             return NodePlacement(sockets, network)
     return Plugin()
 
 
 def test_without_a_placement_plugin_runners_start_here(plugin_manager, settings):
     assert isinstance(plugin_manager.hook.make_placement(settings=settings),
-                      modelrunner.LocalPlacement)
+                      modelrunner.placement.LocalPlacement)
 
 
 def test_a_plugin_placement_starts_the_runner_and_ps_shows_its_node(

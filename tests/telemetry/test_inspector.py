@@ -137,7 +137,7 @@ def test_recording_can_be_turned_off(tmp_path, smollm2):
 
 
 def test_reassembly_of_reasoning_and_tool_calls():
-    from modelrunner import reassemble
+    from modelrunner.streams import reassemble
     from modelrunner.inspector import shorten_media
     chunks = [
         {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",

@@ -21,7 +21,16 @@ Fixtures:
 
 Helpers: ``Server`` (start/stop a real server, run the CLI against it), ``write_small_gguf``,
 ``add_to_store``, ``snapshot``, ``write_tiny_llama_gguf``, ``process_gone`` (waits for a pid to
-end), ``answering_server`` (a remote that sends fixed bytes: gzip bombs, odd JSON).
+end), ``answering_server`` (a remote that sends fixed bytes: gzip bombs, odd JSON),
+``write_not_gguf`` and ``write_truncated_gguf`` (files an engine must refuse), ``blob_hashes_ok``
+and ``leftovers`` (a store folder's blobs checked after a crash).
+
+The core's own parts a plugin's tests drive (harness.py; plugin tests import nothing else past
+``modelrunner``): ``load_settings(**overrides)`` (what an engine or source is built with),
+``select_engine`` (the gateway's choice of engine for a format), ``create_app`` (the server's
+WSGI app), ``make_plugin_manager`` (the installed plugins, as the server loads them),
+``FilesystemStore`` (the default store, at a path), ``assemble`` and ``write_model_tar`` (an
+artifact and its DMR model tar), ``chat_has_images`` (what the gateway's image check sees).
 
 Schema conformance (``schemas``): ``Schemas`` (a JSON Schema document's named schemas,
 ``.conforms(name, instance, where)``), ``sse_data`` and ``ndjson_lines`` (parse raw stream
@@ -33,16 +42,23 @@ from pathlib import Path
 import pytest
 
 from .artifacts import add_to_store, snapshot, write_small_gguf
+from .crafted import blob_hashes_ok, leftovers
+from .harness import (FilesystemStore, assemble, chat_has_images, create_app, load_settings,
+                      make_plugin_manager, select_engine, write_model_tar)
 from .models import smollm2_gguf
 from .hostile import answering_server
 from .processes import process_gone
 from .schemas import AnswerRecorder, Schemas, ndjson_lines, sse_data
 from .server import Server, free_port
-from .tiny_gguf import write_tiny_llama_gguf
+from .tiny_gguf import write_not_gguf, write_tiny_llama_gguf, write_truncated_gguf
 
 __all__ = ["Server", "free_port", "smollm2_gguf", "write_small_gguf", "add_to_store", "snapshot",
            "write_tiny_llama_gguf", "process_gone", "answering_server", "FAKE_RUNNER",
-           "Schemas", "sse_data", "ndjson_lines", "AnswerRecorder"]
+           "Schemas", "sse_data", "ndjson_lines", "AnswerRecorder",
+           "write_not_gguf", "write_truncated_gguf", "blob_hashes_ok", "leftovers",
+           # the core's own parts, for a plugin's tests (harness.py)
+           "load_settings", "select_engine", "create_app", "make_plugin_manager",
+           "FilesystemStore", "assemble", "write_model_tar", "chat_has_images"]
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 

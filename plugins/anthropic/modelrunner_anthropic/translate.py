@@ -17,7 +17,7 @@ vLLM's ``choices[].stop_reason``.
 import json
 import secrets
 
-from modelrunner import ModelRunnerError, call_format, parse_forced_call, parse_json
+from modelrunner import ModelRunnerError, parse_json, tool_forcing
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "end_turn"}
@@ -230,7 +230,7 @@ def chat_request(body):
     if forced:
         chat["tools"] = chat_tools(forced)
         chat["tool_choice"] = "auto"
-        chat["response_format"] = call_format(
+        chat["response_format"] = tool_forcing.call_format(
             [(t["name"], t.get("input_schema")) for t in forced], "input", name="tool_use")
     elif choice == "none":
         chat["tool_choice"] = "none"
@@ -247,7 +247,7 @@ def chat_request(body):
 
 def parse_forced(text):
     """The ``tool_use`` block in a constrained answer, or None if it is not a call."""
-    call = parse_forced_call(text, "input")
+    call = tool_forcing.parse_forced_call(text, "input")
     return tool_use_block(tool_use_id(), call[0], call[1]) if call else None
 
 

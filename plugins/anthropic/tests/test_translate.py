@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from modelrunner import ModelRunnerError, chat_has_images
+from modelrunner import ModelRunnerError
+from modelrunner.testing import chat_has_images
 from modelrunner_anthropic import translate
 from modelrunner_anthropic.reassemble import reassemble
 

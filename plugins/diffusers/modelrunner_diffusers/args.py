@@ -2,7 +2,7 @@
 function tested without torch and without starting anything (tests/test_diffusers_args.py).
 The engine (engine.py) reads and checks the settings and finds what the runner loads."""
 
-from modelrunner import listen_args
+from modelrunner import engine_args
 
 
 def build_argv(python, model_path, address, *, device="auto", dtype="auto", steps=50,
@@ -13,7 +13,7 @@ def build_argv(python, model_path, address, *, device="auto", dtype="auto", step
     imports torch), the default inference steps, the largest side as a multiple of the model's
     native size, and torch's CPU threads when set (0: torch's default)."""
     argv = [str(python), "-m", "modelrunner_diffusers.runner", "--model", str(model_path),
-            *listen_args(address, "--socket"), "--device", device, "--dtype", dtype,
+            *engine_args.listen_args(address, "--socket"), "--device", device, "--dtype", dtype,
             "--steps", str(steps), "--max-scale", str(max_scale)]
     # No "--served-model-name" check (DMR's 421): the gateway already routed the request by
     # the model's ID, and a tag added while the runner is loaded would be refused wrongly.

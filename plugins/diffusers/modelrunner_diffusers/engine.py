@@ -28,8 +28,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from modelrunner import (Engine, EngineError, ModelRunnerError, RunnerCommand,
-                         read_safetensors_header)
+from modelrunner import Engine, EngineError, ModelRunnerError, RunnerCommand, model_files
 
 from .args import build_argv
 
@@ -211,7 +210,7 @@ def _header_bytes(header, target):
 
 def _safetensors_weight_bytes(path, target):
     try:
-        return _header_bytes(read_safetensors_header(path), target)
+        return _header_bytes(model_files.read_safetensors_header(path), target)
     except ModelRunnerError:
         return Path(path).stat().st_size
 
@@ -225,7 +224,7 @@ def _dduf_weight_bytes(path, target):
                 if info.filename.endswith(".safetensors"):
                     with zf.open(info) as f:
                         try:
-                            total += _header_bytes(read_safetensors_header(f), target)
+                            total += _header_bytes(model_files.read_safetensors_header(f), target)
                         except ModelRunnerError:
                             total += info.file_size
         return total

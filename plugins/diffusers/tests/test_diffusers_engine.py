@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from modelrunner.engines import Bundle, EngineError, RunnerConfig, select_engine
-from modelrunner.settings import load_settings
+from modelrunner import Bundle, EngineError, RunnerConfig
+from modelrunner.testing import load_settings, select_engine
 
 from modelrunner_diffusers.engine import PROCESS_ALLOWANCE, DiffusersEngine
 from modelrunner_diffusers.runner import Generator, RequestError

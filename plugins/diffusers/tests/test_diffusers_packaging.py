@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from modelrunner.packaging import PackagingError, build_safetensors_artifact
+from modelrunner import model_files
 
 
 def test_pipeline_directory_is_format_diffusers(tiny_sd_dir):
-    a = build_safetensors_artifact(tiny_sd_dir)
+    a = model_files.build_safetensors_artifact(tiny_sd_dir)
     c = json.loads(a.config_bytes)["config"]
     assert c["format"] == "diffusers"
     assert c["architecture"] == "StableDiffusionPipeline"
@@ -20,13 +20,13 @@ def test_pipeline_directory_is_format_diffusers(tiny_sd_dir):
     assert c["parameters"].endswith("M") or c["parameters"].endswith("K")
     paths = sorted(layer.filepath for layer in a.layers)
     assert "model_index.json" in paths and "unet/diffusion_pytorch_model.safetensors" in paths
-    assert a.model_id == build_safetensors_artifact(tiny_sd_dir).model_id
+    assert a.model_id == model_files.build_safetensors_artifact(tiny_sd_dir).model_id
 
 
 def test_text_model_directory_stays_safetensors(tmp_path, tiny_sd_dir):
     text = tmp_path / "text"
     shutil.copytree(tiny_sd_dir / "text_encoder", text)
-    c = json.loads(build_safetensors_artifact(text).config_bytes)["config"]
+    c = json.loads(model_files.build_safetensors_artifact(text).config_bytes)["config"]
     assert c["format"] == "safetensors"
     assert c["architecture"] == "CLIPTextModel"
 
@@ -35,8 +35,8 @@ def test_bad_model_index(tmp_path, tiny_sd_dir):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_sd_dir, bad)
     (bad / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DConditionModel"]}')
-    with pytest.raises(PackagingError, match="_class_name"):
-        build_safetensors_artifact(bad)
+    with pytest.raises(model_files.PackagingError, match="_class_name"):
+        model_files.build_safetensors_artifact(bad)
     (bad / "model_index.json").write_text("{not json")
-    with pytest.raises(PackagingError, match="model_index.json"):
-        build_safetensors_artifact(bad)
+    with pytest.raises(model_files.PackagingError, match="model_index.json"):
+        model_files.build_safetensors_artifact(bad)

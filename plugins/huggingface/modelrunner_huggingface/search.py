@@ -6,7 +6,7 @@ Names come back as `model pull` takes them, ``hf.co/org/repo``. The description 
 the pipeline tag and the architecture tags, as DMR's cmd/cli/search/huggingface.go does.
 """
 
-from modelrunner import SearchResult, SourceError, read_capped
+from modelrunner import SearchResult, SourceError, downloads
 
 from .source import _http_errors, _token, endpoint
 
@@ -52,7 +52,7 @@ def search(term, limit):
                                   timeout=30) as response:
             status = response.status_code
             if status == 200:
-                read_capped(response, MAX_ANSWER, "search answer")
+                downloads.read_capped(response, MAX_ANSWER, "search answer")
     except _http_errors() + (OSError,) as exc:
         raise SourceError(f"cannot reach Hugging Face at {base}: {exc}", status=502) from None
     if status == 429:

@@ -34,9 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from modelrunner import (BlobBody, PackagingError, Source, SourceError, build_gguf_artifact,
-                         build_safetensors_artifact, bundle_files, chunks_readinto, fetch_blob)
-from modelrunner import format_size as human_size
+from modelrunner import Source, SourceError, downloads, model_files, units
 
 from . import selection
 from .selection import RemoteFile
@@ -211,7 +209,7 @@ class HuggingFaceSource(Source):
         if existing is not None and len(known) == len(plan["files"]) and all(store.has_blob(d) for d in known.values()):
             layer_digests = {layer["digest"] for layer in existing.manifest.get("layers", [])}
             if set(known.values()) == layer_digests:
-                progress.message(f"Using cached model: {human_size(existing.size)}")
+                progress.message(f"Using cached model: {units.format_size(existing.size)}")
                 return existing
 
         digests = self._download(api, repo_id, commit, plan["files"], known, store, progress, token)
@@ -348,18 +346,19 @@ class HuggingFaceSource(Source):
             try:
                 if response.status_code == 416 and offset:
                     close()
-                    return BlobBody(None)  # our partial file is longer than the remote one
+                    return downloads.BlobBody(None)  # our partial file is longer than the remote one
                 self._check_response(response, f, repo_id)
                 content_range = response.headers.get("content-range", "")
                 resumed = response.status_code == 206 and content_range.startswith(f"bytes {offset}-")
             except BaseException:
                 close()
                 raise
-            return BlobBody(offset if resumed else 0, chunks_readinto(response.iter_bytes()), close)
+            return downloads.BlobBody(offset if resumed else 0,
+                                      downloads.chunks_readinto(response.iter_bytes()), close)
 
         progress.layer(digest, f.size, 0)
-        fetch_blob(store, digest, f.size, open_body, progress=progress,
-                   where=f" (hf.co/{repo_id}/{f.path})", transient=_http_errors() + (ConnectionError, TimeoutError), retry_delays=())
+        downloads.fetch_blob(store, digest, f.size, open_body, progress=progress,
+                             where=f" (hf.co/{repo_id}/{f.path})", transient=_http_errors() + (ConnectionError, TimeoutError), retry_delays=())
         progress.layer(digest, f.size, f.size)
         return digest
 
@@ -410,16 +409,16 @@ class HuggingFaceSource(Source):
                 paths[f.path] = target
             try:
                 if plan["format"] == "gguf":
-                    artifact = build_gguf_artifact(
+                    artifact = model_files.build_gguf_artifact(
                         paths[plan["weights"][0].path],
                         mmproj=paths[plan["mmproj"].path] if plan["mmproj"] else None,
                         chat_template=paths[plan["template"].path] if plan["template"] else None,
                         created=created, file_mode=FILE_MODE,
                     )
                 else:
-                    artifact = build_safetensors_artifact(staging, created=created,
-                                                          file_mode=FILE_MODE)
-            except PackagingError as exc:
+                    artifact = model_files.build_safetensors_artifact(
+                        staging, created=created, file_mode=FILE_MODE)
+            except model_files.PackagingError as exc:
                 raise SourceError(f"cannot package {ref}: {exc}", status=422) from exc
             for layer in artifact.layers:
                 if not store.has_blob(layer.digest):
@@ -442,7 +441,7 @@ class HuggingFaceSource(Source):
         token = _token(token, endpoint())
         api = hf.HfApi(endpoint=endpoint(), token=token)
         operations = []
-        layers = bundle_files(model)
+        layers = model_files.bundle_files(model)
         progress.set_total(sum(layer.get("size", 0) for layer, _ in layers))
         for layer, name in layers:
             operations.append(hf.CommitOperationAdd(path_in_repo=name,

@@ -351,7 +351,7 @@ class Recorder:
     """A Progress that keeps every message (and no throttling)."""
 
     def __init__(self):
-        from modelrunner.sources import Progress
+        from modelrunner import Progress
         self.messages = []
         self.progress = Progress(self.messages.append, interval=0, step=1)
 
@@ -367,7 +367,7 @@ def recorder():
 
 @pytest.fixture
 def store(tmp_path):
-    from modelrunner.store.filesystem import FilesystemStore
+    from modelrunner.testing import FilesystemStore
     return FilesystemStore(tmp_path / "models")
 
 
@@ -380,11 +380,11 @@ def source():
 @pytest.fixture
 def pull(source, store):
     """pull("hf.co/org/repo:tag", into=store) -> (model, Recorder)."""
-    from modelrunner import reference
+    from modelrunner import references
 
     def run(text, into=None, token=None):
         rec = Recorder()
-        model = source.pull(reference.parse(text), into or store, rec.progress, token=token)
+        model = source.pull(references.parse(text), into or store, rec.progress, token=token)
         return model, rec
 
     return run

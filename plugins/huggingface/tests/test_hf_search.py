@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from modelrunner.sources import SourceError
+from modelrunner import SourceError
 from modelrunner.testing import Server, answering_server
 
 from modelrunner_huggingface.search import describe

@@ -6,8 +6,7 @@ import json
 import httpx
 import pytest
 
-from modelrunner import reference
-from modelrunner.sources import SourceError
+from modelrunner import SourceError, references
 
 GGUF = "application/vnd.docker.ai.gguf.v3"
 MMPROJ = "application/vnd.docker.ai.mmproj"
@@ -153,7 +152,7 @@ def test_safetensors_repo_becomes_v02_artifact_with_config_and_tokenizer(pull, h
 
 
 def test_same_repo_state_gives_same_model_id(pull, hf_endpoint, tmp_path):
-    from modelrunner.store.filesystem import FilesystemStore
+    from modelrunner.testing import FilesystemStore
 
     first, _ = pull("hf.co/org/multi-gguf:Q2_K", into=FilesystemStore(tmp_path / "a"))
     second, _ = pull("hf.co/org/multi-gguf:Q2_K", into=FilesystemStore(tmp_path / "b"))
@@ -254,21 +253,20 @@ def test_token_and_HF_TOKEN_are_sent_as_bearer(pull, relay, monkeypatch):
 
 
 def test_source_is_registered_through_the_entry_point():
-    from modelrunner.plugins import make_plugin_manager
-    from modelrunner.sources import find_source
+    from modelrunner.testing import make_plugin_manager
     from modelrunner_huggingface import HuggingFaceSource
 
     sources = []
     make_plugin_manager().hook.register_sources(register=sources.append, settings=None)
     hf = [s for s in sources if isinstance(s, HuggingFaceSource)]
     assert len(hf) == 1 and hf[0].fallback is False
-    assert isinstance(find_source(sources, reference.parse("hf.co/org/repo:Q4_K_M")), HuggingFaceSource)
-    assert not hf[0].handles(reference.parse("ai/smollm2"))
+    assert hf[0].handles(references.parse("hf.co/org/repo:Q4_K_M"))
+    assert not hf[0].handles(references.parse("ai/smollm2"))
 
 
 def _size(n):
-    from modelrunner.sources import human_size
-    return human_size(n)
+    from modelrunner import units
+    return units.format_size(n)
 
 
 def test_config_json_of_stored_model_is_valid(pull, hf_endpoint, store):

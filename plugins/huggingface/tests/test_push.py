@@ -7,8 +7,7 @@ the refusal is checked: a clear SourceError, not a traceback.
 
 import pytest
 
-from modelrunner import reference
-from modelrunner.sources import SourceError
+from modelrunner import SourceError, references
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def test_push_uploads_every_layer_under_its_bundle_name(pulled, source, store, m
                         lambda self, repo_id, operations, **kw: calls.append(("create_commit", repo_id, operations, kw)))
     rec = recorder
 
-    source.push(reference.parse("hf.co/Me/My-Model"), pulled, store, rec.progress, token="hf_write")
+    source.push(references.parse("hf.co/Me/My-Model"), pulled, store, rec.progress, token="hf_write")
 
     (_, repo_id, kw, endpoint, token), (_, commit_repo, operations, commit_kw) = calls
     assert repo_id == commit_repo == "Me/My-Model"  # the case the user typed
@@ -44,7 +43,7 @@ def test_push_uploads_every_layer_under_its_bundle_name(pulled, source, store, m
 
 def test_push_to_a_read_only_mirror_fails_clearly(pulled, source, store, hf_endpoint, recorder):
     with pytest.raises(SourceError) as err:
-        source.push(reference.parse("hf.co/org/pushed"), pulled, store, recorder.progress, token="hf_write")
+        source.push(references.parse("hf.co/org/pushed"), pulled, store, recorder.progress, token="hf_write")
 
     assert "push to hf.co/org/pushed failed" in str(err.value)
     assert "405" in str(err.value) and "read-only mirror" in str(err.value)

@@ -8,7 +8,7 @@ slots and context, each mode, threads, GPU offload and the user's runtime flags.
 import os
 from pathlib import Path
 
-from modelrunner import as_int, listen_args, split_flags, take_flags, truthy
+from modelrunner import engine_args
 
 from . import templates
 
@@ -75,7 +75,7 @@ def _physical_cores():
 def take_flag(flags, names):
     """Remove ``names`` (a flag and its value) from split ``flags``; returns (the value the runner
     would have used, or None; the rest)."""
-    values, rest = take_flags(flags, names)
+    values, rest = engine_args.take_flags(flags, names)
     return (values[-1] if values else None), rest
 
 
@@ -99,15 +99,15 @@ def plan(bundle, config, slots_setting=4, has=None):
             to the model's training context, unified, shared by concurrent requests.
     """
     has = has or (lambda flag: True)
-    flags = split_flags(list(config.runtime_flags or []))
+    flags = engine_args.split_flags(list(config.runtime_flags or []))
     slots_flag, flags = take_flag(flags, ("--parallel", "-np"))
     ctx_flag, flags = take_flag(flags, ("--ctx-size", "-c"))
-    slots = max(1, as_int(slots_flag) or as_int(slots_setting) or 4)
-    ctx = as_int(ctx_flag)
+    slots = max(1, engine_args.as_int(slots_flag) or engine_args.as_int(slots_setting) or 4)
+    ctx = engine_args.as_int(ctx_flag)
     if ctx is None:
-        ctx = as_int(config.context_size)
+        ctx = engine_args.as_int(config.context_size)
     if ctx is None and isinstance(bundle.config, dict):
-        ctx = as_int(bundle.config.get("context_size"))
+        ctx = engine_args.as_int(bundle.config.get("context_size"))
     if ctx is not None and ctx <= 0:  # DMR: -1 = unlimited, i.e. the model's own
         ctx = None
     args = ["--parallel", str(slots)]
@@ -241,7 +241,8 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     the_plan = plan(bundle, config, slots, has)
     _, the_plan["rest"] = take_flag(the_plan["rest"], ("--chat-template",))  # chat_template's
     files = bundle.gguf_files
-    argv = [str(binary), "--model", str(files[0]), *listen_args(address, "--host"), "--metrics"]
+    argv = [str(binary), "--model", str(files[0]), *engine_args.listen_args(address, "--host"),
+            "--metrics"]
     argv += alias_args(bundle, has)
     if bundle.mmproj:
         argv += ["--mmproj", str(bundle.mmproj)]
@@ -261,15 +262,15 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
         argv += ["--reasoning-budget", str(budget)]
     if has("--cont-batching"):
         argv += ["--cont-batching"]
-    threads = as_int(threads) or 0
+    threads = engine_args.as_int(threads) or 0
     argv += ["--threads", str(threads if threads > 0 else _physical_cores())]
-    batch = as_int(batch_size)
+    batch = engine_args.as_int(batch_size)
     if batch:
         argv += ["--batch-size", str(batch)]
-    if not truthy(mmap):
+    if not engine_args.truthy(mmap):
         # Newer llama-server replaced --no-mmap with --load-mode.
         argv += ["--load-mode", "none"] if has("--load-mode") else ["--no-mmap"]
-    layers = as_int(gpu_layers)
+    layers = engine_args.as_int(gpu_layers)
     if layers is not None:
         argv += ["-ngl", str(layers)]
     elif gpu:

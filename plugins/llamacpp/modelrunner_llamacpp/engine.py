@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import modelrunner
-from modelrunner import ConfigureOption, Engine, EngineError, RunnerCommand, as_int, split_flags
+from modelrunner import ConfigureOption, Engine, EngineError, RunnerCommand, engine_args
 
 from . import memory, templates
 from .args import (RUNTIME_FLAGS, build_argv, chat_template, plan, reasoning_budget, speculative,
@@ -134,7 +134,7 @@ def _gguf_metadata(bundle):
         return dict(meta)
     files = bundle.gguf_files
     # read here, not at import: API workers load this module and never import gguf
-    return modelrunner.read_gguf(files[0])["gguf"] if files else {}
+    return modelrunner.model_files.read_gguf(files[0])["gguf"] if files else {}
 
 
 class LlamaCppEngine(Engine):
@@ -189,8 +189,8 @@ class LlamaCppEngine(Engine):
         """The allow-list, and ``--chat-template`` names one of llama.cpp's built-in templates
         (a file or a template's text goes through ``configure --chat-template``)."""
         super().validate_runtime_flags(flags)
-        value, _ = take_flag(split_flags([f for f in flags if isinstance(f, str)]),
-                         ("--chat-template",))
+        value, _ = take_flag(
+            engine_args.split_flags([f for f in flags if isinstance(f, str)]), ("--chat-template",))
         try:
             if value is not None:
                 templates.check(value, text_allowed=False)
@@ -273,7 +273,7 @@ class LlamaCppEngine(Engine):
         meta = self._metadata(bundle)
         if not meta.get("tokenizer.chat_template"):
             try:
-                meta = modelrunner.read_gguf(bundle.gguf_files[0])["gguf"]
+                meta = modelrunner.model_files.read_gguf(bundle.gguf_files[0])["gguf"]
             except Exception:  # noqa: BLE001 - an unreadable file fails at load, not here
                 return None, ()
         if meta.get("tokenizer.chat_template"):
@@ -302,16 +302,16 @@ class LlamaCppEngine(Engine):
         """
         meta = self._metadata(bundle)
         shape = self._shape(meta)
-        flags = split_flags(list(config.runtime_flags or []))
+        flags = engine_args.split_flags(list(config.runtime_flags or []))
         ctx_flag, _ = take_flag(flags, ("--ctx-size", "-c"))
-        configured, how = as_int(ctx_flag), "configured (--ctx-size runtime flag)"
+        configured, how = engine_args.as_int(ctx_flag), "configured (--ctx-size runtime flag)"
         if configured is None and config.context_size is not None:
-            configured, how = as_int(config.context_size), "configured"
+            configured, how = engine_args.as_int(config.context_size), "configured"
         if configured is not None:
             if configured > 0:
                 return configured, how
             return shape.max_context, "configured: the model's maximum"
-        packaged = as_int((bundle.config or {}).get("context_size"))
+        packaged = engine_args.as_int((bundle.config or {}).get("context_size"))
         if packaged and packaged > 0 and packaged != shape.max_context:
             return packaged, "packaged with the model"
         slots = plan(bundle, config, self.setting("llamacpp_slots"))["slots"]
@@ -356,7 +356,7 @@ class LlamaCppEngine(Engine):
         weights = sum(p.stat().st_size for p in bundle.gguf_files)
         if bundle.mmproj:
             weights += bundle.mmproj.stat().st_size
-        flags = split_flags(list(config.runtime_flags or []))
+        flags = engine_args.split_flags(list(config.runtime_flags or []))
         cache_k, _ = take_flag(flags, ("--cache-type-k", "-ctk"))
         cache_v, _ = take_flag(flags, ("--cache-type-v", "-ctv"))
         return memory.memory_parts(weights, shape, slots, self.setting("llamacpp_batch_size"),

@@ -13,7 +13,7 @@ allows, never below :data:`MIN_CONTEXT`. A context the user configured is never 
 import re
 from dataclasses import dataclass
 
-from modelrunner import as_int
+from modelrunner import engine_args
 
 MIN_CONTEXT = 4096   # the least an unconfigured model gets, unless its maximum is smaller
 PAD = 256            # llama.cpp pads its KV cache to a multiple of 256 tokens
@@ -27,12 +27,12 @@ CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1"
 def per_layer(value, n_layer):
     """A GGUF value that is a number or a per-layer array; returns the per-layer list of ints."""
     if isinstance(value, (list, tuple)):
-        vals = [as_int(v) or 0 for v in value]
+        vals = [engine_args.as_int(v) or 0 for v in value]
         return (vals + [vals[-1] if vals else 0] * n_layer)[:n_layer]
     if isinstance(value, str) and ("," in value or value.startswith("[")):
         # an array as the model config renders it ("4, 4, 8") or as a list's repr
         return per_layer([v for v in re.split(r"[\s,\[\]]+", value) if v], n_layer)
-    return [as_int(value) or 0] * n_layer
+    return [engine_args.as_int(value) or 0] * n_layer
 
 
 @dataclass
@@ -73,7 +73,7 @@ def model_shape(meta):
         return meta.get(f"{arch}.{key}", default)
 
     def number(key, top=MAX_WIDTH, value=None):
-        return _bounded(key, as_int(get(key) if value is None else value), top)
+        return _bounded(key, engine_args.as_int(get(key) if value is None else value), top)
 
     n_layer = number("block_count", MAX_LAYERS) or 0
     n_embd = number("embedding_length") or 0
@@ -86,9 +86,10 @@ def model_shape(meta):
     key_len = number("attention.key_length") or (n_embd // max_head if max_head else 0)
     val_len = number("attention.value_length") or key_len
     n_vocab = (number("vocab_size")
-               or _bounded("tokenizer.vocab_size", as_int(meta.get("tokenizer.vocab_size")),
-                           MAX_WIDTH) or 32000)
-    max_context = as_int(get("context_length"))
+               or _bounded("tokenizer.vocab_size",
+                           engine_args.as_int(meta.get("tokenizer.vocab_size")), MAX_WIDTH)
+               or 32000)
+    max_context = engine_args.as_int(get("context_length"))
     if max_context is not None:
         max_context = min(max_context, MAX_CONTEXT)
     return Shape(n_embd=n_embd, n_vocab=n_vocab, k_width=sum(n_head_kv) * key_len,
@@ -108,7 +109,7 @@ def memory_parts(weights, shape, slots, batch_size=None, cache_k="f16", cache_v=
     logits of each slot and an allowance for the process (HTTP server, tokenizer, templates).
     Measured with SmolLM2-135M on CPU: RSS - weights - KV is about 30 MiB; this gives about 58.
     """
-    batch = as_int(batch_size) or 2048
+    batch = engine_args.as_int(batch_size) or 2048
     ubatch = min(batch, 512)
     compute = 48 * 2**20 + ubatch * 8 * max(shape.n_embd, 1) * 4 + slots * shape.n_vocab * 4
     per_token = shape.k_width * cache_type_bytes(cache_k) + shape.v_width * cache_type_bytes(cache_v)

@@ -2,10 +2,9 @@
 
 import pytest
 
-from modelrunner.engines import RunnerConfig
-from modelrunner.settings import load_settings
+from modelrunner import RunnerConfig
+from modelrunner.testing import load_settings, write_tiny_llama_gguf
 from plugins.llamacpp.tests.llamacpp_helpers import Runner, make_bundle, require_llama_server
-from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
 
 from modelrunner_llamacpp.engine import LlamaCppEngine
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelrunner.engines import Bundle, RunnerConfig
+from modelrunner import Bundle, RunnerConfig
 
 
 def make_bundle(root, gguf, config=None, model_id="test-model", extra_files=()):

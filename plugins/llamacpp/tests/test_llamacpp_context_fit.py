@@ -6,9 +6,8 @@ import pytest
 
 import modelrunner
 
-from modelrunner.engines import RunnerConfig
-from modelrunner.settings import load_settings
-from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
+from modelrunner import RunnerConfig
+from modelrunner.testing import load_settings, write_tiny_llama_gguf
 from modelrunner_llamacpp import memory
 from modelrunner_llamacpp.engine import LlamaCppEngine
 from plugins.llamacpp.tests.llamacpp_helpers import make_bundle

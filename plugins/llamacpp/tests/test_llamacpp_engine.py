@@ -7,11 +7,10 @@ import stat
 
 import pytest
 
-from modelrunner.engines import EngineError, RunnerConfig, select_engine
-from modelrunner.settings import load_settings
+from modelrunner import EngineError, RunnerConfig, model_files
+from modelrunner.testing import load_settings, select_engine
 from plugins.llamacpp.tests.llamacpp_helpers import make_bundle
 
-from modelrunner import read_gguf
 from modelrunner_llamacpp import build
 from modelrunner_llamacpp.engine import LlamaCppEngine
 
@@ -210,13 +209,13 @@ def test_runtime_flags_allowed(engine):
 
 def test_no_gguf_is_an_error(engine, tmp_path):
     (tmp_path / "model").mkdir()
-    from modelrunner.engines import Bundle
+    from modelrunner import Bundle
     with pytest.raises(EngineError):
         engine.runner_command(Bundle("m", tmp_path, {"format": "gguf"}), RunnerConfig(), "/s")
 
 
 def test_estimate_reads_metadata_from_config_or_file(engine, tiny_gguf, tmp_path):
-    meta = read_gguf(tiny_gguf)["gguf"]
+    meta = model_files.read_gguf(tiny_gguf)["gguf"]
     assert meta["llama.block_count"] == "2" and meta["llama.embedding_length"] == "64"
     from_file = make_bundle(tmp_path / "a", tiny_gguf, {"format": "gguf", "context_size": 256})
     from_config = make_bundle(tmp_path / "b", tiny_gguf,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from modelrunner.engines import RunnerConfig
+from modelrunner import RunnerConfig
 from plugins.llamacpp.tests.llamacpp_helpers import Runner, make_bundle
 
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from modelrunner.engines import RunnerConfig
+from modelrunner import RunnerConfig
 from plugins.llamacpp.tests.llamacpp_helpers import Runner, make_bundle
-from modelrunner.testing.tiny_gguf import write_not_gguf, write_truncated_gguf
+from modelrunner.testing import write_not_gguf, write_truncated_gguf
 
 
 def test_tiny_gguf_loads_and_generates(engine, llama_server, tiny_gguf, tmp_path):

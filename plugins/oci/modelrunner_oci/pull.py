@@ -13,8 +13,7 @@ import re
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner import BlobBody, Progress, SourceError, chunks_readinto, fetch_blob, parse_json
-from modelrunner import format_size as human_size
+from modelrunner import Progress, SourceError, downloads, parse_json, units
 
 from .blobget import open_blob
 from .registry import (INDEX_TYPES, MANIFEST_TYPES, MAX_MANIFEST, RETRY_DELAYS,
@@ -80,9 +79,10 @@ def check_config_type(manifest, ref):
 def download_blob(reg, store, descriptor, report, cancelled):
     """Stream one blob into the store (``modelrunner.fetch_blob``: resumed, retried, verified)."""
     digest, size = descriptor["digest"], int(descriptor["size"])
-    fetch_blob(store, digest, size, lambda offset: _open_body(reg, digest, offset),
-               progress=report, cancelled=cancelled, where=f" from {reg.host}/{reg.repository}",
-               transient=TRANSIENT, retry_delays=RETRY_DELAYS)
+    downloads.fetch_blob(store, digest, size, lambda offset: _open_body(reg, digest, offset),
+                         progress=report, cancelled=cancelled,
+                         where=f" from {reg.host}/{reg.repository}",
+                         transient=TRANSIENT, retry_delays=RETRY_DELAYS)
 
 
 TRANSIENT = (httpx.TransportError, httpx.StreamError, ConnectionError, TimeoutError,
@@ -101,7 +101,7 @@ def _open_body(reg, digest, offset):
     try:
         if response.status_code == 416:
             response.close()
-            return BlobBody(None)
+            return downloads.BlobBody(None)
         if response.status_code not in (200, 206):
             reg.fail(response, f"blob {digest}")
         start = 0
@@ -111,8 +111,8 @@ def _open_body(reg, digest, offset):
     except BaseException:
         response.close()
         raise
-    readinto = getattr(response, "readinto", None) or chunks_readinto(response.iter_raw())
-    return BlobBody(start, readinto, response.close)
+    readinto = getattr(response, "readinto", None) or downloads.chunks_readinto(response.iter_raw())
+    return downloads.BlobBody(start, readinto, response.close)
 
 
 def pull(ref, store, progress, token=None):
@@ -125,7 +125,7 @@ def pull(ref, store, progress, token=None):
         model_id = _sha256(manifest_bytes)
         cached = _cached(store, model_id)
         if cached is not None:
-            size = cached.inner_config.get("size") or human_size(cached.size)
+            size = cached.inner_config.get("size") or units.format_size(cached.size)
             if progress is not None:
                 progress.message(f"Using cached model: {size}")
             return store.add_model(manifest_bytes, tags=tags) if tags else cached

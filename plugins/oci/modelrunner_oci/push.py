@@ -9,9 +9,9 @@ model ID (sha256 of the manifest) is the same on both sides.
 import json
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from modelrunner import Progress, SourceError
+from modelrunner import Progress, SourceError, media_types
 
-from .registry import CHUNK, MEDIA_TYPE_OCI_MANIFEST, Registry
+from .registry import CHUNK, Registry
 
 MAX_PARALLEL = 4
 
@@ -64,7 +64,7 @@ def push_blobs_and_manifest(ref, blobs, manifest_bytes, progress, token=None):
     """``blobs``: (digest, size, opener) with ``opener()`` giving a binary file. Returns the
     manifest digest the registry answered."""
     manifest = json.loads(manifest_bytes)
-    media_type = manifest.get("mediaType") or MEDIA_TYPE_OCI_MANIFEST
+    media_type = manifest.get("mediaType") or media_types.OCI_MANIFEST
     target = ref.digest or ref.tag or "latest"
     if progress is not None:
         progress.set_total(sum(size for _, size, _ in blobs))

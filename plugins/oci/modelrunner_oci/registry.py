@@ -28,7 +28,7 @@ import threading
 import time
 from urllib.parse import urljoin
 
-from modelrunner import SourceError, read_capped
+from modelrunner import SourceError, downloads
 
 from . import scope
 
@@ -54,15 +54,15 @@ def _import_httpx():
 
 httpx = _import_httpx()
 
-from modelrunner import (MEDIA_TYPE_CNCF_CONFIG_V1, MEDIA_TYPE_CONFIG_V01,  # noqa: E402
-                         MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_OCI_MANIFEST)
+from modelrunner import media_types
 
 MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_TYPE_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST)
+MANIFEST_TYPES = (media_types.OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST)
 INDEX_TYPES = (MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST)
-SUPPORTED_CONFIG_TYPES = (MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_CNCF_CONFIG_V1)
+SUPPORTED_CONFIG_TYPES = (media_types.CONFIG_V01, media_types.CONFIG_V02,
+                          media_types.CNCF_CONFIG_V1)
 
 CHUNK = 1 << 20
 RETRY_DELAYS = (0.1, 0.3)          # two quick retries, 0.4 s in all
@@ -219,7 +219,7 @@ def parse_challenge(header):
 def _error_text(response):
     """The registry's error message ({"errors":[{"code","message"}]}) or the status line."""
     try:
-        read_capped(response, MAX_ERROR_BODY, truncate=True)
+        downloads.read_capped(response, MAX_ERROR_BODY, truncate=True)
         errors = response.json().get("errors") or []
         text = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors)
         if text:
@@ -365,9 +365,9 @@ class Registry:
                                                     params=params)
                 response = self.client.send(request, stream=True, auth=auth)
                 if response.status_code >= 400:  # read for its message only, the start of it
-                    read_capped(response, MAX_ERROR_BODY, truncate=True)
+                    downloads.read_capped(response, MAX_ERROR_BODY, truncate=True)
                 elif not stream:
-                    read_capped(response, MAX_BODY)
+                    downloads.read_capped(response, MAX_BODY)
             except httpx.TransportError as e:
                 if attempt < len(RETRY_DELAYS):
                     time.sleep(RETRY_DELAYS[attempt])

@@ -16,7 +16,7 @@ The engine guess is DMR's: "vllm" for names or descriptions that say vllm/safete
 
 from urllib.parse import urljoin, urlsplit
 
-from modelrunner import SearchResult, SourceError, read_capped
+from modelrunner import SearchResult, SourceError, downloads
 
 from .registry import (DOCKER_HUB, DOCKER_HUB_API, MAX_BODY, Registry, _error_text, httpx,
                        registry_host, tls_context)
@@ -95,7 +95,7 @@ def search_hub(base, term, limit):
                     if response.status_code != 200:
                         raise SourceError(f"Docker Hub answered {_error_text(response)}",
                                           status=502)
-                    read_capped(response, MAX_BODY, "search answer")  # a hostile mirror's bomb
+                    downloads.read_capped(response, MAX_BODY, "search answer")  # a hostile mirror's bomb
             except httpx.HTTPError as e:
                 raise SourceError(f"cannot reach Docker Hub at {base}: {e}", status=502) from None
             try:

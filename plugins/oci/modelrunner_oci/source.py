@@ -1,6 +1,6 @@
 """The registry source: every reference that no more specific source claims."""
 
-from modelrunner import HF_REGISTRY, Source
+from modelrunner import Source, references
 
 from . import pull as _pull
 from . import push as _push
@@ -16,7 +16,7 @@ class OciSource(Source):
         self.settings = settings
 
     def handles(self, ref):
-        return ref.registry != HF_REGISTRY
+        return ref.registry != references.HF_REGISTRY
 
     def pull(self, ref, store, progress, token=None):
         return _pull.pull(ref, store, progress, token)

@@ -6,9 +6,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from modelrunner.packaging import build_gguf_artifact
-from modelrunner.packaging.artifact import MEDIA_TYPE_GGUF, assemble, make_layer
-from modelrunner.sources import Progress
+from modelrunner import Progress, media_types, model_files
+from modelrunner.testing import assemble
 
 
 def write_tiny_gguf(path, seed=0, n=64):
@@ -30,8 +29,8 @@ def write_tiny_gguf(path, seed=0, n=64):
 
 
 def gguf_artifact(directory, seed=0, n=64):
-    return build_gguf_artifact(write_tiny_gguf(Path(directory) / f"tiny-{seed}.gguf", seed, n),
-                               created="2025-01-01T00:00:00Z")
+    return model_files.build_gguf_artifact(write_tiny_gguf(Path(directory) / f"tiny-{seed}.gguf", seed, n),
+                                           created="2025-01-01T00:00:00Z")
 
 
 def random_artifact(directory, size, seed=0):
@@ -47,7 +46,7 @@ def random_artifact(directory, size, seed=0):
                 f.write(rng.bytes(n))
                 left -= n
         os.replace(tmp, path)
-    layer = make_layer(path, MEDIA_TYPE_GGUF, mtime="2025-01-01T00:00:00Z")
+    layer = model_files.make_layer(path, media_types.GGUF, mtime="2025-01-01T00:00:00Z")
     config = {"format": "gguf", "size": f"{size}B", "architecture": "random"}
     return assemble(config, [layer], created="2025-01-01T00:00:00Z")
 

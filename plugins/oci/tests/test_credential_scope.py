@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from modelrunner import reference
-from modelrunner.sources import SourceError
-from modelrunner.store import FilesystemStore
+from modelrunner import SourceError, references
+from modelrunner.testing import FilesystemStore
 from modelrunner_oci import scope
 from modelrunner_oci.push import push_blobs_and_manifest
 from modelrunner_oci.registry import use_settings
@@ -85,7 +84,7 @@ def test_a_second_registry_on_another_port_never_receives_credentials_meant_for_
     env_credentials(monkeypatch, auth_registry.host)
     second = hosts(basic_challenge)
     with pytest.raises(SourceError) as e:
-        OciSource().pull(reference.parse(f"{second.host}/team/private:v1"),
+        OciSource().pull(references.parse(f"{second.host}/team/private:v1"),
                          FilesystemStore(tmp_path / "s"), None)
     assert e.value.status == 401
     assert second.seen and second.authorizations() == []
@@ -97,7 +96,7 @@ def test_a_token_realm_on_another_host_is_asked_without_the_password_unless_conf
     registry = hosts(lambda h: (401, {"WWW-Authenticate":
                                       f'Bearer realm="http://{realm.host}/token",service="r"'}))
     env_credentials(monkeypatch, registry.host)
-    target = reference.parse(f"{registry.host}/team/private:v1")
+    target = references.parse(f"{registry.host}/team/private:v1")
     with pytest.raises(SourceError) as e:
         OciSource().pull(target, FilesystemStore(tmp_path / "a"), None)
     assert e.value.status == 401 and "registry_auth_hosts" in str(e.value)
@@ -126,7 +125,7 @@ def test_an_upload_location_on_another_host_gets_no_authorization(hosts, tmp_pat
     manifest = first.manifest_bytes(model.id)
     blob = b"layer bytes"
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    push_blobs_and_manifest(reference.parse(f"{registry.host}/team/up:v1"),
+    push_blobs_and_manifest(references.parse(f"{registry.host}/team/up:v1"),
                             [(digest, len(blob), lambda: io.BytesIO(blob))], manifest, None)
     assert [m for m, _, _ in uploads.seen] == ["PUT"]
     assert uploads.authorizations() == []
@@ -182,7 +181,7 @@ def test_a_gzip_bomb_for_a_manifest_or_an_error_is_read_only_up_to_its_cap(hosts
         tracemalloc.start()
         try:
             with pytest.raises(SourceError) as e:
-                OciSource().pull(reference.parse(f"{registry.host}/team/bomb:{tag}"),
+                OciSource().pull(references.parse(f"{registry.host}/team/bomb:{tag}"),
                                  FilesystemStore(tmp_path / tag), None)
             peak = tracemalloc.get_traced_memory()[1]
         finally:

@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from modelrunner import reference
-from modelrunner.sources import SourceError
-from modelrunner.store import FilesystemStore
+from modelrunner import SourceError, references
+from modelrunner.testing import FilesystemStore
 from modelrunner_oci import register_sources
 from modelrunner_oci.push import push_artifact
 from modelrunner_oci.source import OciSource
@@ -25,7 +24,7 @@ SOURCE = OciSource()
 
 
 def ref(text):
-    return reference.parse(text)
+    return references.parse(text)
 
 
 def blob_files(store):
@@ -228,7 +227,7 @@ def test_blob_redirected_to_another_host_is_fetched_without_the_registry_credent
 def test_fallback_reader_fills_buffers_from_an_httpx_stream(registry, stores, tmp_path):
     import httpx
 
-    from modelrunner.sources import chunks_readinto
+    from modelrunner import downloads
     first, _ = stores
     artifact = random_artifact(tmp_path, 1_000_003, seed=10)
     model = put_in_store(first, artifact, "x")
@@ -236,7 +235,7 @@ def test_fallback_reader_fills_buffers_from_an_httpx_stream(registry, stores, tm
     digest = artifact.layers[0].digest
     got = bytearray()
     with httpx.stream("GET", f"http://{registry.host}/v2/team/fallback/blobs/{digest}") as r:
-        readinto = chunks_readinto(r.iter_raw())
+        readinto = downloads.chunks_readinto(r.iter_raw())
         view = memoryview(bytearray(100_000))
         while count := readinto(view):
             got += view[:count]

@@ -3,10 +3,8 @@ and Docker Hub's repositories API answers (hub_results)."""
 
 import pytest
 
-from modelrunner import reference
-from modelrunner.sources import SourceError
-from modelrunner.settings import load_settings
-from modelrunner.testing import answering_server
+from modelrunner import SourceError, references
+from modelrunner.testing import answering_server, load_settings
 from modelrunner_oci.push import push_artifact
 from modelrunner_oci.search import backend_for, hub_results
 from modelrunner_oci.source import OciSource
@@ -20,7 +18,7 @@ NAMES = ["ai/srch-llama", "ai/srch-qwen-vllm", "team/srch-llama"]
 def catalog(registry, tmp_path_factory):
     folder = tmp_path_factory.mktemp("search")
     for seed, name in enumerate(NAMES):
-        push_artifact(reference.parse(f"{registry.host}/{name}:latest"),
+        push_artifact(references.parse(f"{registry.host}/{name}:latest"),
                       gguf_artifact(folder, seed=100 + seed))
     return registry
 

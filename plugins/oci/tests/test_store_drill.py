@@ -25,12 +25,9 @@ import warnings
 import httpx
 import pytest
 
-from modelrunner import reference
-from modelrunner.packaging import build_gguf_artifact, write_model_tar
-from modelrunner.store import FilesystemStore
+from modelrunner import model_files, references
+from modelrunner.testing import FilesystemStore, Server, write_model_tar, write_small_gguf
 from modelrunner_oci import OciSource
-from modelrunner.testing import write_small_gguf
-from modelrunner.testing import Server
 
 from plugins.oci.tests.oci_helpers import put_in_store, random_artifact
 
@@ -163,12 +160,12 @@ def drill(registry, tmp_path_factory):
     artifact = random_artifact(root, 24 << 20, seed=60)
     model = put_in_store(source, artifact, "x")
     pulled = f"{registry.host}/team/drill:v1"
-    OciSource().push(reference.parse(pulled), model, source, None)
+    OciSource().push(references.parse(pulled), model, source, None)
     gguf = write_small_gguf(root / "drill.gguf", name="drill", values=2 << 20)  # 8 MiB
     licence = root / "LICENSE"
     licence.write_text("MIT\n")
     out = io.BytesIO()
-    write_model_tar(build_gguf_artifact(gguf, licenses=[licence]), out)
+    write_model_tar(model_files.build_gguf_artifact(gguf, licenses=[licence]), out)
     d = Drill(root / "models", pulled, out.getvalue())
     d.start()
     yield d

@@ -10,12 +10,9 @@ import threading
 import httpx
 import pytest
 
-from modelrunner import reference
-from modelrunner.packaging.artifact import assemble
-from modelrunner.store import FilesystemStore
+from modelrunner import references
+from modelrunner.testing import FilesystemStore, Server, assemble, blob_hashes_ok, leftovers
 from modelrunner_oci import OciSource
-from modelrunner.testing.crafted import blob_hashes_ok, leftovers
-from modelrunner.testing import Server
 
 from plugins.oci.tests.oci_helpers import CuttingRelay, gguf_artifact, put_in_store, random_artifact
 
@@ -24,7 +21,7 @@ SOURCE = OciSource()
 
 def _push(registry, store, artifact, name):
     model = put_in_store(store, artifact, name)
-    SOURCE.push(reference.parse(f"{registry.host}/{name}"), model, store, None)
+    SOURCE.push(references.parse(f"{registry.host}/{name}"), model, store, None)
     return model
 
 

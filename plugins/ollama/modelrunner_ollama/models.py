@@ -7,12 +7,8 @@ import time
 import falcon
 
 import modelrunner
-from modelrunner import (MEDIA_TYPE_CHAT_TEMPLATE, MEDIA_TYPE_CONFIG_V01, MEDIA_TYPE_GGUF,
-                         MEDIA_TYPE_LICENSE, MEDIA_TYPE_MMPROJ, BrokenModel, InvalidReference,
-                         PackagingError, SchedulerError, StoreError, __version__, canonical_json,
-                         format_parameters, format_size, make_layer, normalize_reference,
-                         store_operation, UPLOAD)
-from modelrunner import rfc3339 as utc_rfc3339
+from modelrunner import (BrokenModel, SchedulerError, StoreError, UPLOAD, __version__, media_types,
+                         model_files, references, store_operation, units)
 
 from .errors import OllamaError, not_found
 from .util import model_name, ollama_name, read_json, rfc3339
@@ -25,7 +21,7 @@ def find(runtime, name):
     """The stored model for an Ollama name; 404 ``model 'x' not found``, 400 for junk names."""
     try:
         return runtime.store.get(name)
-    except InvalidReference as e:
+    except references.InvalidReference as e:
         raise OllamaError(400, str(e)) from None
     except BrokenModel as e:
         raise OllamaError(e.status, str(e)) from None
@@ -75,7 +71,7 @@ def has_projector(model):
 
 def chat_template(runtime, model):
     """The Jinja chat template the runner applies: a template layer, else the GGUF's."""
-    return (layer_text(runtime, model, MEDIA_TYPE_CHAT_TEMPLATE)
+    return (layer_text(runtime, model, media_types.CHAT_TEMPLATE)
             or (model.inner_config.get("gguf") or {}).get("tokenizer.chat_template") or "")
 
 
@@ -210,7 +206,7 @@ class ShowResource:
         template = settings.get("template") or chat_template(self.runtime, model)
         params = dict(settings.get("parameters") or {})
         license_text = settings.get("license") or layer_text(self.runtime, model,
-                                                             MEDIA_TYPE_LICENSE) or ""
+                                                             media_types.LICENSE) or ""
         result = {
             "license": license_text,
             "modelfile": modelfile(name, settings, template, params),
@@ -248,7 +244,7 @@ class PsResource:
                 continue
             try:
                 model = self.runtime.store.get(runner["model_id"])
-            except (StoreError, InvalidReference):
+            except (StoreError, references.InvalidReference):
                 continue
             name = ollama_name(runner.get("model_name") or model.id)
             expires = runner.get("expires_at")
@@ -305,7 +301,7 @@ class CopyResource:
         model = find(self.runtime, source)
         try:
             self.runtime.store.tag(model.id, destination.strip())
-        except InvalidReference as e:
+        except references.InvalidReference as e:
             raise OllamaError(400, str(e)) from None
         except StoreError as e:
             raise OllamaError(e.status, str(e)) from None
@@ -359,8 +355,8 @@ class CreateResource:
         body = read_json(req)
         name = model_name(body)
         try:
-            target = normalize_reference(name)
-        except InvalidReference as e:
+            target = references.normalize(name)
+        except references.InvalidReference as e:
             raise OllamaError(400, str(e)) from None
         if body.get("quantize"):
             raise OllamaError(400, "quantize is not supported: quantize the GGUF before creating")
@@ -408,23 +404,23 @@ class CreateResource:
         num_ctx = (settings.get("parameters") or {}).get("num_ctx")
         if isinstance(num_ctx, int) and num_ctx > 0:
             config["context_size"] = num_ctx
-        created = utc_rfc3339(time.time())
+        created = units.rfc3339(time.time())
         full = {"config": {k: v for k, v in config.items() if v not in (None, "", {})},
                 "descriptor": {"created": created},
                 "rootfs": {"type": "rootfs", "diff_ids": [layer["digest"] for layer in layers]}}
-        config_bytes = canonical_json(full)
+        config_bytes = model_files.canonical_json(full)
         try:
             config_digest = store.write_blob_bytes(config_bytes)
         except StoreError as e:
             raise OllamaError(e.status, str(e)) from None
         statuses.append(f"writing config {config_digest}")
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": MEDIA_TYPE_CONFIG_V01, "size": len(config_bytes),
+                    "config": {"mediaType": media_types.CONFIG_V01, "size": len(config_bytes),
                                "digest": config_digest},
                     "layers": layers}
         statuses.append("writing manifest")
         try:
-            store.add_model(canonical_json(manifest), tags=[target])
+            store.add_model(model_files.canonical_json(manifest), tags=[target])
         except StoreError as e:
             raise OllamaError(e.status, str(e)) from None
         statuses.append("success")
@@ -448,15 +444,15 @@ class CreateResource:
             lower = filename.lower()
             if lower.endswith(".gguf"):
                 try:
-                    meta = modelrunner.read_gguf(path)  # gguf loads only for a create
-                except PackagingError as e:
+                    meta = modelrunner.model_files.read_gguf(path)  # gguf loads only for a create
+                except model_files.PackagingError as e:
                     raise OllamaError(400, f"{filename}: {e}") from None
                 (projectors if meta["architecture"] == "clip" else weights).append(
                     (filename, path, meta))
             elif lower.endswith((".jinja",)):
-                extra.append((filename, path, MEDIA_TYPE_CHAT_TEMPLATE))
+                extra.append((filename, path, media_types.CHAT_TEMPLATE))
             elif lower.startswith(("license", "licence")):
-                extra.append((filename, path, MEDIA_TYPE_LICENSE))
+                extra.append((filename, path, media_types.LICENSE))
             elif lower.endswith(".safetensors"):
                 raise OllamaError(400, "creating from safetensors is not supported: convert to "
                                        "GGUF or use `model package`")
@@ -473,21 +469,21 @@ class CreateResource:
         if len(projectors) > 1:
             raise OllamaError(400, "more than one multimodal projector")
         statuses.append("parsing GGUF")
-        created = utc_rfc3339(time.time())
+        created = units.rfc3339(time.time())
         layers = []
         for filename, path, _ in weights:
-            layers.append(make_layer(path, MEDIA_TYPE_GGUF, relative_path=_base(filename),
-                                     mtime=created))
+            layers.append(model_files.make_layer(path, media_types.GGUF, relative_path=_base(filename),
+                                                 mtime=created))
         for filename, path, media in extra:
-            layers.append(make_layer(path, media, relative_path=_base(filename), mtime=created))
+            layers.append(model_files.make_layer(path, media, relative_path=_base(filename), mtime=created))
         for _, path, _ in projectors:
-            layers.append(make_layer(path, MEDIA_TYPE_MMPROJ, relative_path="model.mmproj",
-                                     mtime=created))
+            layers.append(model_files.make_layer(path, media_types.MMPROJ, relative_path="model.mmproj",
+                                                 mtime=created))
         first = weights[0][2]
         config = {"format": "gguf", "quantization": first["quantization"],
-                  "parameters": format_parameters(sum(m["parameter_count"] for *_, m in weights)),
+                  "parameters": units.format_parameters(sum(m["parameter_count"] for *_, m in weights)),
                   "architecture": first["architecture"],
-                  "size": format_size(sum(m["file_size"] for *_, m in weights)),
+                  "size": units.format_size(sum(m["file_size"] for *_, m in weights)),
                   "gguf": first["gguf"], "context_size": first["context_size"]}
         descriptors = []
         for layer in layers:

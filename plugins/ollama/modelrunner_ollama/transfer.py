@@ -10,8 +10,7 @@ import json
 import queue
 import threading
 
-from modelrunner import (InvalidReference, Progress, SourceError, StoreError, is_model_id,
-                         parse_reference)
+from modelrunner import Progress, SourceError, StoreError, references
 
 from .errors import OllamaError, error_line
 from .models import find
@@ -39,8 +38,8 @@ def transfer(runtime, req, resp, mode):
     body = read_json(req)
     name = model_name(body)
     try:
-        ref = parse_reference(name)
-    except InvalidReference as e:
+        ref = references.parse(name)
+    except references.InvalidReference as e:
         raise OllamaError(400, str(e)) from None
     try:
         runtime.find_source(ref)  # its status (412) before any streaming
@@ -49,7 +48,7 @@ def transfer(runtime, req, resp, mode):
     token = body.get("bearer-token") or None
     if mode == "push":
         model = find(runtime, name)
-        if is_model_id(name):
+        if references.is_model_id(name):
             raise OllamaError(400, "push needs a name, not a model ID")
         first_lines = [{"status": "retrieving manifest"}, {"status": "starting upload"}]
         last_lines = [{"status": "pushing manifest"}, {"status": "success"}]

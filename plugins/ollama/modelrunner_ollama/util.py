@@ -3,7 +3,7 @@
 import datetime as dt
 import time
 
-from modelrunner import DEFAULT_REGISTRY, parse_keep_alive, read_json_body
+from modelrunner import read_json_body, references, units
 
 from .errors import OllamaError
 
@@ -22,7 +22,7 @@ def model_name(body, *keys):
 
 def ollama_name(tag):
     """A store tag as Ollama lists it: ``docker.io/ai/smollm2:latest`` -> ``ai/smollm2:latest``."""
-    prefix = DEFAULT_REGISTRY + "/"
+    prefix = references.DEFAULT_REGISTRY + "/"
     return tag[len(prefix):] if tag.startswith(prefix) else tag
 
 
@@ -42,7 +42,7 @@ def keep_alive_value(body):
     if value is None or value == "":
         return None, None
     try:
-        seconds = parse_keep_alive(value)
+        seconds = units.parse_keep_alive(value)
     except ValueError as e:
         raise OllamaError(400, str(e)) from None
     return value, seconds

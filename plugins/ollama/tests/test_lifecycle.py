@@ -80,7 +80,7 @@ def test_num_ctx_reloads_the_runner_with_that_context(own):
 
 
 def test_num_ctx_above_the_models_maximum_is_capped_and_never_stored(own):
-    from modelrunner.store import FilesystemStore
+    from modelrunner.testing import FilesystemStore
     client = own.client
     before = FilesystemStore(own.models_path).runner_configs()
     answer = client.chat(model=MODEL, messages=QUESTION,

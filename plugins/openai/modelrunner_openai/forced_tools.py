@@ -13,7 +13,7 @@ it is, with finish_reason "length".
 import json
 import secrets
 
-from modelrunner import GatewayError, call_format, forced_call_schema, parse_forced_call
+from modelrunner import GatewayError, tool_forcing
 
 
 class ToolChoiceError(ValueError):
@@ -50,7 +50,7 @@ def forced_functions(data):
 
 def call_schema(functions):
     """The JSON schema of one call to any of ``functions``."""
-    return forced_call_schema([(f["name"], f.get("parameters")) for f in functions])
+    return tool_forcing.forced_call_schema([(f["name"], f.get("parameters")) for f in functions])
 
 
 def constrained_request(data, functions):
@@ -58,13 +58,14 @@ def constrained_request(data, functions):
     body = dict(data)
     body["tool_choice"] = "auto"
     body["tools"] = [{"type": "function", "function": f} for f in functions]
-    body["response_format"] = call_format([(f["name"], f.get("parameters")) for f in functions])
+    body["response_format"] = tool_forcing.call_format(
+        [(f["name"], f.get("parameters")) for f in functions])
     return body
 
 
 def parse_call(text):
     """``(name, arguments JSON)`` from the constrained answer, or None if it is not a call."""
-    call = parse_forced_call(text)
+    call = tool_forcing.parse_forced_call(text)
     return (call[0], json.dumps(call[1])) if call else None
 
 
@@ -96,9 +97,7 @@ class ForcedCallAnswer:
         return b"".join(self)
 
     def __iter__(self):
-        if self.status >= 400:
-            yield from self.answer
-        elif self.streaming:
+        if self.streaming:
             yield from self._stream()
         else:
             yield self._completion(self.answer.read())

@@ -10,7 +10,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from modelrunner.engines import Engine, EngineError, select_engine
+from modelrunner import Engine, EngineError
+from modelrunner.testing import select_engine
 
 from openai_helpers import MODEL
 

@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelrunner import runner_connection
+from modelrunner import placement
 
 from . import metrics
 
@@ -95,7 +95,7 @@ class RunnerCollector:
 
 
 def _scrape(address):
-    conn = runner_connection(address, timeout=SCRAPE_TIMEOUT)
+    conn = placement.runner_connection(address, timeout=SCRAPE_TIMEOUT)
     try:
         conn.request("GET", "/metrics", headers={"Host": "localhost"})
         resp = conn.getresponse()

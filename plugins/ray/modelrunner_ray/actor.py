@@ -18,8 +18,7 @@ import socket
 import subprocess
 import time
 
-from modelrunner import (private_dir, read_log_tail, runner_environment, runner_healthy,
-                         stop_process_group, terminate_process_group)
+from modelrunner import placement, private_files
 
 from . import transfer
 from .nodes import http_url
@@ -71,7 +70,8 @@ class RunnerActor:
     def start(self, argv, env, health_path, host, port, timeout, log_name):
         """Start the runner and wait for its health; (pid, seconds) or raise with its log."""
         started = time.monotonic()
-        private_dir(self.log_dir)  # prompts may reach the log: 0700, this user's, no symlink
+        # prompts may reach the log: 0700, this user's, no symlink
+        private_files.private_dir(self.log_dir)
         self.log_path = os.path.join(self.log_dir, log_name)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "ab") as log:
@@ -80,14 +80,14 @@ class RunnerActor:
             log.flush()
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL,
-                                            env=runner_environment(os.environ, env),
+                                            env=placement.runner_environment(os.environ, env),
                                             preexec_fn=_die_with_actor, close_fds=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"exited with code {self.process.returncode}: "
                                    f"{self.log_tail()}")
-            if runner_healthy(http_url(host, port), health_path):
+            if placement.runner_healthy(http_url(host, port), health_path):
                 return self.process.pid, time.monotonic() - started
             time.sleep(0.05)
         self.stop(2.0)
@@ -98,11 +98,11 @@ class RunnerActor:
         return self.process.wait() if self.process is not None else None
 
     def terminate(self):
-        terminate_process_group(self.process)
+        placement.terminate_process_group(self.process)
 
     def stop(self, grace):
         """SIGTERM to the process group, SIGKILL after ``grace`` seconds; returns the code."""
-        return stop_process_group(self.process, grace)
+        return placement.stop_process_group(self.process, grace)
 
     def log_tail(self, lines=15):
-        return read_log_tail(self.log_path, lines) if self.log_path else ""
+        return placement.read_log_tail(self.log_path, lines) if self.log_path else ""

@@ -11,7 +11,7 @@ not yet handed to other runners. Nothing fits: a 503 that says what would fit wh
 
 from dataclasses import dataclass
 
-from modelrunner import SchedulerError, format_size
+from modelrunner import SchedulerError, units
 
 LABEL = "modelrunner/node"
 
@@ -98,7 +98,7 @@ def choose(nodes, held, name, memory, label=None, gpus=0, held_gpus=None):
     fits = [n for n in candidates if free(n) >= memory]
     if fits:
         return max(fits, key=free)
-    where = ", ".join(f"{n.name} has {format_size(max(0, free(n)))} free of "
-                      f"{format_size(n.budget)}" for n in candidates) or "the cluster has no node"
+    where = ", ".join(f"{n.name} has {units.format_size(max(0, free(n)))} free of "
+                      f"{units.format_size(n.budget)}" for n in candidates) or "the cluster has no node"
     raise SchedulerError(f"not enough memory on any node to place {name}: it needs "
-                         f"{format_size(memory)}; {where}", status=503)
+                         f"{units.format_size(memory)}; {where}", status=503)

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 
-from modelrunner import LoadError, Placed, Placement, SchedulerError
+from modelrunner import SchedulerError, placement
 
 from . import nodes, transfer
 from .actor import RunnerActor
@@ -41,7 +41,7 @@ def _mapping(value):
     return dict(value)
 
 
-class RayPlacement(Placement):
+class RayPlacement(placement.Placement):
     name = "ray"
     manages_memory = True
     STOP_GRACE = 5.0
@@ -142,11 +142,11 @@ class RayPlacement(Placement):
             self.held[node.id] = self.held.get(node.id, 0) + spec.memory
             self.held_gpus[node.id] = self.held_gpus.get(node.id, 0) + spec.gpus
         log.info("placing %s on node %s (%s)", spec.name, node.name, node.id)
-        return Placed(address=http_url(node.ip, 0), node=node.name, network=True,
-                      state={"node_id": node.id, "memory": spec.memory, "gpus": spec.gpus,
-                             "slot": spec.slot,
-                             "engine": spec.engine.name, "name": spec.name,
-                             "files": files})
+        return placement.Placed(address=http_url(node.ip, 0), node=node.name, network=True,
+                                state={"node_id": node.id, "memory": spec.memory,
+                                       "gpus": spec.gpus, "slot": spec.slot,
+                                       "engine": spec.engine.name, "name": spec.name,
+                                       "files": files})
 
     def start(self, placed, command_for, timeout):
         try:
@@ -168,10 +168,10 @@ class RayPlacement(Placement):
         try:
             host, port = ray.get(actor.where.remote(), timeout=self.place_timeout)
         except ray.exceptions.GetTimeoutError:
-            raise LoadError(f"no Ray actor started on node {placed.node} within "
-                            f"{self.place_timeout:g}s (ray_place_timeout)") from None
+            raise placement.LoadError(f"no Ray actor started on node {placed.node} within "
+                                      f"{self.place_timeout:g}s (ray_place_timeout)") from None
         except ray.exceptions.RayError as e:
-            raise LoadError(f"the Ray actor on node {placed.node} failed: {_cause(e)}") from None
+            raise placement.LoadError(f"the Ray actor on node {placed.node} failed: {_cause(e)}") from None
         self._bundle_to_node(placed, actor)
         placed.address = http_url(host, port)
         command = command_for(placed.address)
@@ -183,10 +183,10 @@ class RayPlacement(Placement):
                                    host, port, timeout, log_name),
                 timeout=timeout + 30)
         except ray.exceptions.GetTimeoutError:
-            raise LoadError(f"{state['engine']} on node {placed.node} did not become ready "
-                            f"within {timeout:g}s") from None
+            raise placement.LoadError(f"{state['engine']} on node {placed.node} did not become ready "
+                                      f"within {timeout:g}s") from None
         except ray.exceptions.RayError as e:
-            raise LoadError(f"{state['engine']} on node {placed.node}: {_cause(e)}") from None
+            raise placement.LoadError(f"{state['engine']} on node {placed.node}: {_cause(e)}") from None
         state["exit"] = actor.wait_exit.remote()
 
     def _bundle_to_node(self, placed, actor):
@@ -203,12 +203,12 @@ class RayPlacement(Placement):
                          placed.state["name"], placed.node, len(lacking), sent,
                          time.monotonic() - started)
         except ray.exceptions.GetTimeoutError:
-            raise LoadError(f"copying the model to node {placed.node} stalled for over "
-                            f"{self.place_timeout:g}s (ray_place_timeout)") from None
+            raise placement.LoadError(f"copying the model to node {placed.node} stalled for over "
+                                      f"{self.place_timeout:g}s (ray_place_timeout)") from None
         except ray.exceptions.RayError as e:
-            raise LoadError(f"copying the model to node {placed.node}: {_cause(e)}") from None
+            raise placement.LoadError(f"copying the model to node {placed.node}: {_cause(e)}") from None
         except (OSError, transfer.TransferError) as e:
-            raise LoadError(f"copying the model to node {placed.node}: {e}") from None
+            raise placement.LoadError(f"copying the model to node {placed.node}: {e}") from None
 
     def _on_node(self, argv):
         """The engine's argv with the store's path as the nodes see it."""

@@ -26,7 +26,7 @@ import stat
 import time
 import uuid
 
-from modelrunner import private_dir
+from modelrunner import private_files
 
 CHUNK = 8 << 20        # bytes per Ray call: big enough to amortise a call, small for memory
 IN_FLIGHT = 4          # chunks sent before waiting: at most 32 MiB of a transfer in Ray's store
@@ -156,7 +156,7 @@ def missing(root, files):
 def free_space_for(root, files):
     """Raise when ``root``'s disk cannot hold ``files`` (the node's own words for a 507)."""
     need = sum(size for _, size in files)
-    private_dir(root)
+    private_files.private_dir(root)
     free = shutil.disk_usage(root).free
     if need > free:
         raise TransferError(f"the node's store {root} has {free} bytes free; the model needs "
@@ -169,7 +169,7 @@ def write_chunk(root, rel, token, offset, data, size):
     if not (isinstance(offset, int) and isinstance(size, int)
             and 0 <= offset and offset + len(data) <= size):
         raise TransferError(f"refused a chunk at {offset} of {rel} ({size} bytes)")
-    private_dir(root)  # a model is the user's: the node's store is theirs alone
+    private_files.private_dir(root)  # a model is the user's: the node's store is theirs alone
     _folder(root, rel, create=True)
     fd = os.open(_partial(path, token), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:

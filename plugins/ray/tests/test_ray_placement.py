@@ -15,10 +15,9 @@ import httpx
 import openai
 import pytest
 
-from modelrunner.engines import RunnerConfig
-from modelrunner.settings import load_settings
-from modelrunner.store import FilesystemStore
-from modelrunner.testing import Server, add_to_store, process_gone, write_small_gguf
+from modelrunner import RunnerConfig
+from modelrunner.testing import (FilesystemStore, Server, add_to_store, load_settings, process_gone,
+                                 write_small_gguf)
 from modelrunner_llamacpp.engine import LlamaCppEngine
 
 from plugins.ray.tests.ray_helpers import server_env

@@ -7,9 +7,7 @@ engine (engine.py) finds vLLM, reads the settings and the model's files, and han
 import json
 import re
 
-from modelrunner import (DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_TAG, HF_REGISTRY,
-                         InvalidReference, as_int, listen_args, parse_reference, split_flags,
-                         take_flags)
+from modelrunner import engine_args, references
 
 RUNTIME_FLAG_ALLOWLIST = frozenset({
     # parallelism
@@ -126,22 +124,22 @@ def served_model_names(bundle):
     for tag in bundle.tags or []:
         add(tag)
         try:
-            ref = parse_reference(tag)
-        except InvalidReference:
+            ref = references.parse(tag)
+        except references.InvalidReference:
             continue
         if ref.digest:
             bases, suffixes = [ref.name], [f"@{ref.digest}"]
         else:
-            suffixes = [f":{ref.tag}"] + ([""] if ref.tag == DEFAULT_TAG else [])
+            suffixes = [f":{ref.tag}"] + ([""] if ref.tag == references.DEFAULT_TAG else [])
             bases = [ref.name]
-        if ref.registry == DEFAULT_REGISTRY:
+        if ref.registry == references.DEFAULT_REGISTRY:
             bases.append(ref.repository)
             bases.append(f"index.docker.io/{ref.repository}")
             bases.append(f"registry-1.docker.io/{ref.repository}")
-            if ref.repository.startswith(DEFAULT_NAMESPACE + "/") and \
-                    "/" not in ref.repository[len(DEFAULT_NAMESPACE) + 1:]:
-                bases.append(ref.repository[len(DEFAULT_NAMESPACE) + 1:])
-        elif ref.registry == HF_REGISTRY:
+            if ref.repository.startswith(references.DEFAULT_NAMESPACE + "/") and \
+                    "/" not in ref.repository[len(references.DEFAULT_NAMESPACE) + 1:]:
+                bases.append(ref.repository[len(references.DEFAULT_NAMESPACE) + 1:])
+        elif ref.registry == references.HF_REGISTRY:
             bases.append(f"hf.co/{ref.repository}")
         for base in bases:
             for suffix in suffixes:
@@ -159,10 +157,10 @@ def served_model_names(bundle):
 
 def parallel_size(flags):
     """GPUs a vLLM server started with ``flags`` uses: tensor x pipeline parallel size."""
-    flags = split_flags(list(flags))
+    flags = engine_args.split_flags(list(flags))
     size = 1
     for names in (("--tensor-parallel-size", "-tp"), ("--pipeline-parallel-size", "-pp")):
-        values, _ = take_flags(flags, names)
+        values, _ = engine_args.take_flags(flags, names)
         try:
             size *= max(1, int(values[-1])) if values else 1
         except ValueError:
@@ -178,7 +176,7 @@ def max_model_len(config, flags, model_context, fits=None):
     context the user configured never is."""
     if "--max-model-len" in flags:
         return None
-    ctx = as_int(config.context_size)
+    ctx = engine_args.as_int(config.context_size)
     if ctx is not None and ctx <= 0:
         return None
     if ctx is None:
@@ -201,9 +199,9 @@ def build_argv(executable, bundle, config, address, *, on_cpu, chat_template=Non
     ``--hf-overrides`` from the block, then the user's runtime flags (last, so they override
     the defaults; a default they set is left out). Raises ValueError for a bad ``vllm`` block.
     """
-    flags = split_flags(list(config.runtime_flags or []))
-    user_names, flags = take_flags(flags, ("--served-model-name",), nargs="+")
-    argv = [*executable, "serve", str(bundle.model_dir), *listen_args(address, "--uds")]
+    flags = engine_args.split_flags(list(config.runtime_flags or []))
+    user_names, flags = engine_args.take_flags(flags, ("--served-model-name",), nargs="+")
+    argv = [*executable, "serve", str(bundle.model_dir), *engine_args.listen_args(address, "--uds")]
     names = served_model_names(bundle)
     names += [n for n in user_names if n not in names]
     argv += ["--served-model-name", *(names or [str(bundle.model_id)])]
@@ -211,7 +209,7 @@ def build_argv(executable, bundle, config, address, *, on_cpu, chat_template=Non
         argv += ["--chat-template", str(chat_template)]
     if config.mode == "embedding":
         argv += ["--runner", "pooling"]
-    context = max_model_len(config, flags, as_int((bundle.config or {}).get("context_size")),
+    context = max_model_len(config, flags, engine_args.as_int((bundle.config or {}).get("context_size")),
                             kv_fit if on_cpu else None)
     if context:
         argv += ["--max-model-len", str(context)]
@@ -223,7 +221,7 @@ def build_argv(executable, bundle, config, address, *, on_cpu, chat_template=Non
         fraction = gpu_memory_fraction(gpu_memory_utilization if value is None else value)
         if fraction is not None:
             argv += ["--gpu-memory-utilization", f"{fraction:g}"]
-    seqs = as_int(max_num_seqs)
+    seqs = engine_args.as_int(max_num_seqs)
     if seqs and "--max-num-seqs" not in flags:
         argv += ["--max-num-seqs", str(seqs)]
     overrides = hf_overrides_arg(block)

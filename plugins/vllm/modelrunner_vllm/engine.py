@@ -31,8 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from modelrunner import (ConfigureOption, Engine, EngineError, RunnerCommand, as_int, split_flags,
-                         take_flags)
+from modelrunner import ConfigureOption, Engine, EngineError, RunnerCommand, engine_args
 
 from .args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, build_argv, configured_fraction,
                    gpu_memory_fraction, hf_overrides_arg, parallel_size, vllm_block)
@@ -200,6 +199,7 @@ class VLLMEngine(Engine):
 
     def _kv_bytes_per_token(self, bundle, dtype_bytes):
         cfg = self._hf_config(bundle)
+        as_int = engine_args.as_int
         layers = as_int(cfg.get("num_hidden_layers")) or as_int(cfg.get("n_layer")) or 0
         heads = as_int(cfg.get("num_attention_heads")) or as_int(cfg.get("n_head")) or 0
         kv_heads = as_int(cfg.get("num_key_value_heads")) or heads
@@ -220,10 +220,10 @@ class VLLMEngine(Engine):
         return int(self._kv_space_bytes() * 0.95) // per_token // 256 * 256 or None
 
     def _dtype_bytes(self, flags):
-        kv, _ = take_flags(list(flags), ("--kv-cache-dtype",))
+        kv, _ = engine_args.take_flags(list(flags), ("--kv-cache-dtype",))
         if kv and kv[-1] in _DTYPE_BYTES:
             return _DTYPE_BYTES[kv[-1]]
-        dtype, _ = take_flags(list(flags), ("--dtype",))
+        dtype, _ = engine_args.take_flags(list(flags), ("--dtype",))
         name = (dtype[-1] if dtype else self._dtype()) or "bfloat16"
         return _DTYPE_BYTES.get(name.lower(), 2)
 
@@ -252,7 +252,7 @@ class VLLMEngine(Engine):
         template = bundle.chat_template
         if template is None and config.mode == "completion" and self._needs_template(bundle):
             template = DEFAULT_TEMPLATE
-        flags = split_flags(list(config.runtime_flags or []))
+        flags = engine_args.split_flags(list(config.runtime_flags or []))
         try:
             argv = build_argv(
                 exe, bundle, config, address, on_cpu=on_cpu, chat_template=template,
@@ -293,8 +293,8 @@ class VLLMEngine(Engine):
         stored = sum(p.stat().st_size for p in files)
         quant = str((bundle.config or {}).get("quantization") or "").lower()
         stored_bytes = _DTYPE_BYTES.get(quant)
-        flags = split_flags(list(config.runtime_flags or []))
-        dtype, _ = take_flags(flags, ("--dtype",))
+        flags = engine_args.split_flags(list(config.runtime_flags or []))
+        dtype, _ = engine_args.take_flags(flags, ("--dtype",))
         run_dtype = (dtype[-1] if dtype else self._dtype()) or "auto"
         run_bytes = _DTYPE_BYTES.get(run_dtype.lower())
         weights = stored

@@ -12,7 +12,7 @@ Without vLLM installed the marked tests fail (never skip), saying how to install
 
 import pytest
 
-from modelrunner.settings import load_settings
+from modelrunner.testing import load_settings
 
 from modelrunner_vllm.engine import INSTALL_HINT, VLLMEngine
 

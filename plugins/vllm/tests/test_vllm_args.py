@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from modelrunner import Bundle, RunnerConfig, split_flags, take_flags
+from modelrunner import Bundle, RunnerConfig, engine_args
 
 from modelrunner_vllm.args import (_PATH_FLAGS, RUNTIME_FLAG_ALLOWLIST, build_argv,
                                    parallel_size)
@@ -101,8 +101,8 @@ def test_settings_are_defaults_the_users_runtime_flags_override(bundle):
 
 
 def test_user_flags_split_and_names_are_taken_with_all_their_values():
-    flags = split_flags(["--served-model-name", "a", "b", "--max-num-seqs=4", "--seed", "-1"])
-    names, rest = take_flags(flags, ("--served-model-name",), nargs="+")
+    flags = engine_args.split_flags(["--served-model-name", "a", "b", "--max-num-seqs=4", "--seed", "-1"])
+    names, rest = engine_args.take_flags(flags, ("--served-model-name",), nargs="+")
     assert names == ["a", "b"] and rest == ["--max-num-seqs", "4", "--seed", "-1"]
 
 

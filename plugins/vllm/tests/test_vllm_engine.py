@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelrunner.engines import Bundle, EngineError, RunnerConfig, select_engine
-from modelrunner.settings import load_settings
+from modelrunner import Bundle, EngineError, RunnerConfig
+from modelrunner.testing import load_settings, select_engine
 
 from modelrunner_vllm.args import served_model_names
 from modelrunner_vllm.engine import DEFAULT_TEMPLATE, VLLMEngine

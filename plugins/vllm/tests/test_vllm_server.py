@@ -14,8 +14,7 @@ import httpx
 import openai
 import pytest
 
-from modelrunner.testing import Server
-from modelrunner.testing.tiny_gguf import write_tiny_llama_gguf
+from modelrunner.testing import Server, write_tiny_llama_gguf
 
 pytestmark = pytest.mark.vllm
 

@@ -87,7 +87,7 @@ class PullsResource:
         if not name:
             raise modelrunner.ModelRunnerError("from is required", status=400)
         try:
-            ref = modelrunner.parse_reference(name)
+            ref = modelrunner.references.parse(name)
             self.runtime.find_source(ref)  # 412 now, not in the background, if nothing handles it
         except modelrunner.ModelRunnerError:
             raise

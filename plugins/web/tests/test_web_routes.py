@@ -3,8 +3,7 @@
 import falcon.testing
 import pytest
 
-from modelrunner.app import create_app
-from modelrunner.settings import load_settings
+from modelrunner.testing import create_app, load_settings
 
 LOCAL = {"Host": "127.0.0.1:12434"}
 

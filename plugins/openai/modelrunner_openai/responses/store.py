@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from modelrunner import private_dir, write_private
+from modelrunner import private_files
 
 TTL = 3600
 MEMORY_ENTRIES = 256
@@ -59,9 +59,10 @@ class ResponseStore:
         path = self._path(response_id)
         if path is not None:
             try:
-                private_dir(path.parent)  # stored prompts and answers: 0700 folder, 0600 files
+                # stored prompts and answers: 0700 folder, 0600 files
+                private_files.private_dir(path.parent)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                write_private(tmp, json.dumps(record))
+                private_files.write_private(tmp, json.dumps(record))
                 os.replace(tmp, path)
             except OSError:
                 pass  # memory still has it; only other workers miss out
