@@ -125,6 +125,41 @@ def test_a_family_is_one_name_whose_members_load_on_use():
         modelrunner.media_types.GGUF = "x"
 
 
+def test_the_sdk_reference_lists_exactly_the_public_names():
+    """docs/plugins.md's reference table and ``modelrunner.__all__`` cannot drift apart: a row
+    per name, and a family's row names each of its members."""
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    section = guide.split("\n## The SDK reference\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([^`]+)` \|(.*)$", section, re.M))
+    listed = re.findall(r"^\| `([^`]+)` \|", section, re.M)
+    assert len(listed) == len(set(listed)), "a name has two rows"
+    assert sorted(listed) == sorted(modelrunner.__all__)
+    for name, (_, members) in modelrunner._NAMESPACES.items():
+        missing = [m for m in members if f"`{m}`" not in rows[name]]
+        assert not missing, f"the row of {name} does not name {missing}"
+
+
+def test_the_testing_extra_holds_what_modelrunner_testing_imports():
+    """``pip install modelrunner[testing]`` is enough for modelrunner.testing: every module it
+    imports is the standard library's, the core's, or a dependency of the core or the extra."""
+    import sys
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = project["optional-dependencies"]
+    declared = {re.split(r"[<>=\[ ;]", req, maxsplit=1)[0].lower().replace("-", "_")
+                for req in project["dependencies"] + extra["testing"]}
+    assert "modelrunner[testing]" in extra["test"], "the test extra includes testing"
+    imported = set()
+    for path in (ROOT / "core" / "modelrunner" / "testing").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    outside = imported - set(sys.stdlib_module_names) - declared - {"modelrunner"}
+    assert not outside, f"modelrunner.testing imports {sorted(outside)}, not in [testing]"
+
+
 def test_every_public_name_resolves():
     for name in modelrunner.__all__:
         assert getattr(modelrunner, name) is not None, name
