@@ -407,7 +407,7 @@ def test_translation():
     assert body["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "x", "schema": {"type": "object"}, "strict": True}}
     with pytest.raises(RequestError):
-        validate({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})
+        validate({"model": "m", "input": "x", "tools": [{"type": "file_search"}]})
 
 
 def test_allowed_tools_offer_the_model_only_the_allowed_functions():

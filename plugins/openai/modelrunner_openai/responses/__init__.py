@@ -11,6 +11,8 @@ DMR serves (``/responses``, ``/v1/responses``, ``/engines/responses``, ``/engine
 - ``validation``: the request checked against the specification, 400 in OpenAI's words;
 - ``chat_request``: the request as one ``/v1/chat/completions`` body for the runner;
 - ``items``: input items to chat messages, and as input_items lists them;
+- ``tools``: function, custom and namespace tools as chat functions, the model's calls back as
+  their items; hosted tools left out (web search) or refused;
 - ``objects``: the ``response`` object built from the runner's chat completion;
 - ``stream``: the runner's chat chunks as the specification's streaming events;
 - ``store``: stored responses (``previous_response_id``), per API key, 1 hour;

@@ -1,15 +1,16 @@
 """A Responses request as one ``/v1/chat/completions`` request to the runner.
 
 ``instructions`` is the system message; ``input`` (a string, or items, see ``items``) becomes the
-messages, after the previous response's conversation; function tools (flat, as the Responses API
-writes them) become chat tools, narrowed to an ``allowed_tools`` choice's list; ``text.format``
-becomes ``response_format``; ``max_output_tokens`` becomes ``max_tokens``; the sampling numbers in
-force are always sent (``objects.sampling``), so that the response can say which were used.
+messages, after the previous response's conversation; function, custom and namespace tools become
+chat functions (``tools``; hosted web search is left out), narrowed to an ``allowed_tools``
+choice's list; ``text.format`` becomes ``response_format``; ``max_output_tokens`` becomes
+``max_tokens``; the sampling numbers in force are always sent (``objects.sampling``), so that the response can say which were used.
 """
 
 from ..params import RequestError
 from .items import input_items, items_to_messages
 from .objects import sampling, wants_logprobs
+from .tools import ToolMap, flat_name
 from .validation import check_tool_outputs
 
 # Chat-completion sampling fields passed through when a client sends them as extra body fields.
@@ -17,16 +18,8 @@ PASSTHROUGH = ("seed", "stop", "top_k", "min_p", "repeat_penalty", "logit_bias")
 
 
 def convert_tools(tools):
-    """Responses function tools (flat) as chat tools; the request was validated."""
-    out = []
-    for tool in tools or []:
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        function = {"name": fn["name"]}
-        for key in ("description", "parameters", "strict"):
-            if fn.get(key) is not None:
-                function[key] = fn[key]
-        out.append({"type": "function", "function": function})
-    return out
+    """Responses tools as chat tools (``tools.ToolMap``); the request was validated."""
+    return ToolMap(tools).chat_tools()
 
 
 def chat_tools(data):
@@ -42,11 +35,16 @@ def chat_tools(data):
     if not tools or choice is None or isinstance(choice, str):
         return tools, choice
     if choice.get("type") == "allowed_tools":
-        names = {t.get("name") or (t.get("function") or {}).get("name") for t in choice["tools"]}
+        names = {_choice_name(t) for t in choice["tools"]}
         return ([t for t in tools if t["function"]["name"] in names],
                 choice.get("mode") or "auto")
-    name = choice.get("name") or (choice.get("function") or {}).get("name")
-    return tools, {"type": "function", "function": {"name": name}}
+    return tools, {"type": "function", "function": {"name": _choice_name(choice)}}
+
+
+def _choice_name(choice):
+    """The chat function a function or custom choice names (a namespace's member flat)."""
+    return flat_name(choice.get("name") or (choice.get("function") or {}).get("name"),
+                     choice.get("namespace"))
 
 
 def convert_text_format(text):

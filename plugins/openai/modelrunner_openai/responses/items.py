@@ -1,10 +1,11 @@
 """Input items: to chat messages for the runner, and as GET .../input_items lists them.
 
 A Responses ``input`` is a string (one user message) or a list of items: messages (with
-input_text/output_text/refusal/input_image parts), function_call, function_call_output, reasoning
-(dropped: the runner's chat template re-derives nothing from earlier reasoning) and compaction
-items made by ``POST .../responses/compact``, whose summary becomes a system message where the
-item stands.
+input_text/output_text/refusal/input_image parts), function_call and custom_tool_call (a chat tool
+call of the function ``tools`` made of it: a namespace's member by its flat name, a custom tool's
+input as its one argument), their outputs (tool messages), reasoning (its text the next assistant
+message's ``reasoning_content``) and compaction items made by ``POST .../responses/compact``,
+whose summary becomes a system message where the item stands.
 
 A compaction item's ``encrypted_content`` is this server's own opaque token, ``mrc1.`` and the
 summary as base64url JSON: it is not encrypted (the summary is no secret of the server's), only
@@ -19,6 +20,7 @@ import secrets
 from modelrunner import parse_json
 
 from ..params import RequestError
+from .tools import custom_arguments, flat_name
 
 COMPACTION_PREFIX = "mrc1."
 SUMMARY_INTRO = "Summary of the conversation so far:\n"
@@ -41,7 +43,8 @@ def text_of(content):
         if isinstance(part, str):
             texts.append(part)
         elif isinstance(part, dict):
-            if part.get("type") in ("input_text", "output_text", "text", "summary_text"):
+            if part.get("type") in ("input_text", "output_text", "text", "summary_text",
+                                     "reasoning_text"):
                 texts.append(part.get("text") or "")
             elif part.get("type") == "refusal":
                 texts.append(part.get("refusal") or "")
@@ -83,9 +86,31 @@ def input_items(value):
     return value
 
 
+def reasoning_text(item):
+    """The text a reasoning item carries: its reasoning_text content, else its summary."""
+    for field in ("content", "summary"):
+        if isinstance(item.get(field), list) and text_of(item[field]):
+            return text_of(item[field])
+    return ""
+
+
+def _call(item):
+    """A function_call or custom_tool_call item as a chat tool call (``tools``' flat name)."""
+    if item.get("type") == "custom_tool_call":
+        arguments = custom_arguments(item.get("input"))
+    else:
+        arguments = item.get("arguments") or "{}"
+    return {"id": item.get("call_id") or item.get("id") or new_id("call"), "type": "function",
+            "function": {"name": flat_name(item.get("name") or "", item.get("namespace")),
+                         "arguments": arguments}}
+
+
 def items_to_messages(items):
-    """Chat messages for ``items``; function calls join the assistant message before them."""
+    """Chat messages for ``items``; function calls join the assistant message before them, and
+    a reasoning item's text is the next assistant message's ``reasoning_content`` (a template
+    that shows earlier reasoning gets it; the others drop it)."""
     messages = []
+    reasoning = []
     for item in items:
         if not isinstance(item, dict):
             raise RequestError("each input item must be an object", "input")
@@ -96,11 +121,8 @@ def items_to_messages(items):
                 raise RequestError(f"unsupported message role {role!r}", "input")
             messages.append({"role": "system" if role == "developer" else role,
                              "content": message_content(item.get("content"))})
-        elif kind == "function_call":
-            call = {"id": item.get("call_id") or item.get("id") or new_id("call"),
-                    "type": "function",
-                    "function": {"name": item.get("name") or "",
-                                 "arguments": item.get("arguments") or "{}"}}
+        elif kind in ("function_call", "custom_tool_call"):
+            call = _call(item)
             last = messages[-1] if messages else None
             if last and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
@@ -108,7 +130,7 @@ def items_to_messages(items):
                 last["tool_calls"] = [call]
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             messages.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
                              "content": output if isinstance(output, str) else
@@ -117,9 +139,14 @@ def items_to_messages(items):
             messages.append({"role": "system",
                              "content": SUMMARY_INTRO + read_compaction(item)})
         elif kind == "reasoning":
+            if reasoning_text(item):
+                reasoning.append(reasoning_text(item))
             continue
         else:
             raise RequestError(f"input items of type {kind!r} are not supported", "input")
+        if reasoning and messages[-1]["role"] == "assistant":
+            messages[-1]["reasoning_content"] = "\n".join(reasoning)
+            reasoning = []
     return messages
 
 
@@ -179,8 +206,11 @@ def stored_item(item):
     elif kind == "function_call":
         item["id"] = item.get("id") or new_id("fc")
         item["status"] = item.get("status") or "completed"
-    elif kind == "function_call_output":
-        item["id"] = item.get("id") or new_id("fco")
+    elif kind == "custom_tool_call":
+        item["id"] = item.get("id") or new_id("ctc")
+        item["status"] = item.get("status") or "completed"
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        item["id"] = item.get("id") or new_id("fco" if kind == "function_call_output" else "ctco")
         item["status"] = item.get("status") or "completed"
         if isinstance(item.get("output"), list):
             item["output"] = [_part(p, "tool") for p in item["output"]]

@@ -4,9 +4,10 @@ Every field the specification requires is there, with the value in force, not a 
 wants a value: the sampling numbers actually sent to the runner (``sampling``: the request's, else
 the defaults below, which are sent too, so that what the response says is what the runner did),
 ``top_logprobs`` (0 unless asked), ``service_tier`` ("default": a local runner has one tier, so a
-requested tier is a hint that changes nothing), the tools as ``FunctionTool``s (``description``,
-``parameters`` and ``strict`` null when not given), the tool choice and text format as the
-specification writes them, ``completed_at`` null until the response completes.
+requested tier is a hint that changes nothing), the functions the model was offered as
+``FunctionTool``s (``description``, ``parameters`` and ``strict`` null when not given: the
+specification's ``tools`` holds only functions, see ``echo_tools``), the tool choice and text
+format as the specification writes them, ``completed_at`` null until the response completes.
 
 One field follows the published document where it departs from OpenAI's API: a ``json_schema``
 text format is echoed with ``"schema": null``, the only value the 2026-04-24 document's
@@ -20,7 +21,8 @@ response; every other item is ``completed``.
 
 import time
 
-from .items import new_id, text_of
+from .items import new_id, reasoning_text, text_of
+from .tools import ToolMap, custom_arguments, flat_name
 
 # What the runner is given when the request says nothing: OpenAI's and the specification's
 # defaults (temperature and top_p 1, no penalties).
@@ -44,10 +46,11 @@ def wants_logprobs(data):
 
 
 def echo_tools(tools):
-    """Request tools as the specification's ``FunctionTool``s (nullable fields present)."""
+    """The functions the model was offered (``tools.ToolMap``: a namespace's members under their
+    flat names, a custom tool as its one-string function, hosted web search left out) as the
+    specification's ``FunctionTool``s (nullable fields present)."""
     out = []
-    for tool in tools or []:
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    for fn in ToolMap(tools).functions:
         out.append({"type": "function", "name": fn.get("name"),
                     "description": fn.get("description"), "parameters": fn.get("parameters"),
                     "strict": fn.get("strict")})
@@ -55,8 +58,10 @@ def echo_tools(tools):
 
 
 def _function_choice(choice):
+    """A function or custom choice as a ``FunctionToolChoice`` of the echoed (flat) names."""
     return {"type": "function",
-            "name": choice.get("name") or (choice.get("function") or {}).get("name")}
+            "name": flat_name(choice.get("name") or (choice.get("function") or {}).get("name"),
+                              choice.get("namespace"))}
 
 
 def echo_tool_choice(choice):
@@ -171,8 +176,10 @@ def finish(response, finish_reason, usage):
     return response
 
 
-def chat_to_response(response, chat, logprobs=False):
-    """Fill ``response`` from a chat completion (the runner's whole answer)."""
+def chat_to_response(response, chat, logprobs=False, tools=None):
+    """Fill ``response`` from a chat completion (the runner's whole answer); ``tools`` (a
+    ``ToolMap``) makes each call the item of the tool it stands for."""
+    tools = tools or ToolMap(None)
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     if message.get("reasoning_content"):
@@ -186,21 +193,28 @@ def chat_to_response(response, chat, logprobs=False):
         calls = calls[:response["max_tool_calls"]]
     for call in calls:
         fn = call.get("function") or {}
-        response["output"].append(function_item(new_id("fc"), call.get("id") or new_id("call"),
-                                                fn.get("name") or "", fn.get("arguments") or ""))
+        response["output"].append(tools.item(new_id("fc"), call.get("id") or new_id("call"),
+                                             fn.get("name") or "", fn.get("arguments") or ""))
     return finish(response, choice.get("finish_reason"), chat.get("usage"))
 
 
 def assistant_message(response):
     """The chat message the response's output amounts to, for the next turn's history."""
-    text, calls = [], []
+    text, calls, reasoning = [], [], []
     for item in response["output"]:
         if item["type"] == "message":
             text.append(text_of(item["content"]))
-        elif item["type"] == "function_call":
+        elif item["type"] == "reasoning" and reasoning_text(item):
+            reasoning.append(reasoning_text(item))
+        elif item["type"] in ("function_call", "custom_tool_call"):
+            arguments = (item["arguments"] if item["type"] == "function_call"
+                         else custom_arguments(item["input"]))
             calls.append({"id": item["call_id"], "type": "function",
-                          "function": {"name": item["name"], "arguments": item["arguments"]}})
+                          "function": {"name": flat_name(item["name"], item.get("namespace")),
+                                       "arguments": arguments}})
     message = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "\n".join(reasoning)
     return message

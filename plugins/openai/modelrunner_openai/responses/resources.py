@@ -25,6 +25,7 @@ from .chat_request import build_chat_request
 from .items import new_id, stored_input_items
 from .objects import assistant_message, base_response, chat_to_response, wants_logprobs
 from .stream import EventStream
+from .tools import ToolMap
 from .validation import page_params, previous_response, read_json, runner_json, validate
 
 
@@ -68,6 +69,7 @@ class ResponsesResource:
             answer = ForcedCallAnswer(answer)
 
         response = base_response(new_id("resp"), data, int(time.time()))
+        tools = ToolMap(data.get("tools"))  # the model's calls as the tools' own items
         store = data.get("store", True) is not False
 
         def keep(done):
@@ -83,9 +85,9 @@ class ResponsesResource:
             resp.content_type = "text/event-stream"
             resp.set_header("Cache-Control", "no-cache")
             resp.set_header("X-Accel-Buffering", "no")
-            resp.stream = iter(EventStream(response, answer, keep, wants_logprobs(data)))
+            resp.stream = iter(EventStream(response, answer, keep, wants_logprobs(data), tools))
             return
-        chat_to_response(response, runner_json(answer), wants_logprobs(data))
+        chat_to_response(response, runner_json(answer), wants_logprobs(data), tools)
         keep(response)
         resp.media = response
 

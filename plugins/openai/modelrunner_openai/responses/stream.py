@@ -2,16 +2,18 @@
 
 The events (``response.created``, ``response.output_item.added``, ``response.output_text.delta``,
 ..., ``response.completed``) are written as they arrive, each with its ``sequence_number``; the
-stream ends with ``data: [DONE]``.
+stream ends with ``data: [DONE]``. A custom tool's call (``tools``) is OpenAI's
+``custom_tool_call`` item, its input sent in one ``response.custom_tool_call_input.delta`` when
+the call ends (the model writes it as a JSON argument, which is read whole).
 """
 
 import json
 
-from modelrunner import StreamError, sse_events
+from modelrunner import StreamError, hide_paths, sse_events
 
 from .items import new_id
-from .objects import (convert_logprobs, finish, function_item, message_item, output_text_part,
-                      reasoning_item)
+from .objects import convert_logprobs, finish, message_item, output_text_part, reasoning_item
+from .tools import ToolMap, custom_input
 
 
 class EventStream:
@@ -23,8 +25,10 @@ class EventStream:
     ``data: [DONE]``.
     """
 
-    def __init__(self, response, answer, on_done, logprobs=False):
+    def __init__(self, response, answer, on_done, logprobs=False, tools=None):
         self.response = response
+        self.tools = tools or ToolMap(None)  # the calls' items (namespaces, custom tools)
+        self.custom_text = {}      # output index -> a custom tool call's arguments so far
         self.answer = answer
         self.on_done = on_done
         self.logprobs = logprobs
@@ -64,7 +68,7 @@ class EventStream:
             self.answer.close()
 
     def _fail(self):
-        message = self.failed
+        message = hide_paths(self.failed)  # no path of this machine in the event or the record
         self.response["status"] = "failed"
         self.response["error"] = {"code": "server_error", "message": message}
         # The specification's ErrorPayload under "error", and OpenAI's flat fields beside it.
@@ -117,6 +121,13 @@ class EventStream:
             self.open_item = None
             yield self.event("response.reasoning.done", item_id=item["id"], output_index=index,
                              content_index=0, text=item["content"][0]["text"])
+        elif item["type"] == "custom_tool_call":
+            item["input"] = custom_input(self.custom_text.pop(index, ""))
+            if item["input"]:
+                yield self.event("response.custom_tool_call_input.delta", item_id=item["id"],
+                                 output_index=index, delta=item["input"])
+            yield self.event("response.custom_tool_call_input.done", item_id=item["id"],
+                             output_index=index, input=item["input"])
         else:
             yield self.event("response.function_call_arguments.done", item_id=item["id"],
                              output_index=index, name=item["name"], arguments=item["arguments"])
@@ -172,16 +183,22 @@ class EventStream:
             if self.open_item:
                 yield from self._close(self.open_item[1], "completed")
             index = len(self.items)
-            item = function_item(new_id("fc"), call.get("id") or new_id("call"),
-                                 fn.get("name") or "", "", status="in_progress")
+            item = self.tools.item(new_id("fc"), call.get("id") or new_id("call"),
+                                   fn.get("name") or "", "", status="in_progress")
             self.items.append(item)
             self.calls[key] = index
             yield self.event("response.output_item.added", output_index=index, item=dict(item))
         index = self.calls[key]
         item = self.items[index]
         if fn.get("name") and not item["name"]:
-            item["name"] = fn["name"]
-        if fn.get("arguments"):
+            named = self.tools.item(item["id"], item["call_id"], fn["name"], "")
+            item["name"] = named["name"]
+            if named.get("namespace"):
+                item["namespace"] = named["namespace"]
+        if fn.get("arguments") and item["type"] == "custom_tool_call":
+            # the model writes {"input": "..."}: the input is sent whole when the call ends
+            self.custom_text[index] = self.custom_text.get(index, "") + fn["arguments"]
+        elif fn.get("arguments"):
             item["arguments"] += fn["arguments"]
             yield self.event("response.function_call_arguments.delta", item_id=item["id"],
                              output_index=index, delta=fn["arguments"])

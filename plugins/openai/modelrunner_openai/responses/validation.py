@@ -9,7 +9,8 @@ request the specification makes invalid is answered 400 in OpenAI's error shape,
 ``param`` at fault and a ``code`` as OpenAI's API names it, rather than answered anyway.
 
 Some valid requests ask for what a local runner cannot do (``background``, ``truncation: "auto"``,
-``item_reference`` items, tools other than functions); those are 400 too, saying so.
+``item_reference`` items, hosted tools other than web search, see ``tools``); those are 400 too,
+saying so.
 
 The type and bound checks themselves (``number``, ``string``, ...) and ``RequestError`` are the
 plugin's ``params``, shared with the chat routes' bounds.
@@ -21,6 +22,7 @@ import re
 from modelrunner import parse_json
 
 from ..params import RequestError, boolean, number, obj, string, type_error
+from .tools import DECLINABLE, flat_name
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -31,6 +33,8 @@ SUMMARIES = ("concise", "detailed", "auto")
 VERBOSITY = ("low", "medium", "high")
 CHOICES = ("none", "auto", "required")
 ROLES = ("user", "assistant", "system", "developer")
+CALL_ITEMS = ("function_call", "function_call_output", "custom_tool_call",
+              "custom_tool_call_output")
 
 # Not in the specification, or not doable by a local runner: named so the client knows.
 UNSUPPORTED = ("conversation", "prompt")
@@ -143,17 +147,19 @@ def _item(item, param):
         if not isinstance(content, (str, list)):
             raise type_error(f"{param}.content", "a string or an array of content parts",
                               content)
-    elif kind in ("function_call", "function_call_output"):
+    elif kind in CALL_ITEMS:
         call_id = item.get("call_id")
         if not isinstance(call_id, str) or not 1 <= len(call_id) <= 64:
             raise RequestError(f"Invalid '{param}.call_id': a string of 1 to 64 characters is "
                                "required.", f"{param}.call_id", code="invalid_value")
-        if kind == "function_call":
+        if kind in ("function_call", "custom_tool_call"):
             if not isinstance(item.get("name"), str) or not NAME_RE.match(item["name"]):
                 raise RequestError(f"Invalid '{param}.name': 1 to 64 letters, digits, '_' or "
                                    "'-' are required.", f"{param}.name", code="invalid_value")
-            if not isinstance(item.get("arguments"), str):
-                raise type_error(f"{param}.arguments", "a string", item.get("arguments"))
+            string(item, "namespace")
+            field = "arguments" if kind == "function_call" else "input"
+            if not isinstance(item.get(field), str):
+                raise type_error(f"{param}.{field}", "a string", item.get(field))
         elif not isinstance(item.get("output"), (str, list)):
             raise type_error(f"{param}.output", "a string or an array of content parts",
                               item.get("output"))
@@ -184,7 +190,8 @@ def _include(data):
 
 
 def _tools(tools):
-    """The function tools' names (``tools`` checked as ``FunctionToolParam``s)."""
+    """The chat function names the request's tools become (``tools`` checked: function and
+    custom tools, namespaces of them, and hosted tools as ``tools`` describes)."""
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -192,27 +199,68 @@ def _tools(tools):
     names = []
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            kind = tool.get("type") if isinstance(tool, dict) else tool
-            raise RequestError(f"only function tools are supported, not {kind!r}", param,
-                               code="unsupported_value")
-        name = tool.get("name")
-        if name is None and isinstance(tool.get("function"), dict):  # chat-completions style
-            name = tool["function"].get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise RequestError(f"Invalid '{param}.name': 1 to 64 letters, digits, '_' or '-' "
-                               "are required.", f"{param}.name", code="invalid_value")
-        string(tool, "description")
-        if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
-            raise type_error(f"{param}.parameters", "an object", tool["parameters"])
-        boolean(tool, "strict")
-        names.append(name)
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or not isinstance(kind, str):
+            raise type_error(param, "a tool object with a type", tool)
+        if kind in ("function", "custom"):
+            names.append(_tool(tool, param))
+        elif kind == "namespace":
+            names.extend(_namespace(tool, param))
+        elif kind not in DECLINABLE:
+            raise RequestError(f"tools of type {kind!r} are not supported by this server (it "
+                               "runs function, custom and namespace tools; web_search is left "
+                               "to the model to decline)", param, code="unsupported_value")
+    return names
+
+
+def _name(tool, param):
+    name = tool.get("name")
+    if name is None and isinstance(tool.get("function"), dict):  # chat-completions style
+        name = tool["function"].get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RequestError(f"Invalid '{param}.name': 1 to 64 letters, digits, '_' or '-' "
+                           "are required.", f"{param}.name", code="invalid_value")
+    return name
+
+
+def _tool(tool, param, namespace=None):
+    """A function or custom tool (``FunctionToolParam``, ``CustomToolParam``); its flat name."""
+    name = _name(tool, param)
+    string(tool, "description")
+    if tool["type"] == "custom":
+        fmt = tool.get("format")
+        if fmt is not None and not (isinstance(fmt, dict)
+                                    and fmt.get("type") in ("text", "grammar")):
+            raise RequestError(f"Invalid '{param}.format': a text or grammar format is "
+                               "required.", f"{param}.format", code="invalid_value")
+    elif tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
+        raise type_error(f"{param}.parameters", "an object", tool["parameters"])
+    boolean(tool, "strict")
+    return flat_name(name, namespace)
+
+
+def _namespace(tool, param):
+    """A ``namespace`` tool: a name and its function and custom tools."""
+    namespace = _name(tool, param)
+    members = tool.get("tools")
+    if not isinstance(members, list) or not members:
+        raise RequestError(f"Invalid '{param}.tools': a namespace needs an array of function "
+                           "or custom tools.", f"{param}.tools", code="invalid_value")
+    names = []
+    for j, member in enumerate(members):
+        where = f"{param}.tools[{j}]"
+        if not isinstance(member, dict) or member.get("type") not in ("function", "custom"):
+            raise RequestError(f"Invalid '{where}': a namespace holds only function and custom "
+                               "tools.", where, code="invalid_value")
+        names.append(_tool(member, where, namespace))
     return names
 
 
 def _choice_name(choice):
-    """The function a ``{"type": "function", ...}`` choice names (Responses or chat style)."""
-    return choice.get("name") or (choice.get("function") or {}).get("name")
+    """The chat function a ``{"type": "function" | "custom", ...}`` choice names (Responses or
+    chat style; a namespace's member by its ``namespace``)."""
+    return flat_name(choice.get("name") or (choice.get("function") or {}).get("name"),
+                     choice.get("namespace"))
 
 
 def _tool_choice(choice, tools):
@@ -229,7 +277,7 @@ def _tool_choice(choice, tools):
         return
     if not isinstance(choice, dict):
         raise type_error("tool_choice", "a string or an object", choice)
-    if choice.get("type") == "function":
+    if choice.get("type") in ("function", "custom"):
         name = _choice_name(choice)
         if name not in tools:
             raise RequestError(f"tool_choice names the function {name!r}, which is not in "
@@ -240,8 +288,8 @@ def _tool_choice(choice, tools):
             raise RequestError("tool_choice.tools must list 1 to 128 tools", "tool_choice.tools",
                                code="invalid_value")
         for entry in allowed:
-            if not isinstance(entry, dict) or entry.get("type") != "function":
-                raise RequestError("tool_choice.tools may name only function tools",
+            if not isinstance(entry, dict) or entry.get("type") not in ("function", "custom"):
+                raise RequestError("tool_choice.tools may name only function and custom tools",
                                    "tool_choice.tools", code="invalid_value")
             if _choice_name(entry) not in tools:
                 raise RequestError(f"tool_choice.tools names the function "
