@@ -135,6 +135,10 @@ def create_app(settings=None, runtime=None):
     app.add_error_handler(ModelRunnerError, handle_modelrunner_error)
     app.add_error_handler(DMRError, handle_dmr_error)
     runtime.hook.register_routes(app=app, runtime=runtime)
+    for name in sorted({getattr(r, "dialect", None) for _, r in router.routes} - {None}
+                       - set(dialects)):
+        # its routes would answer errors in DMR's plain text, not the shape their clients read
+        log.warning("routes name the dialect %r, which no plugin registers", name)
     wsgi = ForwardedPrefix(app, str(runtime.settings.get("root_path", "") or ""),
                            runtime.settings.get("forwarded_allow_ips", "127.0.0.1"))
     wsgi.runtime = runtime

@@ -52,6 +52,16 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _finite(text):
+    """A JSON number too large for a float (``1e400``) is read by Python as infinity, which a
+    dialect's translation then writes as ``Infinity``: not JSON, so the runner answered 500 and
+    the gateway could not read the body it checks for images. Refused here, as the 400 it is."""
+    value = float(text)
+    if value - value != 0:  # inf - inf is nan
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def parse_json(raw, max_depth=MAX_JSON_DEPTH):
     """``json.loads(raw)`` for JSON from a client: any JSON value, or :class:`JSONBodyError` (400)
     when ``raw`` is not JSON or nests deeper than ``max_depth`` levels (``{}`` is one level); its
@@ -67,7 +77,7 @@ def parse_json(raw, max_depth=MAX_JSON_DEPTH):
     else:
         brackets = raw.count("[") + raw.count("{")
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         value, brackets = None, None
     except ValueError as e:  # UnicodeDecodeError included
@@ -108,17 +118,29 @@ def read_json_body(req, required=True):
 IMAGE_PARTS = ("image_url", "input_image", "image")
 
 
-def chat_has_images(chat):
-    """Whether an OpenAI chat body (as a client sent it, or as a dialect translated it) carries
-    an image part: with ``Model.reads_images``, the one check every dialect makes before images
-    reach a runner that cannot read them."""
+def chat_media(chat):
+    """What an OpenAI chat body (as a client sent it, or as a dialect translated it) carries
+    besides text: a set of "images", "audio", "video". With ``Model.reads_images`` (a GGUF reads
+    them only through a multimodal projector), the one check the gateway makes for every dialect
+    before media reach a runner that cannot read them."""
+    kinds = set()
     messages = chat.get("messages") if isinstance(chat, dict) else None
     for message in messages if isinstance(messages, list) else []:
         content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") in IMAGE_PARTS
-                                             for p in content):
-            return True
-    return False
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in IMAGE_PARTS:
+                kinds.add("images")
+            elif kind == "input_audio":
+                kinds.add("audio")
+            elif kind in ("input_video", "video_url"):
+                kinds.add("video")
+    return kinds
+
+
+def chat_has_images(chat):
+    """Whether an OpenAI chat body carries an image part (see :func:`chat_media`)."""
+    return "images" in chat_media(chat)
 
 
 def _part_url(part):

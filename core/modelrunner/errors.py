@@ -78,3 +78,10 @@ class ContextExceeded(ModelRunnerError):
         self.model = model
         self.prompt_tokens = prompt_tokens
         self.context = context
+
+    @property
+    def prompt_over(self):
+        """Whether the prompt alone is longer than the context, both counts known (a dialect
+        words that in its API's own terms; a prompt that fits, with too long an answer asked,
+        keeps the runner's message)."""
+        return bool(self.prompt_tokens and self.context and self.prompt_tokens > self.context)

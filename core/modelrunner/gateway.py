@@ -18,7 +18,7 @@ import re
 import time
 
 from . import reference as refs
-from .bodies import chat_has_images, parse_json, remote_image_urls
+from .bodies import chat_media, parse_json, remote_image_urls
 from .errors import ModelRunnerError, Unsupported
 from .settings import truthy
 from .engines import EngineError, select_engine
@@ -139,8 +139,7 @@ class Gateway:
 
     def preload(self, model_name, engine=None, mode="completion", keep_alive=None):
         """X-Preload-Only: load the model, answer nothing else."""
-        model = self.find_model(model_name)
-        engine = self.engine_for(model, engine)
+        model, engine, mode = self.check(model_name, None, b"", engine, mode)
         lease = self.acquire(model, engine, mode, keep_alive)
         self._release_quietly(lease)
         return lease.load_seconds or 0.0
@@ -151,13 +150,7 @@ class Gateway:
         """Send ``body`` (bytes) to the runner for ``model_name`` at ``path``; return the answer.
         A runner's error answer is raised (``streams.runner_error``) unless ``raise_for_status``
         is False."""
-        model = self.find_model(model_name)
-        engine = self.engine_for(model, engine)
-        mode = mode or MODE_BY_PATH.get(path, "completion")
-        if mode not in engine.modes:
-            raise Unsupported(model_name, CAPABILITY_BY_MODE.get(mode, mode),
-                              f"the {engine.name} engine that serves it does not")
-        self._check_media(model, model_name, body)
+        model, engine, mode = self.check(model_name, path, body, engine, mode)
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
                                path=path, dialect=dialect, request=request, body=body,
                                observed=observed)
@@ -206,20 +199,40 @@ class Gateway:
             return e
         return runner_error(model_name, answer.status, raw)
 
+    def check(self, model_name, path, body, engine=None, mode=None):
+        """``(model, engine, mode)`` for a request, after the checks every dialect needs before
+        anything loads: the model exists, an engine serves its format and has the request's mode
+        (else ``Unsupported``), and its media are ones the model reads and the runner will not
+        download (:meth:`_check_media`). ``open`` and ``preload`` make them; a dialect that must
+        change something before it sends (Ollama's num_ctx reloads a runner) calls it first."""
+        model = self.find_model(model_name)
+        engine = self.engine_for(model, engine)
+        mode = mode or MODE_BY_PATH.get(path, "completion")
+        if mode not in engine.modes:
+            raise Unsupported(model_name, CAPABILITY_BY_MODE.get(mode, mode),
+                              f"the {engine.name} engine that serves it does not")
+        self._check_media(model, model_name, body)
+        return model, engine, mode
+
     def _check_media(self, model, model_name, body):
-        """400 for images sent to a model that cannot read them (``Model.reads_images``: a GGUF
-        without a multimodal projector, whose runner would answer 500 after loading), and for
-        media the runner would download (see ``remote_image_urls``). The body is parsed only
-        when it may have a media part, which a text chat never has (a key or type spelled with
-        JSON escapes, "image\\u005furl", is one too: the runner reads it as such)."""
+        """400 for images, audio or video sent to a model that cannot read them
+        (``Model.reads_images``: a GGUF without a multimodal projector, whose runner would
+        answer 500 after loading), and for media the runner would download (see
+        ``remote_image_urls``). The body is parsed only when it may have a media part, which a
+        text chat never has (a key or type spelled with JSON escapes, "image\\u005furl", is one
+        too: the runner reads it as such). A body that may carry media but cannot be read is
+        refused: the check must never be skipped by a body it cannot parse."""
         if not (any(name in body for name in _MEDIA_NAMES) or _ASCII_ESCAPE.search(body)):
             return
         try:
             chat = parse_json(body)
-        except ValueError:
-            return  # the dialect already read it; not this check's business
-        if not model.reads_images and chat_has_images(chat):
-            raise Unsupported(model_name, "images", "it has no multimodal projector (package "
+        except ValueError as e:
+            raise GatewayError(f"invalid JSON body: {e}", status=400,
+                               kind="invalid_request_error") from None
+        kinds = chat_media(chat)
+        if kinds and not model.reads_images:
+            kind = "images" if "images" in kinds else sorted(kinds)[0]
+            raise Unsupported(model_name, kind, "it has no multimodal projector (package "
                               "one with `model package --mmproj FILE`)", param="messages")
         if truthy(self.runtime.settings.get("allow_image_urls", False)):
             return

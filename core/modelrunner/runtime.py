@@ -77,6 +77,13 @@ class Runtime:
                                  request=request, observed=observed,
                                  raise_for_status=raise_for_status)
 
+    def check(self, model_name, path, body=b"", engine=None, mode=None):
+        """Raise what ``open`` would raise before anything loads (no such model, no engine or
+        mode for it, media it cannot read or that the runner would download), without sending:
+        for a dialect that must change something first (a context to reload with). Returns
+        ``(model, engine, mode)``."""
+        return self.gateway.check(model_name, path, body, engine, mode)
+
     def preload(self, model_name, engine=None, mode="completion", keep_alive=None):
         """Load a model's runner and answer nothing else (``X-Preload-Only``); returns the
         seconds this call waited for a load (0.0 when the runner was already loaded)."""

@@ -35,10 +35,20 @@ def runner_error_message(raw):
     return str(error or data)
 
 
-# llama-server's error type for a prompt over the context; vLLM's message for the same
+# llama-server's error type for a prompt over the context
 _LLAMA_CONTEXT_ERROR = "exceed_context_size_error"
-_VLLM_CONTEXT = re.compile(r"maximum context length is (\d+) tokens.*?(?:requested|resulted in|"
-                           r"contains) (\d+)", re.S)
+# vLLM's messages for the same, across its versions: (pattern, group of the prompt's tokens);
+# group 1 is always the context. "requested N tokens (P in the messages, C in the completion)"
+# counts the completion too: the prompt is P.
+_VLLM_CONTEXT = [
+    (re.compile(r"maximum context length is (\d+) tokens.*?your request has (\d+) input tokens",
+                re.S), 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S), 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?your prompt contains at least (\d+)",
+                re.S), 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) "
+                r"tokens", re.S), 2),
+]
 
 
 def runner_error(model, status, raw):
@@ -57,9 +67,13 @@ def runner_error(model, status, raw):
         pass
     if isinstance(error, dict) and error.get("type") == _LLAMA_CONTEXT_ERROR:
         return ContextExceeded(model, _int(error.get("n_prompt_tokens")), _int(error.get("n_ctx")))
-    found = _VLLM_CONTEXT.search(message) if status == 400 else None
-    if found:
-        return ContextExceeded(model, int(found.group(2)), int(found.group(1)))
+    for pattern, prompt in _VLLM_CONTEXT if status == 400 else ():
+        found = pattern.search(message)
+        if found:
+            tokens, context = int(found.group(prompt)), int(found.group(1))
+            # a prompt that fits, with too many tokens asked for the answer: vLLM's own words
+            return ContextExceeded(model, tokens, context,
+                                   message=None if tokens > context else message)
     return GatewayError(message, status=status)
 
 

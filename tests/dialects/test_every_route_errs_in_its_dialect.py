@@ -49,8 +49,13 @@ def _dialect_routes(app):
 
 
 def _conforms(dialect, answer, where):
-    schema, name = ERROR_SCHEMAS[dialect]
+    """The answer is the dialect's error: checked against the official schema for the APIs we
+    match; another installed plugin's dialect (an example's) must at least be its own JSON."""
     assert answer.headers["content-type"].startswith("application/json"), where
+    if dialect not in ERROR_SCHEMAS:
+        assert isinstance(json.loads(answer.content), dict), where
+        return
+    schema, name = ERROR_SCHEMAS[dialect]
     Schemas(schema).conforms(name, json.loads(answer.content), where)
 
 
@@ -62,7 +67,8 @@ def walk(tmp_path_factory):
 
 def test_each_dialect_plugin_has_routes_and_an_error_renderer(walk):
     app, routes = walk
-    assert {dialect for _, _, dialect in routes} == set(ERROR_SCHEMAS) == set(app.dialects)
+    named = {dialect for _, _, dialect in routes}
+    assert set(ERROR_SCHEMAS) <= named and named <= set(app.dialects)  # each has its renderer
     # the routes a user of each API expects are among them
     paths = {path for path, _, _ in routes}
     assert {"/v1/chat/completions", "/engines/llama.cpp/v1/embeddings", "/v1/responses",

@@ -53,7 +53,7 @@ class AnthropicDialect(Dialect):
 
     def error_body(self, error):
         message = str(error)
-        if isinstance(error, ContextExceeded) and error.prompt_tokens and error.context:
+        if isinstance(error, ContextExceeded) and error.prompt_over:
             # Anthropic's own words for it, which agents match to compact their history
             message = f"prompt is too long: {error.prompt_tokens} tokens > {error.context} maximum"
         return error_body(error.status, message, error.kind)

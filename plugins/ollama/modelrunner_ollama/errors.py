@@ -31,7 +31,7 @@ class OllamaDialect(Dialect):
         message = str(error)
         if isinstance(error, Unsupported):
             message = f"{error.model} does not support {error.capability}"  # Ollama's words
-        elif isinstance(error, ContextExceeded) and error.prompt_tokens and error.context:
+        elif isinstance(error, ContextExceeded) and error.prompt_over:
             message = (f"the input length exceeds the context length ({error.prompt_tokens} "
                        f"tokens; the context is {error.context})")
         return error_body(message)

@@ -24,14 +24,16 @@ from .util import keep_alive_value, model_name, now_iso, ns, read_json
 
 class Prepared:
     """What ``Base.prepare`` found: the model, its engine and settings, the merged options, the
-    keep-alive to apply, ``limit`` (a context to hold this request to, None for the runner's)
-    and ``load`` (seconds ``prepare`` waited for a load)."""
+    keep-alive to apply, the caller, the num_ctx asked (``wanted``) and the model's own
+    (``stored``); after ``Base.fit_context``, ``limit`` (a context to hold this request to, None
+    for the runner's) and ``load`` (seconds it waited for a load)."""
 
     def __init__(self, name, model, engine, settings, options, keep_alive, keep_seconds,
-                 limit, load):
+                 who, wanted, stored):
         self.name, self.model, self.engine, self.settings = name, model, engine, settings
         self.options, self.keep_alive, self.keep_seconds = options, keep_alive, keep_seconds
-        self.limit, self.load = limit, load
+        self.who, self.wanted, self.stored = who, wanted, stored
+        self.limit, self.load = None, 0.0
 
 
 def _gateway_error(e, name):
@@ -149,7 +151,9 @@ class Base:
 
     def prepare(self, req, body, mode):
         """What every inference request does first: find the model and its engine, merge the
-        options, and apply num_ctx and keep_alive as the caller may (``context``)."""
+        options, and read num_ctx and keep_alive as the caller may (``context``). Nothing is
+        changed yet: ``fit_context`` applies num_ctx once the request passed the gateway's
+        checks (a refused request must not reload a runner others use)."""
         if mode == "completion":  # /api/chat and /api/generate
             convert.check_top_logprobs(body)
         name = model_name(body)
@@ -165,18 +169,29 @@ class Base:
         keep_alive, keep_seconds = context.keep_alive_for(who, *keep_alive_value(body))
         wanted = convert.num_ctx(asked)
         stored = convert.num_ctx(settings.get("parameters") or {})
-        if who.may_change_state:
-            self.ensure_context(model, engine, mode, wanted or stored)
-            limit, load = None, 0.0
-        else:
-            # the model's own num_ctx is the operator's (/api/create), applied as for anyone;
-            # the request's own is held to within the runner's context (modelrunner_ollama
-            # .context)
-            self.ensure_context(model, engine, mode, stored)
-            limit, load = (None, 0.0) if wanted is None else context.request_limit(
-                self.runtime, model, engine, mode, min(wanted, model_max_context(model) or wanted))
         return Prepared(name, model, engine, settings, options, keep_alive, keep_seconds,
-                        limit, load)
+                        who, wanted, stored)
+
+    def fit_context(self, p, mode, path=None, payload=None):
+        """Check the request as the gateway will (``runtime.check``: media the model cannot
+        read, a mode its engine lacks), then apply num_ctx: for a caller who may change the
+        server, the runner's context; for others, the model's own num_ctx (the operator's,
+        /api/create) and a limit this request is held to (modelrunner_ollama.context)."""
+        if path is not None:
+            try:
+                self.runtime.check(p.name, path, json.dumps(payload).encode(), p.engine.name,
+                                   mode)
+            except GatewayError as e:
+                raise _gateway_error(e, p.name) from None
+        model, engine = p.model, p.engine
+        if p.who.may_change_state:
+            self.ensure_context(model, engine, mode, p.wanted or p.stored)
+            return
+        self.ensure_context(model, engine, mode, p.stored)
+        if p.wanted is not None:
+            p.limit, p.load = context.request_limit(
+                self.runtime, model, engine, mode,
+                min(p.wanted, model_max_context(model) or p.wanted))
 
     def ensure_context(self, model, engine, mode, wanted):
         """num_ctx different from the configured context reconfigures (an idle runner reloads).
@@ -246,6 +261,7 @@ class ChatLike(Base):
         p = self.prepare(req, body, "completion")
         name, model, engine = p.name, p.model, p.engine
         request = self.build(body, name, model, p.settings, p.options)
+        self.fit_context(p, "completion", *(request or ()))
         if request is None:  # nothing to generate: load or unload
             reason, load = self.load_or_unload(model, engine, "completion", p.keep_alive,
                                                p.keep_seconds)
@@ -418,6 +434,7 @@ class EmbedResource(Base):
             inputs = []
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise OllamaError(400, "input must be a string or a list of strings")
+        self.fit_context(p, "embedding", "/v1/embeddings", {"model": name, "input": inputs})
         if not inputs:
             reason, load = self.load_or_unload(model, engine, "embedding", keep_alive,
                                                p.keep_seconds)

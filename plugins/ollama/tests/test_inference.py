@@ -173,8 +173,10 @@ def test_a_num_ctx_that_is_no_whole_number_is_400_and_reloads_nothing(server):
                        headers={"Content-Type": "application/json"},
                        content=f'{{"model": "{MODEL}", "prompt": "hi", "stream": false, '
                                f'"options": {{"num_ctx": {value}, "num_predict": 2}}}}')
-        # Infinity is no JSON at all: the body reader refuses it before the option is read
-        named = "Infinity is not a JSON value" if "Infinity" in value else "num_ctx"
+        # Infinity is no JSON at all and 1e400 no float: the body reader refuses them before
+        # the option is read
+        named = ("Infinity is not a JSON value" if "Infinity" in value else
+                 "1e400 is out of range" if value == "1e400" else "num_ctx")
         assert r.status_code == 400 and named in r.json()["error"], (value, r.text)
 
 

@@ -34,7 +34,7 @@ class OpenAIDialect(Dialect):
 
     def error_body(self, error):
         message = str(error)
-        if isinstance(error, ContextExceeded) and error.prompt_tokens and error.context:
+        if isinstance(error, ContextExceeded) and error.prompt_over:
             # OpenAI's own words for it (clients and agents match them to trim their history)
             message = (f"This model's maximum context length is {error.context} tokens. However, "
                        f"your messages resulted in {error.prompt_tokens} tokens. Please reduce "
