@@ -124,3 +124,19 @@ def test_bad_format_packaging_is_a_one_line_error_and_stores_nothing(srv, table,
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert srv.model("ls", "-q").stdout == before
 
+
+def test_a_format_model_pushes_and_pulls_back_as_the_same_model(srv, table, tmp_path):
+    from plugins.oci.tests.oci_registry import start_registry, stop_registry
+    registry = start_registry(tmp_path / "registry")
+    try:
+        ref = f"{registry.host}/tests/faq:v1"
+        srv.model("package", "--format", "faq", "--file", str(table), ref)
+        before = json.loads(srv.model("inspect", ref).stdout)
+        srv.model("push", ref)
+        srv.model("rm", ref)
+        srv.model("pull", ref)
+        after = json.loads(srv.model("inspect", ref).stdout)
+        assert (after["id"], after["config"]) == (before["id"], before["config"])
+        assert after["config"]["format"] == "faq"
+    finally:
+        stop_registry(registry)
