@@ -35,8 +35,11 @@ def runner_error_message(raw):
     return str(error or data)
 
 
-# llama-server's error type for a prompt over the context
+# llama-server's error type for a prompt over the context, and its 500 for an embedding input
+# longer than its physical batch
 _LLAMA_CONTEXT_ERROR = "exceed_context_size_error"
+_LLAMA_BATCH = re.compile(r"input \((\d+) tokens\) is too large to process.*?current batch "
+                          r"size: (\d+)", re.S)
 # vLLM's messages for the same, across its versions: (pattern, group of the prompt's tokens);
 # group 1 is always the context. "requested N tokens (P in the messages, C in the completion)"
 # counts the completion too: the prompt is P.
@@ -67,6 +70,9 @@ def runner_error(model, status, raw):
         pass
     if isinstance(error, dict) and error.get("type") == _LLAMA_CONTEXT_ERROR:
         return ContextExceeded(model, _int(error.get("n_prompt_tokens")), _int(error.get("n_ctx")))
+    found = _LLAMA_BATCH.search(message)
+    if found:  # an input longer than an embedding runner's batch: the caller's to shorten
+        return ContextExceeded(model, int(found.group(1)), int(found.group(2)))
     for pattern, prompt in _VLLM_CONTEXT if status == 400 else ():
         found = pattern.search(message)
         if found:

@@ -104,3 +104,11 @@ def test_vllm_context_errors_count_the_prompt_not_the_answer(message, prompt, ov
     assert error.prompt_over is over
     if not over:  # the prompt fits: the runner's own words, never "prompt is too long"
         assert str(error) == message
+
+
+def test_an_embedding_input_longer_than_a_default_batch_is_embedded(server):
+    """601 tokens with a context of 8192 was a 500 "increase the physical batch size" (a knob
+    the client cannot turn): the runner's batch is now its context (llamacpp args.py)."""
+    client = openai.OpenAI(base_url=server.url + "/engines/v1", api_key="x", max_retries=0)
+    answer = client.embeddings.create(model=MODEL, input="hi " * 600)
+    assert answer.usage.prompt_tokens > 512 and len(answer.data[0].embedding) > 0

@@ -221,6 +221,26 @@ def template_args(choice, bundle, has):
     return jinja
 
 
+# the largest physical batch an embedding or reranking runner gets (its compute buffer grows
+# with it): inputs up to this many tokens, however large the context
+EMBEDDING_BATCH_MAX = 8192
+
+
+def embedding_batch_args(config, the_plan, batch=None):
+    """``--batch-size N --ubatch-size N`` for an embedding or reranking runner: llama-server
+    embeds an input in one physical batch (512 tokens by default), and answered 500 "input (601
+    tokens) is too large to process. increase the physical batch size" for an input that fits
+    the context. N is the context per slot, at most :data:`EMBEDDING_BATCH_MAX`; none when the
+    user set a batch size (setting or runtime flag) or the context is the runner's own."""
+    context = the_plan["context"]
+    if config.mode not in ("embedding", "reranking") or not context or batch:
+        return []
+    if any(flag in the_plan["rest"] for flag in ("--batch-size", "-b", "--ubatch-size", "-ub")):
+        return []
+    size = str(min(context, EMBEDDING_BATCH_MAX))
+    return ["--batch-size", size, "--ubatch-size", size]
+
+
 def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, has_pooling=True,
                slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None, meta=None,
                tokens=()):
@@ -267,6 +287,7 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     batch = engine_args.as_int(batch_size)
     if batch:
         argv += ["--batch-size", str(batch)]
+    argv += embedding_batch_args(config, the_plan, batch)
     if not engine_args.truthy(mmap):
         # Newer llama-server replaced --no-mmap with --load-mode.
         argv += ["--load-mode", "none"] if has("--load-mode") else ["--no-mmap"]

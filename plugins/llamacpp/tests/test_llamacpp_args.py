@@ -131,3 +131,22 @@ def test_a_configured_draft_model_runs_speculative_decoding(bundle, tmp_path):
     bundle.draft = None
     assert "--model-draft" not in build_argv("llama-server", bundle, config, "unix:///r.sock",
                                              has=everything)
+
+
+def test_an_embedding_runner_embeds_an_input_as_long_as_its_context(bundle):
+    """llama-server embeds an input in one physical batch (512 tokens by default): a 601-token
+    input to a runner with a 2048 context was a 500 "increase the physical batch size"."""
+    for mode in ("embedding", "reranking"):
+        argv = build_argv("llama-server", bundle, RunnerConfig(mode=mode, context_size=2048),
+                          "unix:///tmp/r.sock", has=everything)
+        assert value(argv, "--batch-size") == value(argv, "--ubatch-size") == "2048"
+    huge = build_argv("llama-server", bundle, RunnerConfig(mode="embedding", context_size=131072),
+                      "unix:///tmp/r.sock", has=everything)
+    assert value(huge, "--ubatch-size") == "8192"  # the compute buffer grows with it
+    chat = build_argv("llama-server", bundle, RunnerConfig(context_size=2048),
+                      "unix:///tmp/r.sock", has=everything)
+    assert "--ubatch-size" not in chat
+    own = build_argv("llama-server", bundle, RunnerConfig(mode="embedding", context_size=2048,
+                                                          runtime_flags=["-ub", "1024"]),
+                     "unix:///tmp/r.sock", has=everything)
+    assert own.count("-ub") == 1 and "--ubatch-size" not in own  # the user's own batch wins
