@@ -1,0 +1,79 @@
+"""What the OpenAI-dialect agent tests (Codex CLI, opencode) share: a server with SmolLM2 packaged
+with a context that holds an agent's prompt, and a recording proxy between agent and server.
+
+Their prompts, measured with SmolLM2 (whose chat template renders no tools, so the tools' JSON
+costs nothing): Codex CLI 0.171's first request is 40 KB (21 KB of instructions and context
+messages, 19 KB of tools), 4,553 prompt tokens; opencode 1.18's is 31 KB (10 KB of messages,
+21 KB of tools), 2,211 tokens. 16,384 tokens hold that and the turns after it; SmolLM2 was trained
+on 8,192, so what it says past that is poor, but nothing is cut or refused.
+"""
+
+import http.server
+import threading
+
+import httpx
+import pytest
+
+from modelrunner.testing import Server
+
+MODEL = "ai/smollm2-agent"
+CONTEXT = 16384
+
+
+class RecordingProxy(http.server.ThreadingHTTPServer):
+    """Forwards every request to ``upstream`` and keeps ``{method, path, headers, body, status}``
+    of each: what the agent really sends, for the replay."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.exchanges = []
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def posts(self, suffix):
+        """The POSTs to a path ending with ``suffix`` (the query left out)."""
+        return [e for e in self.exchanges
+                if e["method"] == "POST" and e["path"].split("?")[0].endswith(suffix)]
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "content-length", "accept-encoding", "connection")}
+        exchange = {"method": self.command, "path": self.path, "headers": headers, "body": body}
+        self.server.exchanges.append(exchange)
+        with httpx.stream(self.command, self.server.upstream + self.path, content=body,
+                          headers=headers, timeout=900) as answer:
+            exchange["status"] = answer.status_code
+            self.send_response(answer.status_code)
+            for key, value in answer.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection",
+                                       "content-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for chunk in answer.iter_bytes():
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+
+    do_GET = do_POST
+
+
+@pytest.fixture(scope="module")
+def agent_server(tmp_path_factory, smollm2):
+    srv = Server(tmp_path_factory.mktemp("agents") / "models").start()
+    srv.package(smollm2, MODEL, "--context-size", str(CONTEXT))
+    yield srv
+    srv.stop()
