@@ -106,3 +106,17 @@ def test_codex_request_replayed_with_a_tool_result_answers_by_the_specification(
         response = answer.json()
         assert response["status"] in ("completed", "incomplete") and response["output"]
         assert response["usage"]["input_tokens"] > 4000  # Codex's whole prompt reached the model
+
+
+def test_codex_prompt_over_the_models_context_is_context_length_exceeded(
+        codex_turn, agent_server, smollm2):  # noqa: F811
+    """A prompt longer than the model's context is OpenAI's ``context_length_exceeded`` (400,
+    ``param`` input), which Codex reads to compact and retry: never a 500 nor a cut prompt."""
+    _, proxy = codex_turn
+    agent_server.package(smollm2, "ai/smollm2-short", "--context-size", "2048")
+    body = {**json.loads(proxy.posts("/v1/responses")[0]["body"]), "model": "ai/smollm2-short"}
+    answer = httpx.post(agent_server.url + "/v1/responses", json=body, timeout=900)
+    assert answer.status_code == 400, answer.text
+    answer_conforms("POST", "/v1/responses", 400, answer.headers["content-type"], answer.content)
+    error = answer.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "input"

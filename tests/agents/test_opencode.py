@@ -120,3 +120,22 @@ def test_opencode_request_replayed_with_a_tool_result_answers_by_openais_schema(
     else:
         assert parsed["choices"][0]["message"]["role"] == "assistant"
         assert parsed["usage"]["prompt_tokens"] > 2000  # opencode's whole prompt reached it
+
+
+def test_opencode_request_with_a_forced_call_streams_the_call_as_tool_call_deltas(
+        opencode_turn, agent_server):  # noqa: F811
+    """opencode reads a tool call from streamed ``delta.tool_calls``: its real request, the model
+    made to call (SmolLM2 does not call by itself), streams one call of one of its tools."""
+    _, proxy = opencode_turn
+    body = {**turn_request(proxy), "tool_choice": "required", "max_tokens": 96}
+    answer = httpx.post(agent_server.url + "/v1/chat/completions", json=body, timeout=900,
+                        headers={"Authorization": "Bearer unused"})
+    assert answer.status_code == 200, answer.text
+    chunks = answer_conforms("POST", "/v1/chat/completions", answer.status_code,
+                             answer.headers["content-type"], answer.content)
+    calls = [call for chunk in chunks for choice in chunk["choices"]
+             for call in choice["delta"].get("tool_calls") or []]
+    names = {call["function"]["name"] for call in calls if call["function"].get("name")}
+    assert len(names) == 1 and names <= {t["function"]["name"] for t in body["tools"]}
+    assert [c["finish_reason"] for chunk in chunks for c in chunk["choices"]
+            if c["finish_reason"]] == ["tool_calls"]
