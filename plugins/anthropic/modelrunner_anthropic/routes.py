@@ -5,22 +5,28 @@ request inspector see them under the dialect "anthropic"); translate.py does the
 Errors are raised as ``ModelRunnerError``; the resources say ``dialect = "anthropic"``, so the
 app gives them Anthropic's shape (errors.AnthropicDialect). What the model cannot do (images
 without a projector, a prompt over its context) the gateway finds, for every dialect.
+
+fields.py says which request fields exist. The ``?beta=true`` query Claude Code adds and the
+``anthropic-beta`` header name Anthropic's betas: every field those betas add that this server
+serves is served whether or not its beta is named, so both are read by nothing.
 """
 
 import json
 
 from modelrunner import ModelRunnerError, StreamError, read_json_body, sse_events
 
-from . import translate
+from . import fields, translate
 from .errors import sse_error
 
 DIALECT = "anthropic"
 
 
-def _open(runtime, req, model, path, payload, engine=None):
-    """The runner's answer to ``payload``; a runner's error answer is raised with its status."""
+def _open(runtime, req, model, path, payload, engine=None, observed=True):
+    """The runner's answer to ``payload``; a runner's error answer is raised with its status.
+    ``observed`` False for a helper call that is not the client's request (one count_tokens is
+    one record in the inspector and /metrics, not two)."""
     return runtime.open(model, path, json.dumps(payload).encode(), engine=engine,
-                        mode="completion", dialect=DIALECT, request=req)
+                        mode="completion", dialect=DIALECT, request=req, observed=observed)
 
 
 def _read_json(answer):
@@ -43,17 +49,20 @@ class MessagesResource:
 
     def on_post(self, req, resp, engine=None):
         body = read_json_body(req)
+        fields.check(body)
         chat, forced = translate.chat_request(body)
         model = body["model"]
         answer = _open(self.runtime, req, model, "/v1/chat/completions", chat, engine)
         stops = chat.get("stop")
+        thinking = translate.thinking_shown(body)
         if not chat.get("stream"):
-            resp.media = translate.message(_read_json(answer), model, forced, stops)
+            resp.media = translate.message(_read_json(answer), model, forced, stops, thinking)
             return
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = _events(answer, translate.StreamTranslator(model, forced, stops))
+        resp.stream = _events(answer, translate.StreamTranslator(model, forced, stops,
+                                                                  thinking))
 
 
 def _events(answer, translator):
@@ -84,13 +93,14 @@ class CountTokensResource:
 
     def on_post(self, req, resp, engine=None):
         body = read_json_body(req)
+        fields.check_count(body)
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise translate.invalid("model: Field required")
         model = body["model"]
         prompt = translate.prompt_request(body)
         try:
             templated = _read_json(_open(self.runtime, req, model, "/apply-template", prompt,
-                                         engine))
+                                         engine, observed=False))
         except ModelRunnerError as e:
             if e.status != 404:
                 raise

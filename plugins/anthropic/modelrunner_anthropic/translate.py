@@ -133,30 +133,61 @@ def _assistant_message(content):
     return message
 
 
+def _system_text(content, where):
+    if not isinstance(content, (str, list)):
+        raise invalid(f"{where} must be a string or a list of text blocks")
+    return _text(content)
+
+
 def chat_messages(body):
-    """The OpenAI chat messages of a Messages request (system first)."""
+    """The OpenAI chat messages of a Messages request: one system message first, then the turns.
+
+    System-role messages (Claude Code sends its environment as one, after the user's first
+    turn) join the top-level ``system`` in the order they come: many chat templates take a
+    system message only first, and a runner has no other place for instructions."""
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise invalid("messages: Field required (a list)")
-    out = []
-    system = _text(body.get("system"))
-    if system:
-        out.append({"role": "system", "content": system})
-    for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise invalid("messages[].role must be 'user' or 'assistant'")
-        if m["role"] == "user":
+    systems, out = [], []
+    if body.get("system") is not None:
+        systems.append(_system_text(body["system"], "system"))
+    for i, m in enumerate(messages):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role == "system":
+            systems.append(_system_text(m.get("content"), f"messages.{i}.content"))
+        elif role == "user":
             out.extend(_user_messages(m.get("content")))
-        else:
+        elif role == "assistant":
             out.append(_assistant_message(m.get("content")))
-    return out
+        else:
+            raise invalid(f"messages.{i}.role must be 'user', 'assistant' or 'system'")
+    system = "\n\n".join(t for t in systems if t)
+    return ([{"role": "system", "content": system}] if system else []) + out
 
 
-def chat_tools(tools):
+def referenced_tools(body):
+    """Names of the tools a tool search loaded: ``tool_reference`` blocks in tool results."""
+    names = set()
+    for m in body.get("messages") or []:
+        content = m.get("content") if isinstance(m, dict) else None
+        for block in content if isinstance(content, list) else []:
+            inner = block.get("content") if isinstance(block, dict) else None
+            for ref in inner if isinstance(inner, list) else []:
+                if isinstance(ref, dict) and ref.get("type") == "tool_reference":
+                    names.add(ref.get("tool_name"))
+    return names
+
+
+def chat_tools(tools, loaded=()):
+    """The runner's function tools. A tool with ``defer_loading`` stays out of the prompt until
+    a tool search loads it (a ``tool_reference`` to it in a tool result), as Anthropic's API
+    does: Claude Code sends its rarely used tools that way, behind its ToolSearch tool."""
     out = []
     for tool in tools or []:
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise invalid("tools[] need a name")
+        if tool.get("defer_loading") and tool["name"] not in loaded:
+            continue
         out.append({"type": "function", "function": {
             "name": tool["name"], "description": tool.get("description", ""),
             "parameters": tool.get("input_schema") or {"type": "object"}}})
@@ -182,23 +213,73 @@ def forced_tools(body):
     return None
 
 
+THINKING = ("enabled", "adaptive", "disabled", "between_tools")
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
 def _thinking(body, chat):
+    """``thinking`` on the runner's reasoning controls: ``enabled`` turns a reasoning model's
+    thinking on (its budget as llama-server's ``thinking_budget_tokens``), ``disabled`` off;
+    ``adaptive`` and ``between_tools`` leave it to the model, as they do on Anthropic's."""
     thinking = body.get("thinking")
-    if not isinstance(thinking, dict):
+    if thinking is None:
         return
-    if thinking.get("type") == "enabled":
+    if not isinstance(thinking, dict) or thinking.get("type") not in THINKING:
+        raise invalid("thinking.type must be one of " + ", ".join(map(repr, THINKING)))
+    if thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise invalid("thinking.budget_tokens: a positive integer is required")
         chat["chat_template_kwargs"] = {"enable_thinking": True}
-        if isinstance(thinking.get("budget_tokens"), int):
-            chat["thinking_budget_tokens"] = thinking["budget_tokens"]
-    elif thinking.get("type") == "disabled":
+        chat["thinking_budget_tokens"] = budget
+    elif thinking["type"] == "disabled":
         chat["chat_template_kwargs"] = {"enable_thinking": False}
+
+
+def thinking_shown(body):
+    """False when the request asks for thinking ``display: "omitted"``: the answer then has
+    no thinking text (Anthropic sends an empty block with a signature; a runner has none to
+    give, so no block)."""
+    thinking = body.get("thinking")
+    return not (isinstance(thinking, dict) and thinking.get("display") == "omitted")
+
+
+def output_format(body):
+    """The JSON schema an answer must follow (``output_config.format``, or the older beta's
+    top-level ``output_format``), or None."""
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise invalid("output_config must be an object")
+    fmt = (config or {}).get("format") or body.get("output_format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" \
+            or not isinstance(fmt.get("schema"), dict):
+        raise invalid("output_config.format must be {\"type\": \"json_schema\", \"schema\": {...}}")
+    return fmt["schema"]
+
+
+def _output_config(body, chat):
+    """``output_config.effort`` as the runner's ``reasoning_effort`` (its levels above
+    "high" as "high", the highest a runner has); ``format`` as a JSON-schema response_format
+    (which a forced tool choice's call format replaces: the call is the answer then)."""
+    schema = output_format(body)  # checks output_config is an object
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise invalid("output_config.effort must be one of " + ", ".join(EFFORTS))
+        chat["reasoning_effort"] = EFFORTS[effort]
+    if schema is not None:
+        chat["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "output", "schema": schema}}
 
 
 def prompt_request(body):
     """The chat request that fixes the prompt (messages, tools, template kwargs), for counting."""
     chat = {"messages": chat_messages(body)}
-    if body.get("tools"):
-        chat["tools"] = chat_tools(body["tools"])
+    tools = chat_tools(body.get("tools"), referenced_tools(body))
+    if tools:
+        chat["tools"] = tools
     _thinking(body, chat)
     return chat
 
@@ -225,6 +306,7 @@ def chat_request(body):
     user = (body.get("metadata") or {}).get("user_id")
     if isinstance(user, str):
         chat["user"] = user
+    _output_config(body, chat)
     forced = forced_tools(body)
     choice = (body.get("tool_choice") or {}).get("type")
     if forced:
@@ -324,12 +406,13 @@ def tool_use_block(call_id, name, tool_input):
             "caller": {"type": "direct"}}
 
 
-def message(completion, model, forced=None, stops=None):
-    """Anthropic's message object for a whole chat completion."""
+def message(completion, model, forced=None, stops=None, thinking=True):
+    """Anthropic's message object for a whole chat completion (``thinking``: whether its
+    thinking text is shown, see ``thinking_shown``)."""
     choice = (completion.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
     content = []
-    if msg.get("reasoning_content"):
+    if thinking and msg.get("reasoning_content"):
         content.append({"type": "thinking", "thinking": msg["reasoning_content"],
                         "signature": ""})
     call = parse_forced(msg.get("content")) if forced else None
@@ -362,8 +445,9 @@ class StreamTranslator:
     tool choice holds the text back and sends the call as one tool_use block at the end.
     """
 
-    def __init__(self, model, forced=None, stops=None):
+    def __init__(self, model, forced=None, stops=None, thinking=True):
         self.model = model
+        self.thinking = thinking
         self.forced = forced
         self.stops = stops
         self.index = -1
@@ -411,7 +495,7 @@ class StreamTranslator:
             self.stop_word = verbose_word
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
+            if self.thinking and delta.get("reasoning_content"):
                 if self.open != "thinking":
                     events += self._block("thinking", {"type": "thinking", "thinking": "",
                                                        "signature": ""})
