@@ -12,7 +12,6 @@ import http.server
 import threading
 
 import httpx
-import pytest
 
 from modelrunner.testing import Server
 
@@ -71,9 +70,12 @@ class _Forward(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST
 
 
-@pytest.fixture(scope="module")
-def agent_server(tmp_path_factory, smollm2):
+def serve_agent_model(tmp_path_factory, smollm2):
+    """A server with SmolLM2 packaged as MODEL with CONTEXT tokens, stopped at the end (a test
+    module's fixture: ``yield from serve_agent_model(tmp_path_factory, smollm2)``)."""
     srv = Server(tmp_path_factory.mktemp("agents") / "models").start()
-    srv.package(smollm2, MODEL, "--context-size", str(CONTEXT))
-    yield srv
-    srv.stop()
+    try:
+        srv.package(smollm2, MODEL, "--context-size", str(CONTEXT))
+        yield srv
+    finally:
+        srv.stop()

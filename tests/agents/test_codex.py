@@ -1,7 +1,8 @@
 """Codex CLI, unchanged, against this server's Responses API and a small local model.
 
 A user adds the server as a provider in Codex's config.toml (``wire_api = "responses"``,
-``base_url = "<server>/v1"``, ``env_key`` naming the variable that holds the key) and runs
+``base_url = "<server>/v1"``, ``env_key`` naming the variable that holds the key; and
+``model_context_window``, which Codex cannot know for a model outside its catalogue) and runs
 ``codex exec``; it must answer. Its first request (Codex 0.171: ``stream``, ``store: false``,
 ``include: ["reasoning.encrypted_content"]``, eight function tools, a ``namespace`` of five
 sub-agent functions and a ``web_search`` tool) was a 400 before the Responses API learnt
@@ -22,11 +23,12 @@ import httpx
 import pytest
 
 from plugins.openai.tests.conformance import answer_conforms
-from tests.agents.openai_agents import MODEL, RecordingProxy, agent_server  # noqa: F401
+from tests.agents.openai_agents import CONTEXT, MODEL, RecordingProxy, serve_agent_model
 
 CONFIG = """\
 model = "{model}"
 model_provider = "modelrunner"
+model_context_window = {context}
 
 [model_providers.modelrunner]
 name = "Model Runner"
@@ -37,12 +39,18 @@ env_key = "MODEL_RUNNER_API_KEY"
 
 
 @pytest.fixture(scope="module")
-def codex_turn(agent_bin, agent_server, tmp_path_factory):  # noqa: F811
+def agent_server(tmp_path_factory, smollm2):
+    yield from serve_agent_model(tmp_path_factory, smollm2)
+
+
+@pytest.fixture(scope="module")
+def codex_turn(agent_bin, agent_server, tmp_path_factory):
     """One ``codex exec`` turn through the recording proxy: ``(completed process, proxy)``."""
     proxy = RecordingProxy(agent_server.url)
     home = tmp_path_factory.mktemp("codex-home")
     (home / ".codex").mkdir()
-    (home / ".codex" / "config.toml").write_text(CONFIG.format(model=MODEL, url=proxy.url))
+    (home / ".codex" / "config.toml").write_text(CONFIG.format(model=MODEL, url=proxy.url,
+                                                               context=CONTEXT))
     work = home / "work"
     work.mkdir()
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
@@ -92,7 +100,7 @@ def next_turn(body):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_codex_request_replayed_with_a_tool_result_answers_by_the_specification(
-        codex_turn, agent_server, stream):  # noqa: F811
+        codex_turn, agent_server, stream):
     _, proxy = codex_turn
     exchange = proxy.posts("/v1/responses")[0]
     body = {**next_turn(json.loads(exchange["body"])), "stream": stream}
@@ -109,7 +117,7 @@ def test_codex_request_replayed_with_a_tool_result_answers_by_the_specification(
 
 
 def test_codex_prompt_over_the_models_context_is_context_length_exceeded(
-        codex_turn, agent_server, smollm2):  # noqa: F811
+        codex_turn, agent_server, smollm2):
     """A prompt longer than the model's context is OpenAI's ``context_length_exceeded`` (400,
     ``param`` input), which Codex reads to compact and retry: never a 500 nor a cut prompt."""
     _, proxy = codex_turn

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from plugins.openai.tests.chat_conformance import answer_conforms
-from tests.agents.openai_agents import CONTEXT, MODEL, RecordingProxy, agent_server  # noqa: F401
+from tests.agents.openai_agents import CONTEXT, MODEL, RecordingProxy, serve_agent_model
 
 # What opencode may ask the model to write in one answer (its max_tokens): a small model may not
 # stop by itself, and opencode prints what it got.
@@ -41,7 +41,12 @@ def opencode_config(url):
 
 
 @pytest.fixture(scope="module")
-def opencode_turn(agent_bin, agent_server, tmp_path_factory):  # noqa: F811
+def agent_server(tmp_path_factory, smollm2):
+    yield from serve_agent_model(tmp_path_factory, smollm2)
+
+
+@pytest.fixture(scope="module")
+def opencode_turn(agent_bin, agent_server, tmp_path_factory):
     """One ``opencode run`` turn through the recording proxy: ``(completed process, proxy)``."""
     proxy = RecordingProxy(agent_server.url)
     home = tmp_path_factory.mktemp("opencode-home")
@@ -105,7 +110,7 @@ def test_what_opencode_sends_is_its_tools_streamed(opencode_turn):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_opencode_request_replayed_with_a_tool_result_answers_by_openais_schema(
-        opencode_turn, agent_server, stream):  # noqa: F811
+        opencode_turn, agent_server, stream):
     _, proxy = opencode_turn
     body = {**next_turn(turn_request(proxy)), "stream": stream}
     if not stream:
@@ -123,7 +128,7 @@ def test_opencode_request_replayed_with_a_tool_result_answers_by_openais_schema(
 
 
 def test_opencode_request_with_a_forced_call_streams_the_call_as_tool_call_deltas(
-        opencode_turn, agent_server):  # noqa: F811
+        opencode_turn, agent_server):
     """opencode reads a tool call from streamed ``delta.tool_calls``: its real request, the model
     made to call (SmolLM2 does not call by itself), streams one call of one of its tools."""
     _, proxy = opencode_turn

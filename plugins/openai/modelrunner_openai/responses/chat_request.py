@@ -4,7 +4,8 @@
 messages, after the previous response's conversation; function, custom and namespace tools become
 chat functions (``tools``; hosted web search is left out), narrowed to an ``allowed_tools``
 choice's list; ``text.format`` becomes ``response_format``; ``max_output_tokens`` becomes
-``max_tokens``; the sampling numbers in force are always sent (``objects.sampling``), so that the response can say which were used.
+``max_tokens``; the sampling numbers in force are always sent (``objects.sampling``), so that
+the response can say which were used.
 """
 
 from ..params import RequestError
