@@ -53,7 +53,8 @@ def claude_code_request(**extra):
         metadata={"user_id": json.dumps({"device_id": "d", "session_id": "s"})},
         thinking={"type": "adaptive", "display": "omitted"},
         context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
-        output_config={"effort": "high"}, extra_body={"temperature": 0}, **extra)
+        output_config={"effort": "high"}, extra_body={"temperature": 0},
+        extra_query={"beta": "true"}, **extra)  # Claude Code's TypeScript SDK adds it; Python's not
 
 
 def test_a_request_shaped_as_claude_codes_is_answered_plain_and_streamed(client):
