@@ -126,7 +126,8 @@ INFERENCE_ROUTES = re.compile(
     r"|DELETE .*/responses/\{response_id\}"
     r"|POST (.*/(chat/completions|completions|embeddings|images/generations|rerank|score"
     r"|responses|responses/compact|messages|messages/count_tokens)"
-    r"|/api/(show|chat|generate|embed|embeddings)))$")
+    r"|/api/(show|chat|generate|embed|embeddings)"
+    r"|/faq/ask))$")  # examples/modelrunner-faq: a question to a model, as a chat is
 
 
 def expected_scope(method, template):
