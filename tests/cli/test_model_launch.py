@@ -131,7 +131,8 @@ def test_aider_openwebui_and_copilot_get_their_openai_variables(server, with_key
 
 @pytest.mark.parametrize("app", sorted(APPS))
 def test_every_app_config_exits_0_with_the_server_and_never_prints_the_key(app, with_key):
-    result = launch(app, "--config", env=with_key)  # the store's only model, found by asking
+    # the model named: the session's server holds whatever other tests packaged
+    result = launch(app, "--model", "ai/smollm2", "--config", env=with_key)
     assert "sk-local-secret-1234" not in result.stdout + result.stderr
     assert f"{app}: {APPS[app].title}" in result.stdout
     assert "Model: ai/smollm2 (context 8192: the model's)" in result.stdout
