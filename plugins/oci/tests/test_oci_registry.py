@@ -362,15 +362,15 @@ def test_a_bearer_token_passed_in_is_sent_as_is(token_registry, stores, tmp_path
 GEVENT_PULL = r"""
 from gevent import monkey; monkey.patch_all()
 import sys, gevent
-from modelrunner import reference
-from modelrunner.store import FilesystemStore
+from modelrunner import references
+from modelrunner.testing import FilesystemStore
 from modelrunner_oci.source import OciSource
 ticks = []
 def ticker():
     for _ in range(20):
         ticks.append(1); gevent.sleep(0.001)
 t = gevent.spawn(ticker)
-job = gevent.spawn(OciSource().pull, reference.parse(sys.argv[1]), FilesystemStore(sys.argv[2]), None)
+job = gevent.spawn(OciSource().pull, references.parse(sys.argv[1]), FilesystemStore(sys.argv[2]), None)
 gevent.joinall([job, t], raise_error=True)
 print(job.value.id, len(ticks))
 """
