@@ -15,67 +15,17 @@ a user would: greedy, with a repeat penalty that stops its loops (``model config
 --temp 0 --repeat-penalty 1.5``). The prompt takes about 40 s to read on 2 idle cores.
 """
 
-import http.server
 import json
 import os
 import subprocess
-import threading
 
 import httpx
 import pytest
 
 from modelrunner.testing import Server
 from plugins.anthropic.tests.messages_conformance import conforms, stream_conforms
-
-MODEL = "ai/smollm2-agent"
-CONTEXT = 16384
+from tests.agents.agent_harness import CONTEXT, MODEL, RecordingProxy
 SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5"]
-
-
-class RecordingProxy(http.server.ThreadingHTTPServer):
-    """Forwards every request to ``upstream`` and keeps ``(method, path, headers, body,
-    status)`` of each: what the agent really sends, for the replay."""
-
-    def __init__(self, upstream):
-        self.upstream = upstream
-        self.exchanges = []
-        super().__init__(("127.0.0.1", 0), _Forward)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def messages_requests(self):
-        return [e for e in self.exchanges
-                if e["method"] == "POST" and e["path"].split("?")[0].endswith("/v1/messages")]
-
-
-class _Forward(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("host", "content-length", "accept-encoding", "connection")}
-        exchange = {"method": self.command, "path": self.path, "headers": headers, "body": body}
-        self.server.exchanges.append(exchange)
-        with httpx.stream(self.command, self.server.upstream + self.path, content=body,
-                          headers=headers, timeout=900) as answer:
-            exchange["status"] = answer.status_code
-            self.send_response(answer.status_code)
-            for key, value in answer.headers.items():
-                if key.lower() not in ("content-length", "transfer-encoding", "connection",
-                                       "content-encoding"):
-                    self.send_header(key, value)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for chunk in answer.iter_bytes():
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-
-    do_GET = do_HEAD = do_POST
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +59,7 @@ def claude_turn(agent_bin, agent_server, tmp_path_factory):
                               env=claude_env(home, proxy.url + "/anthropic"), cwd=home,
                               capture_output=True, text=True, timeout=900)
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
     return done, proxy
 
 
@@ -118,7 +67,7 @@ def test_claude_p_answers_from_a_local_model(claude_turn):
     done, proxy = claude_turn
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip(), done.stderr
-    sent = proxy.messages_requests()
+    sent = proxy.posts("/v1/messages")
     assert sent and all(e["status"] == 200 for e in sent)
 
 
@@ -126,7 +75,7 @@ def test_what_claude_code_sends_is_what_this_server_takes(claude_turn):
     """The fields the issue found refused are all there, so the turn above proves they are
     taken (a later Claude Code that stops sending one makes this say so)."""
     _, proxy = claude_turn
-    first = proxy.messages_requests()[0]
+    first = proxy.posts("/v1/messages")[0]
     body = json.loads(first["body"])
     assert "?beta=true" in first["path"] and first["headers"].get("anthropic-beta")
     assert "system" in [m["role"] for m in body["messages"]]
@@ -151,7 +100,7 @@ def next_turn(body, tools):
 def test_its_request_with_a_tool_result_is_answered_in_anthropics_shape(claude_turn,
                                                                         agent_server):
     _, proxy = claude_turn
-    first = proxy.messages_requests()[0]
+    first = proxy.posts("/v1/messages")[0]
     body = json.loads(first["body"])
     turn = next_turn(body, {t["name"] for t in body["tools"]})
     url = agent_server.url + first["path"]  # /anthropic/v1/messages?beta=true

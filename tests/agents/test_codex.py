@@ -12,7 +12,7 @@ the call's output appended), plain and streamed, and each answer held to the Ope
 schemas (plugins/openai/tests/openresponses_schema.json).
 
 One ``codex exec`` turn takes about 1 to 2 minutes on 2 cores (4,553 prompt tokens; see
-``openai_agents``).
+``agent_harness``).
 """
 
 import json
@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from plugins.openai.tests.conformance import answer_conforms
-from tests.agents.openai_agents import CONTEXT, MODEL, RecordingProxy, serve_agent_model
+from tests.agents.agent_harness import CONTEXT, MODEL, RecordingProxy, serve_agent_model
 
 CONFIG = """\
 model = "{model}"

@@ -13,7 +13,7 @@ appended), plain and streamed, and each answer held to OpenAI's schemas
 opencode installs its plugin package from the npm registry into its config folder when it can;
 here the registry is unreachable on purpose (``npm_config_registry``), as on a machine without
 one, and it runs without. One ``opencode run`` turn takes about 1 to 2 minutes on 2 cores (2,211
-prompt tokens; see ``openai_agents``).
+prompt tokens; see ``agent_harness``).
 """
 
 import json
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from plugins.openai.tests.chat_conformance import answer_conforms
-from tests.agents.openai_agents import CONTEXT, MODEL, RecordingProxy, serve_agent_model
+from tests.agents.agent_harness import CONTEXT, MODEL, RecordingProxy, serve_agent_model
 
 # What opencode may ask the model to write in one answer (its max_tokens): a small model may not
 # stop by itself, and opencode prints what it got.

@@ -1,4 +1,4 @@
-"""What the OpenAI-dialect agent tests (Codex CLI, opencode) share: a server with SmolLM2 packaged
+"""What the agent tests (Claude Code, Codex CLI, opencode) share: a server with SmolLM2 packaged
 with a context that holds an agent's prompt, and a recording proxy between agent and server.
 
 Their prompts, measured with SmolLM2 (whose chat template renders no tools, so the tools' JSON
@@ -67,7 +67,7 @@ class _Forward(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
 
-    do_GET = do_POST
+    do_GET = do_HEAD = do_POST
 
 
 def serve_agent_model(tmp_path_factory, smollm2):
