@@ -131,7 +131,7 @@ def chat_media(chat):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in IMAGE_PARTS:
                 kinds.add("images")
-            elif kind == "input_audio":
+            elif kind in ("input_audio", "audio_url"):
                 kinds.add("audio")
             elif kind in ("input_video", "video_url"):
                 kinds.add("video")
@@ -154,10 +154,11 @@ def _part_url(part):
     return None
 
 
-# audio and video parts, as llama-server reads them: {"type": T, T: {"data" or "url": ...}}. Their
+# audio and video parts, as llama-server and vLLM read them (vLLM also takes audio_url):
+# {"type": T, T: {"data" or "url": ...}}. Their
 # "data" is raw base64 in OpenAI's input_audio, so a value is remote when it names a scheme
 # (base64 has no ":"): llama-server downloads any value that starts with "http".
-MEDIA_PARTS = ("input_audio", "input_video", "video_url")
+MEDIA_PARTS = ("input_audio", "audio_url", "input_video", "video_url")
 _SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*:")
 
 

@@ -299,7 +299,7 @@ class Gateway:
 
 # what a body holds if it may carry a media part: its part types, or a JSON escape
 _MEDIA_NAMES = (b'"image_url"', b'"input_image"', b'"image"', b'"input_audio"',
-                b'"input_video"', b'"video_url"')
+                b'"audio_url"', b'"input_video"', b'"video_url"')
 # An ASCII character written as a JSON escape ("image\u005furl"): a key spelled so is a media
 # part to the runner. Escapes of other characters (\u00e9, \u4e2d: any non-English text from a
 # client that writes JSON ASCII-only, as Python's json does) are not, and cost no second parse.

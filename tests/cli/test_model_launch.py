@@ -119,7 +119,8 @@ def test_aider_openwebui_and_copilot_get_their_openai_variables(server, with_key
     assert env["OPENAI_API_BASE_URL"] == f"{server.url}/v1"
     assert env["OPENAI_API_KEY"].startswith("********")
     assert env["ENABLE_OLLAMA_API"] == "False" and env["DEFAULT_MODELS"] == "ai/smollm2"
-    assert command == ["open-webui", "serve"]
+    # no login, so this machine only (its own default listens on every interface)
+    assert command == ["open-webui", "serve", "--host", "127.0.0.1"]
 
     env, command = printed(launch("copilot", "--model", "ai/smollm2", "--config",
                                   env=with_key).stdout)

@@ -51,9 +51,11 @@ def _refused(resp):
     '{"type": "input_audio", "input_audio": {"url": "%s"}}',
     '{"type": "input_video", "input_video": {"url": "%s"}}',
     '{"type": "video_url", "video_url": {"url": "%s"}}',
+    '{"type": "audio_url", "audio_url": {"url": "%s"}}',  # vLLM's own audio part
     '{"type": "image\\u005furl", "image\\u005furl": {"url": "%s"}}',
     '{"t\\u0079pe": "image_url", "image_url": {"\\u0075rl": "%s"}}',
-], ids=["audio-data", "audio-url", "video", "video_url", "escaped-image_url", "escaped-url"])
+], ids=["audio-data", "audio-url", "video", "video_url", "audio_url", "escaped-image_url",
+        "escaped-url"])
 def test_a_chat_cannot_make_the_runner_fetch_audio_video_or_escaped_image_urls(
         server, vision_model, listener, part):
     body = ('{"model": "%s", "max_tokens": 4, "messages": [{"role": "user", "content": ['

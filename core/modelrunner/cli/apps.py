@@ -165,9 +165,11 @@ def aider(target):
 def openwebui(target):
     """Open WebUI (`open-webui serve`): the server as its OpenAI connection; its Ollama
     connection off, or it would look for an Ollama at localhost:11434; no login, as DMR's
-    launcher sets it, for a UI on this machine."""
+    launcher sets it, for a UI on this machine: so it listens on this machine only (its own
+    default is every interface, which would give anyone on the network a UI with no login and
+    the server's key behind it)."""
     s = Setup(env={"OPENAI_API_BASE_URL": target.base_url + "/v1", "ENABLE_OLLAMA_API": "False",
-                   "WEBUI_AUTH": "False"}, default_args=["serve"])
+                   "WEBUI_AUTH": "False"}, default_args=["serve", "--host", "127.0.0.1"])
     _key_env(s, target, "OPENAI_API_KEY")
     if target.model:
         s.env["DEFAULT_MODELS"] = target.model

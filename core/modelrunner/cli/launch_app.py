@@ -66,8 +66,9 @@ def launch(app, app_args, model, show_config):
              f"--context-size {spec.context} {model}", err=True)
     setup = spec.setup(Target(client.base_url, model, key, context))
     ca = os.environ.get("MODEL_RUNNER_TLS_CA")
-    if client.base_url.startswith("https:") and ca:
-        setup.env.setdefault("NODE_EXTRA_CA_CERTS", ca)  # the node apps trust the server's CA
+    if client.base_url.startswith("https:") and ca and "NODE_EXTRA_CA_CERTS" not in os.environ:
+        # the node apps trust the server's CA; a user's own (a company proxy's) is kept
+        setup.env["NODE_EXTRA_CA_CERTS"] = ca
     args = setup.args + list(app_args or setup.default_args)
     if show_config:
         print_config(spec, client.base_url, model, context, where, setup, args, key,

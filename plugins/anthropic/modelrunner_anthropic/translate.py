@@ -114,9 +114,9 @@ def _assistant_message(content):
     for block in content:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            texts.append(block.get("text", ""))
+            texts.append(_string_field(block, "text"))
         elif kind == "thinking":
-            thoughts.append(block.get("thinking", ""))
+            thoughts.append(_string_field(block, "thinking"))
         elif kind == "redacted_thinking":
             continue
         elif kind == "tool_use":
@@ -165,6 +165,14 @@ def chat_messages(body):
     return ([{"role": "system", "content": system}] if system else []) + out
 
 
+def _string_field(block, key):
+    """A block's text field, a string (anything else is the caller's 400, not a 500)."""
+    value = block.get(key, "")
+    if not isinstance(value, str):
+        raise invalid(f"messages[].content[].{key}: Input should be a valid string")
+    return value
+
+
 def referenced_tools(body):
     """Names of the tools a tool search loaded: ``tool_reference`` blocks in tool results."""
     names = set()
@@ -174,7 +182,9 @@ def referenced_tools(body):
             inner = block.get("content") if isinstance(block, dict) else None
             for ref in inner if isinstance(inner, list) else []:
                 if isinstance(ref, dict) and ref.get("type") == "tool_reference":
-                    names.add(ref.get("tool_name"))
+                    if not isinstance(ref.get("tool_name"), str):
+                        raise invalid("tool_reference.tool_name: Input should be a valid string")
+                    names.add(ref["tool_name"])
     return names
 
 
@@ -201,15 +211,20 @@ def forced_tools(body):
         return None
     if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
         raise invalid("tool_choice.type must be 'auto', 'any', 'tool' or 'none'")
-    tools = {t.get("name"): t for t in body.get("tools") or [] if isinstance(t, dict)}
+    # only the tools the model is shown: a deferred one not yet loaded by a tool search is not
+    loaded = referenced_tools(body)
+    tools = {t.get("name"): t for t in body.get("tools") or [] if isinstance(t, dict)
+             and isinstance(t.get("name"), str)
+             and (not t.get("defer_loading") or t["name"] in loaded)}
     if choice["type"] == "any":
         if not tools:
             raise invalid("tool_choice 'any' needs at least one tool in tools")
         return list(tools.values())
     if choice["type"] == "tool":
-        if choice.get("name") not in tools:
-            raise invalid(f"tool_choice names {choice.get('name')!r}, which is not in tools")
-        return [tools[choice["name"]]]
+        name = choice.get("name")
+        if not isinstance(name, str) or name not in tools:
+            raise invalid(f"tool_choice names {name!r}, which is not in tools (or not loaded)")
+        return [tools[name]]
     return None
 
 
@@ -266,7 +281,7 @@ def _output_config(body, chat):
     schema = output_format(body)  # checks output_config is an object
     effort = (body.get("output_config") or {}).get("effort")
     if effort is not None:
-        if effort not in EFFORTS:
+        if not isinstance(effort, str) or effort not in EFFORTS:
             raise invalid("output_config.effort must be one of " + ", ".join(EFFORTS))
         chat["reasoning_effort"] = EFFORTS[effort]
     if schema is not None:
@@ -303,7 +318,10 @@ def chat_request(body):
             raise invalid("stop_sequences must be a list of strings")
         chat["stop"] = stops
         chat["verbose"] = True  # llama-server then says which stop word ended the answer
-    user = (body.get("metadata") or {}).get("user_id")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata: Input should be a valid dictionary")
+    user = (metadata or {}).get("user_id")
     if isinstance(user, str):
         chat["user"] = user
     _output_config(body, chat)

@@ -188,3 +188,36 @@ def test_errors_have_anthropics_shape_and_its_words_for_a_long_prompt():
     error = json.loads(dialect.error_body(ContextExceeded("m", 9000, 8192)))["error"]
     assert error == {"type": "invalid_request_error",
                      "message": "prompt is too long: 9000 tokens > 8192 maximum"}
+
+
+@pytest.mark.parametrize("extra", [
+    {"output_config": {"effort": []}},
+    {"metadata": "x"},
+    {"tools": [{"name": "a", "input_schema": {"type": "object"}}],
+     "tool_choice": {"type": "tool", "name": ["a"]}},
+    {"messages": [{"role": "user", "content": "hi"},
+                  {"role": "assistant", "content": [{"type": "text", "text": 5}]}]},
+    {"messages": [{"role": "user", "content": "hi"},
+                  {"role": "assistant", "content": [{"type": "thinking", "thinking": 5}]}]},
+    {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x",
+                                                 "content": [{"type": "tool_reference",
+                                                              "tool_name": ["a"]}]}]}]},
+    # a deferred tool no tool search loaded is not shown, so it cannot be forced either
+    {"tools": [{"name": "hidden", "defer_loading": True, "input_schema": {"type": "object"}}],
+     "tool_choice": {"type": "tool", "name": "hidden"}},
+], ids=["effort", "metadata", "choice-name", "text", "thinking", "tool-reference", "deferred"])
+def test_odd_values_are_the_callers_400_never_a_500(extra):
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+            **extra}
+    with pytest.raises(ModelRunnerError) as e:
+        translate.chat_request(body)
+    assert e.value.status == 400
+
+
+def test_any_tool_choice_picks_among_the_tools_the_model_is_shown():
+    _, forced = translate.chat_request({
+        "model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "hidden", "defer_loading": True, "input_schema": {"type": "object"}},
+                  {"name": "shown", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"}})
+    assert [t["name"] for t in forced] == ["shown"]

@@ -280,3 +280,32 @@ def test_request_error_is_raised_for_a_namespace_without_tools():
         validate({"model": "m", "input": "x",
                   "tools": [{"type": "namespace", "name": "n", "description": "d", "tools": []}]})
     assert info.value.param == "tools[0].tools"
+
+
+def test_two_tools_of_one_name_are_refused():
+    """The model's call would not say which it means (a function's JSON arguments came back as
+    a custom tool's raw input)."""
+    from modelrunner_openai.responses.tools import ToolMap
+    with pytest.raises(RequestError) as e:
+        ToolMap([{"type": "function", "name": "f", "parameters": {}},
+                 {"type": "custom", "name": "f"}])
+    assert e.value.status == 400 and e.value.param == "tools"
+
+
+def test_reasoning_before_text_and_before_a_call_is_all_the_turns_reasoning():
+    from modelrunner_openai.responses.items import items_to_messages
+    messages = items_to_messages([
+        {"type": "message", "role": "user", "content": "q"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "A"}]},
+        {"type": "message", "role": "assistant", "content": "x"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "B"}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}])
+    assert messages[-1]["reasoning_content"] == "A\nB"
+
+
+def test_a_text_part_that_is_no_string_is_the_callers_400():
+    from modelrunner_openai.responses.items import items_to_messages
+    with pytest.raises(RequestError) as e:
+        items_to_messages([{"type": "message", "role": "user",
+                            "content": [{"type": "input_text", "text": 5}]}])
+    assert e.value.status == 400

@@ -43,11 +43,14 @@ def text_of(content):
         if isinstance(part, str):
             texts.append(part)
         elif isinstance(part, dict):
-            if part.get("type") in ("input_text", "output_text", "text", "summary_text",
-                                     "reasoning_text"):
-                texts.append(part.get("text") or "")
-            elif part.get("type") == "refusal":
-                texts.append(part.get("refusal") or "")
+            key = ("text" if part.get("type") in ("input_text", "output_text", "text",
+                                                   "summary_text", "reasoning_text")
+                   else "refusal" if part.get("type") == "refusal" else None)
+            value = part.get(key) or "" if key else ""
+            if not isinstance(value, str):  # the caller's 400, never a 500 in the join
+                raise RequestError(f"a {part.get('type')} part's {key} must be a string", "input",
+                                   code="invalid_type")
+            texts.append(value)
     return "".join(texts)
 
 
@@ -145,7 +148,11 @@ def items_to_messages(items):
         else:
             raise RequestError(f"input items of type {kind!r} are not supported", "input")
         if reasoning and messages[-1]["role"] == "assistant":
-            messages[-1]["reasoning_content"] = "\n".join(reasoning)
+            # joined with what the message already carries: a reasoning item before its text
+            # and another before its function call are both the turn's reasoning
+            earlier = messages[-1].get("reasoning_content")
+            messages[-1]["reasoning_content"] = "\n".join([earlier, *reasoning] if earlier
+                                                          else reasoning)
             reasoning = []
     return messages
 

@@ -27,6 +27,8 @@ send them (Codex CLI 0.171's first request has a ``namespace`` and a ``web_searc
 
 import json
 
+from ..params import RequestError
+
 NAMESPACE_SEPARATOR = "."
 
 # Hosted tools a server without the service may leave out: the model may always decline them.
@@ -101,6 +103,9 @@ class ToolMap:
 
     def _add(self, tool, namespace=None):
         function = _function(tool, namespace)
+        if function["name"] in self.kinds:  # the model's call could not say which one it means
+            raise RequestError(f"tools: two tools are named {function['name']!r}", "tools",
+                               code="invalid_value")
         self.functions.append(function)
         fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
         self.kinds[function["name"]] = (tool.get("type"), namespace, fn["name"])
