@@ -21,7 +21,7 @@ from . import reference as refs
 from .bodies import chat_media, parse_json, remote_image_urls
 from .errors import ModelRunnerError, Unsupported
 from .settings import truthy
-from .engines import EngineError, select_engine
+from .engines import MODE_REQUESTS, EngineError, select_engine
 from .scheduler import SchedulerError
 from .runners import runner_connection
 from .streams import runner_error
@@ -209,8 +209,9 @@ class Gateway:
         engine = self.engine_for(model, engine)
         mode = mode or MODE_BY_PATH.get(path, "completion")
         if mode not in engine.modes:
+            serves = ", ".join(MODE_REQUESTS.get(m, m) for m in engine.modes)
             raise Unsupported(model_name, CAPABILITY_BY_MODE.get(mode, mode),
-                              f"the {engine.name} engine that serves it does not")
+                              f"the {engine.name} engine that serves it serves {serves}")
         self._check_media(model, model_name, body)
         return model, engine, mode
 

@@ -17,6 +17,11 @@ from modelrunner.testing import Server
 
 MODEL = "ai/smollm2-agent"
 CONTEXT = 16384
+# The agents send no temperature (or their own), and SmolLM2 at its default one often loops to
+# the output limit, which Codex and Claude Code report as an error (a CI run: Codex's "Say hi"
+# ran to 8,192 tokens of "I'm a little friendly"): configured as a user would, greedy with a
+# repeat penalty that stops its loops.
+SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5"]
 
 
 class RecordingProxy(http.server.ThreadingHTTPServer):
@@ -76,6 +81,7 @@ def serve_agent_model(tmp_path_factory, smollm2):
     srv = Server(tmp_path_factory.mktemp("agents") / "models").start()
     try:
         srv.package(smollm2, MODEL, "--context-size", str(CONTEXT))
+        srv.model("configure", MODEL, "--", *SAMPLING)
         yield srv
     finally:
         srv.stop()

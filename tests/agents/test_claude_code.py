@@ -22,19 +22,12 @@ import subprocess
 import httpx
 import pytest
 
-from modelrunner.testing import Server
 from plugins.anthropic.tests.messages_conformance import conforms, stream_conforms
-from tests.agents.agent_harness import CONTEXT, MODEL, RecordingProxy
-SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5"]
-
+from tests.agents.agent_harness import MODEL, RecordingProxy, serve_agent_model
 
 @pytest.fixture(scope="module")
 def agent_server(tmp_path_factory, smollm2):
-    srv = Server(tmp_path_factory.mktemp("agents") / "models").start()
-    srv.package(smollm2, MODEL, "--context-size", str(CONTEXT))
-    srv.model("configure", MODEL, "--", *SAMPLING)
-    yield srv
-    srv.stop()
+    yield from serve_agent_model(tmp_path_factory, smollm2)
 
 
 def claude_env(home, base_url):

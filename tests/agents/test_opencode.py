@@ -132,7 +132,9 @@ def test_opencode_request_with_a_forced_call_streams_the_call_as_tool_call_delta
     """opencode reads a tool call from streamed ``delta.tool_calls``: its real request, the model
     made to call (SmolLM2 does not call by itself), streams one call of one of its tools."""
     _, proxy = opencode_turn
-    body = {**turn_request(proxy), "tool_choice": "required", "max_tokens": 96}
+    # room for the whole call (a call cut by max_tokens is no call), greedy
+    body = {**turn_request(proxy), "tool_choice": "required", "max_tokens": 400,
+            "temperature": 0}
     answer = httpx.post(agent_server.url + "/v1/chat/completions", json=body, timeout=900,
                         headers={"Authorization": "Bearer unused"})
     assert answer.status_code == 200, answer.text

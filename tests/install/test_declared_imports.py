@@ -7,7 +7,7 @@ then `model serve` failed on an import that no distribution declared. These chec
 - a module-level import must be a `[project] dependencies` entry of the distribution itself (what
   another distribution brings today may not tomorrow);
 - an import inside a function may instead be in one of its extras (vLLM's runner: `[cpu]`/`[cuda]`);
-- ``modelrunner.testing`` (the pytest plugin) may use the ``test`` extra;
+- ``modelrunner.testing`` (the pytest plugin) may use the ``testing`` extra;
 - third-party modules our code makes run by name (gunicorn's gevent worker, chosen by
   ``worker_class = "gevent"``) must find their imports in what we install with them.
 
@@ -40,8 +40,8 @@ def _source_files(dist):
 
 
 def _allowed(dist, path, found):
-    if "testing" in path.relative_to(dist.root).parts:
-        return dist.declared_with("test")
+    if "testing" in path.relative_to(dist.root).parts:  # its own extra, modelrunner[testing]
+        return dist.declared_with("testing")
     return dist.declared_anywhere if found.lazy else dist.declared
 
 

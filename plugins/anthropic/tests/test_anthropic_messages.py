@@ -131,12 +131,14 @@ def test_stop_sequences_are_honoured(client):
 def test_a_prompt_over_the_context_is_anthropics_prompt_is_too_long(client):
     """Agents (Claude Code among them) compact their history when they read "prompt is too
     long"; the runner's own words would leave them stuck."""
-    long = [{"role": "user", "content": "hi " * 9000}]  # SmolLM2's context is 8192 tokens
+    long = [{"role": "user", "content": "hi " * 9000}]  # SmolLM2's context is at most 8192
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model=MODEL, max_tokens=2, messages=long)
     error = info.value.body["error"]
     assert error["type"] == "invalid_request_error"
-    assert re.fullmatch(r"prompt is too long: \d+ tokens > 8192 maximum", error["message"])
+    # the session's server runs the context other tests configured: any, below the prompt
+    found = re.fullmatch(r"prompt is too long: (\d+) tokens > (\d+) maximum", error["message"])
+    assert found and int(found.group(1)) > int(found.group(2))
 
 
 def test_images_for_a_model_without_a_projector_are_refused_before_it_loads(client):

@@ -154,7 +154,8 @@ def test_unload_ends_the_runner_on_its_node_and_frees_the_node_budget(placed):
         client(placed).chat.completions.create(
             model="ai/smollm2", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
         assert row(placed, "ai/smollm2")["node"] == "a"
-        placed.model("unload", "ai/smollm2")
+        assert placed.model("unload", "ai/smollm2").returncode == 0
+        assert ps(placed) == []
 
 
 def test_a_node_that_does_not_see_the_store_gets_a_verified_private_copy_of_the_model(
