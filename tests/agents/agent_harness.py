@@ -21,7 +21,9 @@ CONTEXT = 16384
 # the output limit, which Codex and Claude Code report as an error (a CI run: Codex's "Say hi"
 # ran to 8,192 tokens of "I'm a little friendly"): configured as a user would, greedy with a
 # repeat penalty that stops its loops.
-SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5"]
+# DRY sampling as well: a CI run saw Claude Code's turn loop past its 1,024-token bound even
+# greedy with the repeat penalty (its prompt changes with the date and folder).
+SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5", "--dry-multiplier", "0.8"]
 
 
 class RecordingProxy(http.server.ThreadingHTTPServer):

@@ -233,14 +233,25 @@ class Scheduler:
 
     def _place(self, spec):
         """The placement's choice; a placement with its own (per node) memory budgets that
-        finds no room gets the idle runners evicted, least recently used first, until it does."""
+        finds no room first waits for the runners still exiting (an unload answers before their
+        processes are gone, and their node's memory comes back only then: a load right after an
+        unload was a 503 "not enough memory on any node"), then gets the idle runners evicted,
+        least recently used first, until it fits."""
         while True:
             try:
                 return self.placement.place(spec)
             except SchedulerError as e:
+                if e.status != 503 or not self.placement.manages_memory:
+                    raise
+                exiting = list(self.stopping)
+                if exiting:
+                    for runner in exiting:
+                        runner.gone.wait(runner.STOP_GRACE + 30)
+                        self.stopping.discard(runner)
+                    continue
                 idle = sorted((r for r in self.runners.values() if r.in_use == 0 and not r.loading),
                               key=lambda r: r.last_used)
-                if e.status != 503 or not self.placement.manages_memory or not idle:
+                if not idle:
                     raise
                 self._unload(idle[0], "evicted")
                 idle[0].gone.wait(idle[0].STOP_GRACE + 30)
