@@ -96,7 +96,7 @@ def test_create_stateless(client, recorder):
 def test_every_required_field_says_the_value_in_force(client):
     plain = client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=16,
                                     tools=[WEATHER]).to_dict()
-    assert (plain["temperature"], plain["top_p"]) == (1.0, 1.0)   # what the runner was given
+    assert (plain["temperature"], plain["top_p"]) == (1.0, 1.0)   # the API's defaults
     assert (plain["presence_penalty"], plain["frequency_penalty"]) == (0.0, 0.0)
     assert plain["top_logprobs"] == 0 and plain["service_tier"] == "default"
     assert plain["safety_identifier"] is None and plain["prompt_cache_key"] is None
@@ -400,7 +400,7 @@ def test_translation():
         {"role": "tool", "tool_call_id": "k", "content": "42"}]
     assert conversation == body["messages"][1:]
     assert body["max_tokens"] == 16 and body["temperature"] == 0 and body["top_p"] == 0.5
-    assert body["presence_penalty"] == 0 and body["frequency_penalty"] == 0
+    assert "presence_penalty" not in body and "frequency_penalty" not in body
     assert body["tools"] == [{"type": "function",
                               "function": {"name": "f", "parameters": {"type": "object"}}}]
     assert body["tool_choice"] == {"type": "function", "function": {"name": "f"}}
@@ -408,6 +408,18 @@ def test_translation():
         "name": "x", "schema": {"type": "object"}, "strict": True}}
     with pytest.raises(RequestError):
         validate({"model": "m", "input": "x", "tools": [{"type": "file_search"}]})
+
+
+def test_a_models_configured_sampling_holds_when_the_request_names_none():
+    """Codex sends no temperature: the runner must use the model's configured one (``model
+    configure MODEL -- --temp 0``), not the API's default 1.0, while the response still says the
+    API's defaults, as its schema requires numbers."""
+    data = {"model": "m", "input": "Say hi"}
+    validate(data)
+    body, _, _ = build_chat_request(data, None)
+    assert not {"temperature", "top_p", "presence_penalty", "frequency_penalty"} & set(body)
+    echoed = base_response("resp_1", data, 1)
+    assert (echoed["temperature"], echoed["top_p"]) == (1.0, 1.0)
 
 
 def test_allowed_tools_offer_the_model_only_the_allowed_functions():

@@ -4,13 +4,16 @@
 messages, after the previous response's conversation; function, custom and namespace tools become
 chat functions (``tools``; hosted web search is left out), narrowed to an ``allowed_tools``
 choice's list; ``text.format`` becomes ``response_format``; ``max_output_tokens`` becomes
-``max_tokens``; the sampling numbers in force are always sent (``objects.sampling``), so that
-the response can say which were used.
+``max_tokens``. Only the sampling numbers the request names are sent: a model configured with
+its own (``model configure MODEL -- --temp 0``) keeps them when a client names none (Codex sends
+no temperature; forcing the API's default 1.0 on the runner made a small model configured greedy
+loop to the output limit). The response echoes the API's defaults for the rest
+(``objects.sampling``), as its schema requires numbers.
 """
 
 from ..params import RequestError
 from .items import input_items, items_to_messages
-from .objects import sampling, wants_logprobs
+from .objects import DEFAULT_SAMPLING, wants_logprobs
 from .tools import ToolMap, flat_name
 from .validation import check_tool_outputs
 
@@ -73,7 +76,8 @@ def build_chat_request(data, previous):
         messages.insert(0, {"role": "system", "content": data["instructions"]})
     if not messages:
         raise RequestError("input is required", "input", code="missing_required_parameter")
-    body = {"model": data["model"], "messages": messages, **sampling(data)}
+    body = {"model": data["model"], "messages": messages}
+    body.update({key: data[key] for key in DEFAULT_SAMPLING if data.get(key) is not None})
     if data.get("max_output_tokens") is not None:
         body["max_tokens"] = data["max_output_tokens"]
     if data.get("parallel_tool_calls") is not None:

@@ -24,8 +24,9 @@ import time
 from .items import new_id, reasoning_text, text_of
 from .tools import ToolMap, custom_arguments, flat_name
 
-# What the runner is given when the request says nothing: OpenAI's and the specification's
-# defaults (temperature and top_p 1, no penalties).
+# What a response says was in force when the request names nothing: OpenAI's and the
+# specification's defaults (temperature and top_p 1, no penalties). The runner is not given
+# them, so a model's configured sampling holds (chat_request).
 DEFAULT_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0,
                     "frequency_penalty": 0.0}
 
@@ -33,7 +34,7 @@ INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
 def sampling(data):
-    """The sampling parameters in force for a request: its own, else the defaults."""
+    """The sampling parameters a response echoes: the request's own, else the API's defaults."""
     return {key: data[key] if data.get(key) is not None else default
             for key, default in DEFAULT_SAMPLING.items()}
 
