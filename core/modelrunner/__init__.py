@@ -13,7 +13,8 @@ Errors         ModelRunnerError: raise it (or a kind), the route's Dialect shape
                Runtime call raises)
 Dialects       Dialect (register_dialects), caller(req), read_json_body, parse_json_body,
                parse_json, sse_events, StreamError, hide_paths, MODE_BY_PATH, UPLOAD
-Engines        Engine, Bundle, RunnerConfig, RunnerCommand, ConfigureOption; UnixHTTPServer and
+Engines        Engine, Bundle, RunnerConfig, RunnerCommand, ConfigureOption, RunnerHandle (what
+               an engine's after_ready and before_stop get); UnixHTTPServer and
                JSONRequestHandler (a runner written in Python, on its socket)
 Sources        Source, SearchResult, Progress
 Store          Store (the protocol), store_operation (what a write relies on is never collected
@@ -61,6 +62,7 @@ _EXPORTS = {
     "RunnerConfig": ".engines",
     "RunnerCommand": ".engines",
     "ConfigureOption": ".engines",
+    "RunnerHandle": ".engines",
     # a runner written in Python: its HTTP server on the scheduler's socket
     "UnixHTTPServer": ".unix_http",
     "JSONRequestHandler": ".unix_http",

@@ -45,6 +45,10 @@ class Bundle:
     # the draft model's bundle when the runner's configuration asks for speculative decoding
     # (DMR's `_configure` block {"speculative": {"draft_model": ...}}); set by the scheduler
     draft: "Bundle | None" = None
+    # a private folder of the store's cache area (store/prompt_caches.py) where this runner may
+    # keep what outlives it (llama.cpp's saved slots); set by the scheduler for a local runner
+    # of an engine that declares ``prompt_cache``, else None
+    cache_dir: "Path | None" = None
 
     @property
     def format(self):
@@ -139,6 +143,46 @@ class RunnerCommand:
     start_timeout: float | None = None  # seconds to become healthy; None = runner_start_timeout
 
 
+@dataclass
+class RunnerHandle:
+    """A started runner, as :meth:`Engine.after_ready` and :meth:`Engine.before_stop` see it:
+    where it listens (``address``), what it runs (``bundle``, ``config``, the ``command`` it was
+    started with) and its cache folder (``cache_dir``: ``bundle.cache_dir``, None when it has
+    none). ``request`` talks to it, with its API key when it has one."""
+
+    address: str
+    bundle: Bundle
+    config: RunnerConfig
+    command: "RunnerCommand | None" = None
+    api_key: str | None = None
+
+    @property
+    def cache_dir(self):
+        return self.bundle.cache_dir
+
+    def request(self, method, path, body=None, timeout=30.0):
+        """``(status, JSON answer or None)`` of ``method path`` with a JSON ``body``; raises
+        OSError when the runner cannot be reached."""
+        import json
+
+        from .runners import runner_connection
+        conn = runner_connection(self.address, timeout=timeout)
+        try:
+            headers = {"Content-Type": "application/json"}
+            if self.api_key:
+                headers["Authorization"] = f"Bearer {self.api_key}"
+            conn.request(method, path, body=None if body is None else json.dumps(body),
+                         headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            try:
+                return response.status, json.loads(raw) if raw else None
+            except ValueError:
+                return response.status, None
+        finally:
+            conn.close()
+
+
 class Engine:
     """Base class for engines: the engine declares data, the core applies it.
 
@@ -166,6 +210,12 @@ class Engine:
     # the environment variable the runner reads its API key from (and then refuses requests
     # without it); None: the engine cannot check one, so it only runs on a local socket
     api_key_env = None
+    # True: a local runner gets a folder of the store's cache area (``bundle.cache_dir``) for
+    # state that outlives it, and :meth:`before_stop` / :meth:`after_ready` move it there and back
+    prompt_cache = False
+    # seconds :meth:`before_stop` may take before the runner is stopped anyway (a wedged runner
+    # still stops), and :meth:`after_ready` before requests go to the runner regardless
+    lifecycle_timeout = 60.0
 
     def __init__(self, settings=None):
         self._settings = settings
@@ -221,6 +271,19 @@ class Engine:
         ``modes`` and ``config.runtime_flags`` passed :meth:`validate_runtime_flags`.
         """
         raise NotImplementedError
+
+    def after_ready(self, runner: RunnerHandle) -> None:
+        """Called by the scheduler once the runner answers its health check, before any request
+        reaches it (at most ``lifecycle_timeout`` seconds): e.g. restore saved prompt caches from
+        ``runner.cache_dir``. An exception is logged, never a failed load. Nothing by default."""
+
+    def before_stop(self, runner: RunnerHandle) -> None:
+        """Called by the scheduler before it stops a runner that is still alive, on every path
+        (idle keep-alive, eviction, unload, reconfiguration, shutdown), with no request in flight
+        where the path allows: e.g. save prompt caches into ``runner.cache_dir``. Bounded by
+        ``lifecycle_timeout`` (the runner is stopped then whatever this is doing); an exception
+        is logged, never a failed unload. Not called for a runner that crashed. Nothing by
+        default."""
 
     def estimate_memory(self, bundle: Bundle, config: RunnerConfig) -> int:
         """Bytes of memory the runner will hold once loaded (weights + caches)."""

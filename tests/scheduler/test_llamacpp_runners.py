@@ -335,3 +335,38 @@ def test_four_workers_load_a_model_once(start_server, tiny_gguf):
     runners = ps(server)
     assert len(runners) == 1
     assert llama_servers(server.models_path) == [runners[0]["pid"]]
+
+
+def test_a_conversation_returning_after_an_unload_takes_its_prompt_from_the_saved_cache(
+        start_server, smollm2):
+    """Issue 30: the runner's slots are saved into the store's cache area when it unloads and
+    restored when the model loads again, so the returning conversation's prompt is not processed
+    again, and its answer at temperature 0 is the one the runner gave from its prompt cache before
+    the unload (the uncached one may differ at a greedy near-tie: llama.cpp rounds a whole prompt
+    and a last token run alone differently, its in-memory cache too)."""
+    server = start_server()
+    server.package(smollm2, "ai/smollm2")
+    configure(server, "ai/smollm2", context_size=1024)
+    system = ("You are a coding agent with tools: read_file(path), write_file(path, text), "
+              "list_dir(path), grep(pattern, path), run_shell(command). Answer briefly.")
+    fields = {"temperature": 0, "messages": [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Which tool runs a command?"}]}
+
+    def ask():
+        response = httpx.post(server.url + CHAT, timeout=120,
+                              json={"model": "ai/smollm2", "max_tokens": 8, **fields})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    cold = ask()
+    assert cold["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    again = ask()
+    unloaded = httpx.post(server.url + "/engines/unload", json={"all": True}, timeout=60)
+    assert unloaded.status_code == 200 and ps(server) == []
+    warm = ask()
+    assert warm["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
+    assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] >= \
+        cold["usage"]["prompt_tokens"] - 1
+    assert "Prompt caches" in server.model("df").stdout
+    assert "saved prompt cache" in server.model("prune", "--caches").stdout

@@ -8,6 +8,7 @@ leases, keep-alive, eviction, crashes, configuration); the runner is a real proc
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -660,3 +661,95 @@ def test_a_requests_context_goes_with_the_runner_it_started(make_scheduler, engi
     assert chat(fresh)["echo"]["ctx_size"] == 2048  # the model's own context length
     scheduler.release(fresh.key, lease)
     assert store.runner_configs() == {}  # and nothing was ever written
+
+
+# -- an engine's lifecycle: before_stop and after_ready (issue 30) ------------------------------
+
+class LifecycleEngine(FakeEngine):
+    """Records the scheduler's calls of after_ready and before_stop, and whether the runner still
+    answered then; ``wedged`` makes before_stop hang, ``broken`` makes after_ready raise."""
+
+    prompt_cache = True
+    lifecycle_timeout = 1.0
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+        self.wedged = False
+        self.broken = False
+
+    def _answers(self, runner):
+        try:
+            return runner.request("GET", "/health", timeout=5)[0] == 200
+        except OSError:
+            return False
+
+    def after_ready(self, runner):
+        self.calls.append(("after_ready", runner.bundle.model_id, runner.cache_dir,
+                           self._answers(runner)))
+        if self.broken:
+            raise RuntimeError("a bug in after_ready")
+
+    def before_stop(self, runner):
+        self.calls.append(("before_stop", runner.bundle.model_id, runner.cache_dir,
+                           self._answers(runner)))
+        if self.wedged:
+            time.sleep(60)
+
+
+def lifecycle_scheduler(tmp_path, store, engine, **settings):
+    values = {"max_loaded": 0, "memory_budget": 0, "keep_alive": "5m",
+              "runner_start_timeout": 30, **settings}
+    return Scheduler(store, {engine.name: engine},
+                     load_settings(models_path=str(tmp_path / "models"), **values), hooks=Events())
+
+
+def test_every_unload_path_lets_the_engine_save_first_and_every_load_restore(tmp_path, store,
+                                                                              models):
+    engine = LifecycleEngine()
+    scheduler = lifecycle_scheduler(tmp_path, store, engine, max_loaded=1, keep_alive="1s")
+    try:
+        def use(model):
+            runner, lease = scheduler.acquire(engine, model)
+            # restored before the first request: acquire answers after after_ready
+            assert engine.calls[-1][:2] == ("after_ready", model.id)
+            scheduler.release(runner.key, lease)
+            return runner
+
+        first = use(models[0])
+        folder = engine.calls[-1][2]
+        assert folder == tmp_path / "models" / "cache" / "prompts" / models[0].id.split(":")[1]
+        assert folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) == 0o700
+        use(models[1])                          # max_loaded=1: models[0] is evicted
+        assert first.gone.wait(10)
+        time.sleep(1.1)
+        scheduler.tick()                        # models[1] expires
+        use(models[0])
+        scheduler.unload(everything=True)       # POST /engines/unload
+        use(models[2])
+        scheduler.configure(engine, models[2], "completion", keep_alive="10m")  # a new config
+        use(models[2])
+    finally:
+        scheduler.shutdown()                    # server shutdown, and so restart-runner
+    stops = [(model, alive) for what, model, _, alive in engine.calls if what == "before_stop"]
+    assert stops == [(models[0].id, True), (models[1].id, True), (models[0].id, True),
+                     (models[2].id, True), (models[2].id, True)]
+    assert sum(1 for c in engine.calls if c[0] == "after_ready") == 5
+    assert all(alive for what, _, _, alive in engine.calls if what == "after_ready")
+
+
+def test_a_wedged_save_or_a_failing_restore_never_breaks_a_load_or_an_unload(tmp_path, store,
+                                                                            models):
+    engine = LifecycleEngine()
+    engine.wedged = engine.broken = True
+    scheduler = lifecycle_scheduler(tmp_path, store, engine)
+    try:
+        runner, lease = scheduler.acquire(engine, models[0])
+        assert chat(runner)["echo"]["pid"] == runner.process.pid   # loaded, whatever it raised
+        scheduler.release(runner.key, lease)
+        scheduler.unload(everything=True)
+        # stopped after lifecycle_timeout (1s) and the grace, not after the 60s it would hang
+        assert runner.gone.wait(runner.exit_within + 5)
+        assert process_gone(runner.process.pid)
+    finally:
+        scheduler.shutdown()

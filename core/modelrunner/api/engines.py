@@ -91,8 +91,13 @@ class DfResource:
         self.runtime = runtime
 
     def on_get(self, req, resp):
+        from ..store.prompt_caches import PromptCaches
+        caches = PromptCaches.from_settings(self.runtime.settings)
+        # DMR's two fields, and modelrunner's cache area (saved prompt caches) with its budget
         resp.media = {"models_disk_usage": self.runtime.store.disk_usage(),
-                      "default_backend_disk_usage": 0}
+                      "default_backend_disk_usage": 0,
+                      "prompt_cache_disk_usage": caches.usage(),
+                      "prompt_cache_budget": caches.budget}
 
 
 class UnloadResource:

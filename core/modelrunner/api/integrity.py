@@ -10,19 +10,34 @@ from .errors import dmr_error
 
 class PruneResource:
     """Remove what no model needs: unreferenced blobs, partial downloads nobody resumes, orphan
-    manifests and bundles, crashed writers' temp files. 409 while operations stay in flight."""
+    manifests and bundles, crashed writers' temp files. 409 while operations stay in flight.
+    With the body ``{"caches": true}`` the saved prompt caches go too (the store's cache area):
+    they are no garbage, only space a user may want back."""
 
     def __init__(self, runtime):
         self.runtime = runtime
 
     def on_post(self, req, resp):
+        raw = req.bounded_stream.read()
+        try:
+            body = parse_json(raw) if raw else {}
+        except ValueError as e:  # not JSON, or nested too deeply
+            raise dmr_error(400, f"invalid JSON body: {e}")
+        if not isinstance(body, dict) or not isinstance(body.get("caches", False), bool):
+            raise dmr_error(400, 'the body must be {"caches": true|false}')
         prune = getattr(self.runtime.store, "prune", None)
         if prune is None:
             raise dmr_error(501, "this store cannot prune")
         try:
-            resp.media = prune()
+            report = prune()
         except StoreError as e:
             raise dmr_error(e.status, str(e))
+        if body.get("caches"):
+            from ..store.prompt_caches import PromptCaches
+            count, freed = PromptCaches.from_settings(self.runtime.settings).clear()
+            report["prompt_caches"] = count
+            report["bytes"] = report.get("bytes", 0) + freed
+        resp.media = report
 
 
 class FsckResource:

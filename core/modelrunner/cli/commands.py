@@ -267,14 +267,18 @@ def _show_progress(lines):
 
 
 @click.command()
-def prune():
+@click.option("--caches", is_flag=True,
+              help="Also remove the saved prompt caches (a returning conversation then pays its "
+                   "whole prompt again)")
+def prune(caches):
     """Remove what no model needs: unreferenced blobs, partial downloads, leftovers of crashes."""
     from ..packaging.units import format_size as human_size
-    data = Client().json("POST", "/models/prune")
+    data = Client().json("POST", "/models/prune", json={"caches": True} if caches else None)
     parts = [f"{data[k]} {label}" for k, label in (
         ("blobs", "unreferenced blob(s)"), ("incomplete", "partial download(s)"),
         ("manifests", "orphan manifest(s)"), ("bundles", "stale bundle(s)"),
-        ("temporary", "temporary file(s)")) if data.get(k)]
+        ("temporary", "temporary file(s)"), ("prompt_caches", "saved prompt cache(s)"))
+        if data.get(k)]
     echo(f"Removed {', '.join(parts) if parts else 'nothing'}; freed "
                f"{human_size(data.get('bytes', 0))}")
 
@@ -313,6 +317,10 @@ def df():
     table = _table("TYPE", "SIZE")
     table.add_row("Models", human_size(data["models_disk_usage"]))
     table.add_row("Inference engine", human_size(data["default_backend_disk_usage"]))
+    if "prompt_cache_disk_usage" in data:  # modelrunner's cache area (DMR has none)
+        budget = data.get("prompt_cache_budget")
+        table.add_row("Prompt caches", human_size(data["prompt_cache_disk_usage"])
+                      + (f" (budget {human_size(budget)})" if budget else " (off)"))
     print_table(table)
 
 

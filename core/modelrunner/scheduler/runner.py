@@ -34,12 +34,23 @@ class Runner:
         self.error = None
         self.ready = threading.Event()
         self.gone = threading.Event()   # set once the process has exited and been reaped
+        self.saved = threading.Event()  # set once the engine's before_stop is over (or skipped)
+        self.bundle = None              # the Bundle it runs (set by the scheduler)
+        self.handle = None              # the RunnerHandle its engine's lifecycle methods get
         self.last_used = time.time()
         self.started = None
         self.load_seconds = None
         self.context_reason = ""        # why config.context_size is what it is (choose_context)
         self.details = {}               # the engine's runner_details: e.g. its chat template, why
         self.transient = None           # the request's configuration it started from (scheduler)
+
+    @property
+    def exit_within(self):
+        """Seconds from an unload to the process's exit at most: the engine's ``before_stop``
+        (when it has one), then the grace between SIGTERM and SIGKILL."""
+        from ..engines import Engine
+        own = getattr(type(self.engine), "before_stop", None) is not Engine.before_stop
+        return self.STOP_GRACE + (float(self.engine.lifecycle_timeout) if own else 0.0)
 
     @property
     def model_name(self):

@@ -12,20 +12,23 @@ This object lives in the scheduler daemon, one per store, shared by every API wo
 """
 
 import itertools
+import logging
 import os
 import secrets
 import threading
 import time
 from pathlib import Path
 
-from ..engines import EngineError, RunnerConfig
+from ..engines import Engine, EngineError, RunnerConfig, RunnerHandle
 from .. import private
 from ..errors import ModelRunnerError
+from ..store.prompt_caches import PromptCaches
 from .durations import format_keep_alive, parse_keep_alive
 from .local import LocalPlacement
 from .placement import LoadError, RunnerSpec
 from .runner import Runner
 
+log = logging.getLogger("modelrunner.scheduler")
 
 class SchedulerError(ModelRunnerError):
     """The scheduler could not give a runner (503 when nothing fits, 500 when a load failed)."""
@@ -59,6 +62,8 @@ class Scheduler:
         self.budget = (0 if self.placement.manages_memory
                        else _memory_budget(settings.get("memory_budget", "auto")))
         self.start_timeout = float(settings.get("runner_start_timeout", 300))
+        # the store's cache area: what an engine keeps across its runners (saved prompt caches)
+        self.caches = PromptCaches.from_settings(settings)
 
     # -- configuration --------------------------------------------------------------------------
 
@@ -213,6 +218,8 @@ class Scheduler:
                     raise SchedulerError(f"the {engine.name} engine cannot check an API key, so "
                                          f"it cannot run on a network address", status=412)
                 secret = secrets.token_urlsafe(32)
+            if engine.prompt_cache and not placed.network and self.caches.enabled:
+                bundle.cache_dir = self.caches.folder(model.id)  # a folder on this machine
             command_for = _CommandFor(engine, bundle, config, secret)
             # the command first: a model the engine refuses (EngineError) evicts nothing
             command_for(placed.address)
@@ -222,6 +229,7 @@ class Scheduler:
             raise
         runner = Runner((engine.name, model.id, mode), model, engine, config, self.placement,
                         placed, memory, keep_alive, secret)
+        runner.bundle = bundle
         runner.context_reason = context_reason
         runner.details = dict(engine.runner_details(bundle, config) or {})
         runner.transient = transient  # the request's configuration it started with, if any
@@ -246,7 +254,7 @@ class Scheduler:
                 exiting = list(self.stopping)
                 if exiting:
                     for runner in exiting:
-                        runner.gone.wait(runner.STOP_GRACE + 30)
+                        runner.gone.wait(runner.exit_within + 30)
                         self.stopping.discard(runner)
                     continue
                 idle = sorted((r for r in self.runners.values() if r.in_use == 0 and not r.loading),
@@ -254,7 +262,7 @@ class Scheduler:
                 if not idle:
                     raise
                 self._unload(idle[0], "evicted")
-                idle[0].gone.wait(idle[0].STOP_GRACE + 30)
+                idle[0].gone.wait(idle[0].exit_within + 30)
 
     def _load(self, runner, command_for):
         try:
@@ -275,6 +283,15 @@ class Scheduler:
             runner.stop()
             self._emit("failed", runner, error=runner.error)
         else:
+            if _overrides(runner.engine, "after_ready"):
+                # a runner of the same model still saving what it held (an unload, then a load
+                # at once: restart, reconfigure): its files first, then this one reads them
+                for old in list(self.stopping):
+                    if old.key == runner.key:
+                        old.saved.wait(old.engine.lifecycle_timeout + 5)
+                runner.handle = self._handle(runner, command_for)
+                _bounded(runner.engine.after_ready, runner.handle, runner.engine.lifecycle_timeout,
+                         f"after_ready of {runner.model_name}")
             with self.lock:
                 runner.loading = False
                 runner.last_used = time.time()
@@ -312,7 +329,7 @@ class Scheduler:
                 return
             if fits_count and exiting and used + memory <= self.budget:
                 for runner in exiting:  # their memory comes back once they have exited
-                    runner.gone.wait(runner.STOP_GRACE + 5)
+                    runner.gone.wait(runner.exit_within + 5)
                     self.stopping.discard(runner)
                 continue
             idle = sorted((r for r in loaded if r.in_use == 0 and not r.loading),
@@ -338,14 +355,35 @@ class Scheduler:
         self.runners.pop(runner.key, None)
         self._forget_transient(runner.key, runner.transient)
         self.stopping.add(runner)
-        runner.terminate()
+        save = _overrides(runner.engine, "before_stop") and runner.alive()
+        if not save:
+            runner.saved.set()
+            runner.terminate()
 
         def reap():
+            if save:  # the engine's last word (save its prompt caches), bounded, then SIGTERM
+                try:
+                    _bounded(runner.engine.before_stop,
+                             runner.handle or self._handle(runner, None),
+                             runner.engine.lifecycle_timeout, f"before_stop of {runner.model_name}")
+                finally:
+                    runner.saved.set()
             runner.stop()
             self.stopping.discard(runner)
+            if save:
+                try:
+                    self.caches.enforce()
+                except OSError:
+                    log.exception("could not keep the prompt cache area within its budget")
 
         threading.Thread(target=reap, daemon=True, name=f"stop-{runner.model.short_id}").start()
         self._emit(event, runner)
+
+    def _handle(self, runner, command_for):
+        """What the engine's lifecycle methods are given of ``runner``."""
+        command = command_for(runner.address) if command_for is not None else None
+        return RunnerHandle(address=runner.address, bundle=runner.bundle, config=runner.config,
+                            command=command, api_key=runner.secret)
 
     def _forget_transient(self, key, transient):
         """A request's configuration (``configure(persist=False)``) lives as long as the runner
@@ -408,7 +446,7 @@ class Scheduler:
                 self._unload(runner, "unloaded")
             exiting = list(self.stopping)
         for runner in exiting:
-            runner.gone.wait(runner.STOP_GRACE + 5)
+            runner.gone.wait(runner.exit_within + 5)
         self.placement.close()
 
     def _emit(self, event, runner, **extra):
@@ -424,6 +462,31 @@ class Scheduler:
         except Exception:  # an observer must never break scheduling
             import logging
             logging.getLogger("modelrunner.scheduler").exception("on_runner observer failed")
+
+
+def _overrides(engine, method):
+    """Whether ``engine`` has its own lifecycle ``method`` (the base's does nothing: a runner of
+    an engine without one is stopped at once, as before there were any)."""
+    return getattr(type(engine), method, None) is not getattr(Engine, method)
+
+
+def _bounded(call, handle, timeout, what):
+    """``call(handle)`` in a thread, waited for at most ``timeout`` seconds; an exception or a
+    timeout is logged, never raised: a load or an unload goes on whatever the engine's hook does.
+    Returns whether it finished."""
+    def run():
+        try:
+            call(handle)
+        except Exception:  # noqa: BLE001 - logged; the runner's lifecycle goes on
+            log.exception("%s failed", what)
+
+    thread = threading.Thread(target=run, daemon=True, name=what[:40])
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning("%s still runs after %ss: going on without it", what, timeout)
+        return False
+    return True
 
 
 class _CommandFor:

@@ -243,7 +243,7 @@ def embedding_batch_args(config, the_plan, batch=None):
 
 def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, has_pooling=True,
                slots=4, threads=0, batch_size=None, mmap=True, gpu_layers=None, meta=None,
-               tokens=()):
+               tokens=(), slot_save_path=None):
     """``llama-server`` for ``bundle`` at ``address``, with DMR's arguments.
 
     ``--model <first shard> --host <socket> --metrics``, ``--alias <model id>`` (never a path
@@ -256,7 +256,8 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
     ``_configure``'s ``llamacpp`` block (``configure --think``), ``--cont-batching``,
     ``--threads`` (physical cores), GPU offload when the build has a GPU backend, then the
     user's runtime flags (last, so they override the defaults). ``has(flag)`` says whether this
-    llama-server knows a flag.
+    llama-server knows a flag. ``slot_save_path``: the folder its slots are saved to and restored
+    from (``--slot-save-path``, the store's cache area; prompt_cache.py), None for none.
     """
     the_plan = plan(bundle, config, slots, has)
     _, the_plan["rest"] = take_flag(the_plan["rest"], ("--chat-template",))  # chat_template's
@@ -282,6 +283,8 @@ def build_argv(binary, bundle, config, address, *, has, gpu=False, amx=False, ha
         argv += ["--reasoning-budget", str(budget)]
     if has("--cont-batching"):
         argv += ["--cont-batching"]
+    if slot_save_path is not None:
+        argv += ["--slot-save-path", os.path.join(str(slot_save_path), "")]
     threads = engine_args.as_int(threads) or 0
     argv += ["--threads", str(threads if threads > 0 else _physical_cores())]
     batch = engine_args.as_int(batch_size)

@@ -16,7 +16,7 @@ from pathlib import Path
 import modelrunner
 from modelrunner import ConfigureOption, Engine, EngineError, RunnerCommand, engine_args
 
-from . import memory, templates
+from . import memory, prompt_cache, templates
 from .args import (RUNTIME_FLAGS, build_argv, chat_template, plan, reasoning_budget, speculative,
                    take_flag)
 from .build import find_llama_server, read_build_info
@@ -144,6 +144,9 @@ class LlamaCppEngine(Engine):
     modes = ("completion", "embedding", "reranking")
     install_hint = BUILD_HINT
     runtime_flags = RUNTIME_FLAGS
+    # a chat runner's slots are saved into the store's cache area before it stops and restored
+    # when the next one starts (prompt_cache.py)
+    prompt_cache = True
     configure_blocks = ("llamacpp", "speculative")
     env_prefixes = ("LLAMA_",)  # llama-server reads LLAMA_ARG_* (and LLAMA_ARGS, as DMR's)
     # DMR's `configure` options for the llamacpp block (reasoning-budget before think: an
@@ -244,13 +247,45 @@ class LlamaCppEngine(Engine):
                 slots=self.setting("llamacpp_slots"), threads=self.setting("llamacpp_threads"),
                 batch_size=self.setting("llamacpp_batch_size"),
                 mmap=self.setting("llamacpp_mmap"), gpu_layers=self.setting("llamacpp_gpu_layers"),
-                meta=meta, tokens=tokens)
+                meta=meta, tokens=tokens, slot_save_path=self._slot_save_path(bundle, config, info))
         except ValueError as exc:  # a draft model without GGUF, a bad configured block
             raise EngineError(str(exc)) from None
         choice = chat_template(bundle, config, meta, tokens)
         # a configured template's text: in the environment, not in argv (the runner log prints it)
         env = {"LLAMA_ARG_CHAT_TEMPLATE": choice.text} if choice and choice.text else {}
         return RunnerCommand(argv=argv, env=env, health_path="/health")
+
+    @staticmethod
+    def _slot_save_path(bundle, config, info):
+        """The cache folder the scheduler gave a chat runner, when this llama-server can save
+        slots there."""
+        if bundle.cache_dir is None or config.mode != "completion" or not info.has(
+                "--slot-save-path"):
+            return None
+        return bundle.cache_dir
+
+    def _cache_binding(self, runner):
+        """(the runner's binding for its saved slots, or None when it saves none)."""
+        argv = list(runner.command.argv) if runner.command is not None else []
+        if runner.cache_dir is None or "--slot-save-path" not in argv:
+            return None
+        return prompt_cache.binding(runner.bundle.model_id, self.build_info(), argv)
+
+    def after_ready(self, runner):
+        """Restore the newest prompt caches saved for this model, build and flags into the new
+        runner's slots, before any request reaches it (prompt_cache.py)."""
+        bound = self._cache_binding(runner)
+        if bound is not None:
+            restored = prompt_cache.restore(runner, bound)
+            if restored:
+                prompt_cache.log.info("restored %d saved prompt(s) into %s", len(restored),
+                                      runner.bundle.model_id)
+
+    def before_stop(self, runner):
+        """Save each slot that took a request into the store's cache area (prompt_cache.py)."""
+        bound = self._cache_binding(runner)
+        if bound is not None:
+            prompt_cache.save(runner, bound)
 
     def runner_details(self, bundle, config):
         """``{"chat_template": which template runs and why}`` for ``model ps``."""
