@@ -12,7 +12,8 @@ Errors         ModelRunnerError: raise it (or a kind), the route's Dialect shape
                SourceError, StoreError and BrokenModel, GatewayError and SchedulerError (what a
                Runtime call raises)
 Dialects       Dialect (register_dialects), caller(req), read_json_body, parse_json_body,
-               parse_json, sse_events, StreamError, hide_paths, MODE_BY_PATH, UPLOAD
+               parse_json, sse_events, StreamError, hide_paths, cached_prompt_tokens,
+               MODE_BY_PATH, UPLOAD
 Engines        Engine, Bundle, RunnerConfig, RunnerCommand, ConfigureOption, RunnerHandle (what
                an engine's after_ready and before_stop get); UnixHTTPServer and
                JSONRequestHandler (a runner written in Python, on its socket)
@@ -54,6 +55,7 @@ _EXPORTS = {
     "sse_events": ".streams",
     "StreamError": ".streams",
     "hide_paths": ".machine_paths",
+    "cached_prompt_tokens": ".usage",
     "MODE_BY_PATH": ".gateway",
     "UPLOAD": ".uploads",
     # engines

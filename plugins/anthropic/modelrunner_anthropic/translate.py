@@ -17,7 +17,7 @@ vLLM's ``choices[].stop_reason``.
 import json
 import secrets
 
-from modelrunner import ModelRunnerError, parse_json, tool_forcing
+from modelrunner import ModelRunnerError, cached_prompt_tokens, parse_json, tool_forcing
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "end_turn"}
@@ -377,16 +377,6 @@ def stop_reason(finish, content, stop_word):
     return STOP_REASONS.get(finish or "stop", "end_turn")
 
 
-def cached_tokens(u, timings=None):
-    """Prompt tokens the runner read from its cache: OpenAI's
-    ``usage.prompt_tokens_details.cached_tokens``, else llama-server's ``timings.cache_n``."""
-    details = (u or {}).get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens")
-    if not isinstance(cached, int):
-        cached = (timings or {}).get("cache_n")
-    return cached if isinstance(cached, int) and cached > 0 else 0
-
-
 def usage(u, timings=None):
     """Anthropic's usage, every field its schema requires. As Anthropic counts them, a
     request's input is ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``:
@@ -395,7 +385,7 @@ def usage(u, timings=None):
     runner has one tier: "standard"."""
     u = u or {}
     prompt = int(u.get("prompt_tokens") or 0)
-    cached = min(cached_tokens(u, timings), prompt)
+    cached = min(cached_prompt_tokens(u, timings), prompt)
     return {"input_tokens": prompt - cached,
             "output_tokens": int(u.get("completion_tokens") or 0),
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,

@@ -3,6 +3,11 @@ OpenAI API (always streamed from the runner, so the final line can carry llama-s
 ``timings``: prompt_n/prompt_ms, predicted_n/predicted_ms), and answered as Ollama does:
 NDJSON lines by default, one JSON object with ``"stream": false``.
 
+``prompt_eval_count`` is the whole prompt, the tokens the runner took from its prompt cache
+included, and ``prompt_eval_cached_count`` those cached tokens (when there were any), as Ollama
+counts them since it reports its cache (ollama/ollama#16428, #17943: llama-server's
+``prompt_n + cache_n``); ``prompt_eval_duration`` is the time the runner spent on the rest.
+
 Durations are nanoseconds and measured: ``total_duration`` here, from the request's start to the
 final line; ``load_duration`` the scheduler's load time when this request found the model
 unloaded (0 when it was already loaded); the prompt/eval figures are the runner's. Figures the
@@ -13,8 +18,8 @@ import json
 import math
 import time
 
-from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError, caller,
-                         sse_events)
+from modelrunner import (EngineError, GatewayError, SchedulerError, StreamError,
+                         cached_prompt_tokens, caller, sse_events)
 
 from . import context, convert
 from .errors import OllamaError, error_line
@@ -98,11 +103,16 @@ class Turn:
         out = {"total_duration": ns(time.monotonic() - started), "load_duration": ns(load_seconds)}
         t = self.timings or {}
         u = self.usage or {}
-        prompt = t.get("prompt_n") if t.get("prompt_n") is not None else u.get("prompt_tokens")
+        prompt = u.get("prompt_tokens")
+        if prompt is None and t.get("prompt_n") is not None:
+            prompt = t["prompt_n"] + (t.get("cache_n") or 0)
         completion = t.get("predicted_n") if t.get("predicted_n") is not None \
             else u.get("completion_tokens")
         if prompt is not None:
             out["prompt_eval_count"] = int(prompt)
+        cached = cached_prompt_tokens(u, t)
+        if cached:
+            out["prompt_eval_cached_count"] = cached
         if t.get("prompt_ms") is not None:
             out["prompt_eval_duration"] = int(round(t["prompt_ms"] * 1e6))
         if completion is not None:

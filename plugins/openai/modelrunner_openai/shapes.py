@@ -13,11 +13,18 @@ A value the runner gave is never replaced, except an error's integer ``code`` (i
 the HTTP status) and llama-server's context-overflow error, which gets OpenAI's own code for that
 condition, ``context_length_exceeded``.
 
+A usage (a whole answer's, or a stream's last event) says the prompt tokens the runner took from
+its cache in ``usage.prompt_tokens_details.cached_tokens``, as OpenAI's API does: newer
+llama-server builds write it, older ones only ``timings.cache_n``, which is then copied there
+(``modelrunner.cached_prompt_tokens``: every dialect reads the same number).
+
 These work on parsed JSON, one answer or one streamed event at a time: a chat answer is a few
 KB, a streamed event less than one.
 """
 
 import json
+
+from modelrunner import cached_prompt_tokens
 
 from .naming import renamed
 
@@ -35,8 +42,22 @@ def _logprobs(choice):
         logprobs.setdefault("refusal", None)
 
 
+def _usage(answer):
+    """``usage.prompt_tokens_details.cached_tokens`` where the runner said it only in its
+    ``timings`` (or not at all: 0)."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return
+    details = usage.get("prompt_tokens_details")
+    if details is None:
+        details = usage["prompt_tokens_details"] = {}
+    if isinstance(details, dict) and "cached_tokens" not in details:
+        details["cached_tokens"] = cached_prompt_tokens(usage, answer.get("timings"))
+
+
 def chat_completion(answer):
     """A chat completion (``object: chat.completion``), completed in place; returns it."""
+    _usage(answer)
     for choice in _choices(answer):
         _logprobs(choice)
         message = choice.get("message")
@@ -50,6 +71,7 @@ def chat_completion(answer):
 def chat_chunk(chunk):
     """A streamed chat completion chunk, completed in place (``logprobs`` as OpenAI streams it:
     null in each choice when none were asked); returns it."""
+    _usage(chunk)
     for choice in _choices(chunk):
         _logprobs(choice)
     return chunk
@@ -57,6 +79,7 @@ def chat_chunk(chunk):
 
 def completion(answer):
     """A legacy completion (plain or one streamed event): ``choices[].logprobs`` present."""
+    _usage(answer)
     for choice in _choices(answer):
         choice.setdefault("logprobs", None)
     return answer

@@ -561,6 +561,27 @@ def test_streamed_cut_off_marks_only_the_last_item_incomplete():
     assert stored[0]["output"][-1]["status"] == "incomplete"
 
 
+def test_a_reasoning_model_streams_the_reasoning_text_events_codex_and_the_sdk_read():
+    """Codex shows a model's thinking from ``response.reasoning_text.delta`` (the SDK's types
+    and the specification's schemas have the same names): a reasoning runner's
+    ``reasoning_content`` streams as those, each event valid as the SDK's and the spec's."""
+    answer = FakeAnswer([chunk({"role": "assistant", "reasoning_content": "The user "}),
+                         chunk({"reasoning_content": "greets me."}), chunk({"content": "Hi!"}),
+                         chunk({}, "stop")])
+    events, stored = stream(answer)   # each event valid as the specification's
+    adapter = TypeAdapter(ResponseStreamEvent)
+    parsed = [adapter.validate_python(e) for e in events]
+    reasoning = stored[0]["output"][0]
+    deltas = [e for e in parsed if e.type == "response.reasoning_text.delta"]
+    assert "".join(d.delta for d in deltas) == "The user greets me."
+    assert {(d.item_id, d.output_index, d.content_index) for d in deltas} == {
+        (reasoning["id"], 0, 0)}
+    [done] = [e for e in parsed if e.type == "response.reasoning_text.done"]
+    assert (done.item_id, done.text) == (reasoning["id"], "The user greets me.")
+    assert reasoning["content"] == [{"type": "reasoning_text", "text": "The user greets me."}]
+    assert parsed[-1].response.output_text == "Hi!"
+
+
 def test_a_runner_failing_mid_stream_ends_with_an_error_event_and_response_failed():
     answer = FakeAnswer([chunk({"content": "Once"})],
                         end='data: {"error": {"message": "out of memory"}}\n\n')

@@ -130,5 +130,5 @@ class CompactResource:
         resp.media = {"id": new_id("resp"), "object": "response.compaction",
                       "created_at": int(time.time()),
                       "output": user_items(conversation) + [compaction],
-                      "usage": convert_usage(chat.get("usage")) or convert_usage(
-                          {"prompt_tokens": 0, "completion_tokens": 0})}
+                      "usage": (convert_usage(chat.get("usage"), chat.get("timings"))
+                                or convert_usage({"prompt_tokens": 0, "completion_tokens": 0}))}

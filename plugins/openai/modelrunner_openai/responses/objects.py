@@ -21,6 +21,8 @@ response; every other item is ``completed``.
 
 import time
 
+from modelrunner import cached_prompt_tokens
+
 from .items import new_id, reasoning_text, text_of
 from .tools import ToolMap, custom_arguments, flat_name
 
@@ -148,12 +150,15 @@ def convert_logprobs(logprobs):
     return out
 
 
-def convert_usage(usage):
+def convert_usage(usage, timings=None):
+    """The runner's chat usage as the specification's; the prompt tokens the runner took from
+    its cache (``timings``: llama-server's, for a build that says it only there) are
+    ``input_tokens_details.cached_tokens``, part of ``input_tokens`` as in OpenAI's API."""
     if not usage:
         return None
     prompt = usage.get("prompt_tokens") or 0
     completion = usage.get("completion_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    cached = cached_prompt_tokens(usage, timings)
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
     # cache_write_tokens: beyond the specification, required by the official client's types
     return {"input_tokens": prompt,
@@ -162,7 +167,7 @@ def convert_usage(usage):
             "total_tokens": usage.get("total_tokens") or prompt + completion}
 
 
-def finish(response, finish_reason, usage):
+def finish(response, finish_reason, usage, timings=None):
     """Set the final status (and the last item's, when the model was cut off) and the usage."""
     reason = INCOMPLETE.get(finish_reason)
     if reason:
@@ -173,7 +178,7 @@ def finish(response, finish_reason, usage):
     else:
         response["status"] = "completed"
         response["completed_at"] = int(time.time())
-    response["usage"] = convert_usage(usage)
+    response["usage"] = convert_usage(usage, timings)
     return response
 
 
@@ -196,7 +201,7 @@ def chat_to_response(response, chat, logprobs=False, tools=None):
         fn = call.get("function") or {}
         response["output"].append(tools.item(new_id("fc"), call.get("id") or new_id("call"),
                                              fn.get("name") or "", fn.get("arguments") or ""))
-    return finish(response, choice.get("finish_reason"), chat.get("usage"))
+    return finish(response, choice.get("finish_reason"), chat.get("usage"), chat.get("timings"))
 
 
 def assistant_message(response):

@@ -4,7 +4,11 @@ The events (``response.created``, ``response.output_item.added``, ``response.out
 ..., ``response.completed``) are written as they arrive, each with its ``sequence_number``; the
 stream ends with ``data: [DONE]``. A custom tool's call (``tools``) is OpenAI's
 ``custom_tool_call`` item, its input sent in one ``response.custom_tool_call_input.delta`` when
-the call ends (the model writes it as a JSON argument, which is read whole).
+the call ends (the model writes it as a JSON argument, which is read whole). A reasoning item's
+text (the runner's ``reasoning_content``) streams as ``response.reasoning_text.delta`` and ends
+with ``response.reasoning_text.done``: the names OpenAI's API, its SDKs and the Open Responses
+schemas use, and the only ones Codex reads (``response.reasoning.delta`` was the specification's
+draft name; a client that knows only it sees the reasoning whole in ``output_item.done``).
 """
 
 import json
@@ -38,6 +42,7 @@ class EventStream:
         self.items = response["output"]
         self.finish_reason = None
         self.usage = None
+        self.timings = None        # llama-server's, with the last event
         self.failed = None
 
     def event(self, kind, **fields):
@@ -58,7 +63,7 @@ class EventStream:
                 yield from self._fail()
             else:
                 yield from self._close_all()
-                finish(self.response, self.finish_reason, self.usage)
+                finish(self.response, self.finish_reason, self.usage, self.timings)
                 self.on_done(self.response)
                 kind = "response.incomplete" if self.response["status"] == "incomplete" else \
                     "response.completed"
@@ -119,7 +124,7 @@ class EventStream:
                              output_index=index, content_index=0, part=dict(part))
         elif item["type"] == "reasoning":
             self.open_item = None
-            yield self.event("response.reasoning.done", item_id=item["id"], output_index=index,
+            yield self.event("response.reasoning_text.done", item_id=item["id"], output_index=index,
                              content_index=0, text=item["content"][0]["text"])
         elif item["type"] == "custom_tool_call":
             item["input"] = custom_input(self.custom_text.pop(index, ""))
@@ -147,6 +152,8 @@ class EventStream:
     def _on_chunk(self, data):
         if data.get("usage"):
             self.usage = data["usage"]
+        if data.get("timings"):
+            self.timings = data["timings"]
         for choice in data.get("choices") or []:
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
@@ -156,7 +163,7 @@ class EventStream:
                 index = self.open_item[1]
                 item = self.items[index]
                 item["content"][0]["text"] += delta["reasoning_content"]
-                yield self.event("response.reasoning.delta", item_id=item["id"],
+                yield self.event("response.reasoning_text.delta", item_id=item["id"],
                                  output_index=index, content_index=0,
                                  delta=delta["reasoning_content"])
             if delta.get("content"):
