@@ -32,6 +32,10 @@ what DMR, Ollama and llama.cpp's server each hold, all by default:
   ``Sec-Fetch-Site: cross-site``, which is refused on state changes too. So a bodiless POST from
   curl works and one from a page does not. (Ollama's docs' ``curl -d '{...}'`` sends
   ``application/x-www-form-urlencoded``: add ``-H 'Content-Type: application/json'``.)
+  One exception, declared by a route: a resource with ``accepts_multipart = True`` (OpenAI's
+  audio transcriptions take a file as ``multipart/form-data``, which its clients always send)
+  takes multipart bodies. The check waits until the route is known (``process_resource``); a
+  foreign page's multipart POST is still refused by the Origin check above, which has already run.
 
 * **API keys** (llama.cpp server's), optional: ``api_keys`` (inference) and ``admin_api_keys``
   (everything). With any key set, every route but ``GET /`` needs ``Authorization: Bearer <key>``
@@ -76,6 +80,7 @@ log = logging.getLogger("modelrunner.trust")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What a page may send without a CORS preflight: never a state change here.
 SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+MULTIPART = "multipart/form-data"  # refused unless the route's resource accepts_multipart
 BODY_TYPES = frozenset({"application/json", "application/x-ndjson", "application/octet-stream",
                         "application/x-tar"})
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -239,7 +244,9 @@ class Trust:
             kind = (req.content_type or "").split(";")[0].strip().lower()
             has_body = bool(req.content_length) or req.get_header("Transfer-Encoding") is not None
             typed_otherwise = kind and not (kind in BODY_TYPES or kind.endswith("+json"))
-            if kind in SIMPLE_TYPES or (has_body and typed_otherwise):
+            if kind == MULTIPART:
+                req.context.multipart = True  # judged once the route is known (process_resource)
+            elif kind in SIMPLE_TYPES or (has_body and typed_otherwise):
                 self._refuse(req, f"a {req.method} needs Content-Type: application/json "
                                   f"(or an upload type), not {kind or 'none'!r}")
 
@@ -254,6 +261,9 @@ class Trust:
     # -- keys, once the route is known ----------------------------------------------------------
 
     def process_resource(self, req, resp, resource, params):
+        if req.context.get("multipart") and not getattr(resource, "accepts_multipart", False):
+            self._refuse(req, f"a {req.method} needs Content-Type: application/json "
+                              f"(or an upload type), not 'multipart/form-data'")
         if not (self.inference_keys or self.admin_keys):
             return
         scope = route_scope(req.method, req.uri_template, resource)

@@ -125,7 +125,8 @@ INFERENCE_ROUTES = re.compile(
     r"|HEAD /api/(version|tags)"
     r"|DELETE .*/responses/\{response_id\}"
     r"|POST (.*/(chat/completions|completions|embeddings|images/generations|rerank|score"
-    r"|responses|responses/compact|messages|messages/count_tokens)"
+    r"|responses|responses/compact|messages|messages/count_tokens"
+    r"|audio/transcriptions|audio/translations)"  # plugins/whisper
     r"|/api/(show|chat|generate|embed|embeddings)"
     r"|/faq/ask))$")  # examples/modelrunner-faq: a question to a model, as a chat is
 

@@ -1,0 +1,140 @@
+"""Speech to text through a real server: tiny.en on whisper-server, espeak-ng's speech, the
+official openai client, and every OpenAI answer format; bad audio and foreign pages refused."""
+
+import json
+import subprocess
+
+import httpx
+import openai
+import pytest
+
+from plugins.whisper.tests.conftest import MAX_UPLOAD, MODEL, SENTENCE, word_error_rate
+
+# tiny.en transcribes this synthetic sentence with no error (measured: 0 of 15 words; 1 of 15
+# at espeak-ng's default speed, 6 of 15 with its default voice's faster rate). Whisper tiny.en's
+# own word error rate on LibriSpeech test-clean is 5.6%; robotic speech is harder. A bound of
+# 20% (3 words of 15) passes a working pipeline with room, and fails a broken one: audio at the
+# wrong sample rate, cut short, or weights converted wrongly give 50% and more.
+WER_BOUND = 0.2
+
+
+def client(srv, prefix="/v1"):
+    return openai.OpenAI(base_url=srv.url + prefix, api_key="unused", max_retries=0)
+
+
+def transcribe(srv, path, prefix="/v1", **fields):
+    with open(path, "rb") as f:
+        return httpx.post(f"{srv.url}{prefix}/audio/transcriptions", timeout=120,
+                          files={"file": (path.name, f.read())}, data={"model": MODEL, **fields})
+
+
+def test_the_openai_client_transcribes_speech_within_the_word_error_bound(whisper_server, speech):
+    with open(speech, "rb") as audio:
+        result = client(whisper_server).audio.transcriptions.create(model=MODEL, file=audio)
+    assert word_error_rate(SENTENCE, result.text) <= WER_BOUND, result.text
+    row = whisper_server.model("ps").stdout.splitlines()[1]
+    assert row.split()[:3] == ["whisper-tiny.en", "whisper.cpp", "transcription"]
+
+
+def test_every_response_format_tells_the_same_words(whisper_server, speech):
+    text = transcribe(whisper_server, speech, response_format="text")
+    assert text.headers["content-type"].startswith("text/plain")
+    srt = transcribe(whisper_server, speech, response_format="srt").text
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:0")
+    vtt = transcribe(whisper_server, speech, response_format="vtt").text
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:0")
+    verbose = client(whisper_server).audio.transcriptions.create(
+        model=MODEL, file=speech.open("rb"), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"], language="en", temperature=0.0,
+        prompt="A pangram.")
+    assert verbose.language == "english" and 5 < verbose.duration < 10
+    assert [w.word for w in verbose.words][:4] == ["The", "quick", "brown", "fox"]
+    assert all(a.start <= b.start for a, b in zip(verbose.words, verbose.words[1:]))
+    assert verbose.segments[-1].end <= verbose.duration + 0.5
+    for answer in (text.text, captions(srt), captions(vtt), verbose.text):
+        assert word_error_rate(SENTENCE, answer) <= WER_BOUND, answer
+
+
+def captions(subtitles):
+    """The words of SRT or WebVTT: no header, cue numbers or times."""
+    return " ".join(line for line in subtitles.splitlines()
+                    if line and line != "WEBVTT" and not line.isdigit() and "-->" not in line)
+
+
+def test_a_browser_recording_is_converted_by_ffmpeg(whisper_server, speech, tmp_path):
+    webm = tmp_path / "recording.webm"   # what MediaRecorder gives in Chromium: Opus in WebM
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(speech), "-c:a",
+                    "libopus", str(webm)], check=True)
+    answer = transcribe(whisper_server, webm, prefix="/engines/whisper.cpp/v1")
+    assert answer.status_code == 200, answer.text
+    assert word_error_rate(SENTENCE, answer.json()["text"]) <= WER_BOUND
+
+
+def test_translations_answer_in_english_under_the_engines_prefix(whisper_server, speech):
+    with open(speech, "rb") as audio:
+        result = client(whisper_server, "/engines/v1").audio.translations.create(
+            model=MODEL, file=audio)
+    assert word_error_rate(SENTENCE, result.text) <= WER_BOUND
+
+
+@pytest.mark.parametrize("name, data", [
+    ("noise.mp3", b"\x00\x01 this is not audio at all " * 64),       # ffmpeg cannot read it
+    ("broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x07" * 200),  # whisper.cpp cannot
+    ("empty.wav", b""),
+])
+def test_bad_audio_is_a_400_in_openais_shape(whisper_server, name, data):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(whisper_server).audio.transcriptions.create(model=MODEL, file=(name, data))
+    error = caught.value.body
+    assert caught.value.status_code == 400 and error["type"] == "invalid_request_error", error
+    assert "audio" in error["message"]
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"response_format": "mp3"}, "response_format"),
+    ({"temperature": "hot"}, "temperature"),
+    ({"language": "klingon"}, "language"),
+    ({"timestamp_granularities[]": "sentence"}, "timestamp_granularities"),
+])
+def test_bad_options_are_400s_that_name_the_field(whisper_server, speech, fields, param):
+    answer = transcribe(whisper_server, speech, **fields)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
+
+
+def test_an_upload_over_the_setting_is_refused_before_it_is_read(whisper_server):
+    answer = httpx.post(whisper_server.url + "/v1/audio/transcriptions", timeout=60,
+                        files={"file": ("big.wav", b"RIFF" + b"\0" * (MAX_UPLOAD + (2 << 20)))},
+                        data={"model": MODEL})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_page_on_another_origin_cannot_post_audio(whisper_server, speech):
+    answer = transcribe(whisper_server, speech)   # the same request, from the user's program
+    assert answer.status_code == 200
+    with open(speech, "rb") as f:
+        foreign = httpx.post(whisper_server.url + "/v1/audio/transcriptions", timeout=60,
+                             files={"file": ("a.wav", f.read())}, data={"model": MODEL},
+                             headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403
+
+
+def test_routes_that_do_not_take_uploads_still_refuse_multipart(whisper_server):
+    # a no-cors form POST a page could send: multipart only goes where a route declares it
+    for path in ("/engines/unload", "/v1/chat/completions", "/models/create"):
+        answer = httpx.post(whisper_server.url + path, timeout=30,
+                            files={"file": ("x", b"{}")}, data={"all": "true"})
+        assert answer.status_code == 403, (path, answer.text)
+
+
+def test_the_model_lists_its_size_and_languages_and_chat_is_refused(whisper_server):
+    shown = json.loads(whisper_server.model("inspect", MODEL).stdout)
+    assert shown["config"]["format"] == "whisper" and shown["config"]["languages"] == ["en"]
+    listed = whisper_server.model("list").stdout.splitlines()[1].split()
+    assert listed[:3] == ["whisper-tiny.en", "37.76M", "whisper"]
+    assert shown["details"] == {"whisper": "tiny.en, 37.76M parameters",
+                                "languages": "English only"}
+    chat = httpx.post(whisper_server.url + "/v1/chat/completions", timeout=30,
+                      json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 400 and "transcription" in chat.json()["error"]["message"]
