@@ -347,6 +347,11 @@ def run(model, prompt, color, debug, detach, openaiurl, max_tokens):
                 fail("an image model needs a prompt")
             run_image(client, model, text.strip())
             return
+        from .run_audio import is_transcription_model, run_audio
+        if is_transcription_model(client, model):  # it transcribes: PROMPT is audio files
+            if not detach:
+                run_audio(client, model, prompt)
+            return
         preload(client, model, chat_url)
     if detach:
         return

@@ -138,3 +138,10 @@ def test_the_model_lists_its_size_and_languages_and_chat_is_refused(whisper_serv
     chat = httpx.post(whisper_server.url + "/v1/chat/completions", timeout=30,
                       json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400 and "transcription" in chat.json()["error"]["message"]
+
+
+def test_model_run_transcribes_an_audio_file(whisper_server, speech):
+    ran = whisper_server.model("run", MODEL, str(speech))
+    assert word_error_rate(SENTENCE, ran.stdout) <= WER_BOUND, ran.stdout
+    missing = whisper_server.model("run", MODEL, "/no/such.wav", check=False)
+    assert missing.returncode != 0 and "no such audio file" in missing.stderr
