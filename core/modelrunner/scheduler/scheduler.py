@@ -11,6 +11,8 @@ Engine-agnostic: an engine only supplies the command, the memory estimate and fl
 This object lives in the scheduler daemon, one per store, shared by every API worker.
 """
 
+import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -22,6 +24,7 @@ from pathlib import Path
 from ..engines import Engine, EngineError, RunnerConfig, RunnerHandle
 from .. import private
 from ..errors import ModelRunnerError
+from ..runners import unix_url
 from ..store.prompt_caches import PromptCaches
 from .durations import format_keep_alive, parse_keep_alive
 from .local import LocalPlacement
@@ -359,16 +362,22 @@ class Scheduler:
         if not save:
             runner.saved.set()
             runner.terminate()
+        hidden = _hide_socket(runner) if save else None
 
         def reap():
             if save:  # the engine's last word (save its prompt caches), bounded, then SIGTERM
                 try:
-                    _bounded(runner.engine.before_stop,
-                             runner.handle or self._handle(runner, None),
+                    handle = runner.handle or self._handle(runner, None)
+                    if hidden:
+                        handle = dataclasses.replace(handle, address=unix_url(hidden))
+                    _bounded(runner.engine.before_stop, handle,
                              runner.engine.lifecycle_timeout, f"before_stop of {runner.model_name}")
                 finally:
                     runner.saved.set()
             runner.stop()
+            if hidden:
+                with contextlib.suppress(OSError):
+                    os.unlink(hidden)
             self.stopping.discard(runner)
             if save:
                 try:
@@ -462,6 +471,23 @@ class Scheduler:
         except Exception:  # an observer must never break scheduling
             import logging
             logging.getLogger("modelrunner.scheduler").exception("on_runner observer failed")
+
+
+def _hide_socket(runner):
+    """Rename a local runner's socket before its engine's ``before_stop``, so that no new
+    connection reaches a runner on its way out (a gateway sends a request early to the runner a
+    model used last, while the scheduler answers its lease: that request would take the slot
+    being saved, and the CPU the next runner loads with); the engine reaches it at the new name.
+    Returns the new path, or None (not on a Unix socket, or it could not be renamed)."""
+    path = runner.socket_path
+    if not path:
+        return None
+    hidden = path + ".stopping"
+    try:
+        os.rename(path, hidden)
+    except OSError:
+        return None
+    return hidden
 
 
 def _overrides(engine, method):
