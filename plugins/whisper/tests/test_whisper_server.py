@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from modelrunner.testing import process_gone
 from plugins.whisper.tests.conftest import MAX_UPLOAD, MODEL, SENTENCE, word_error_rate
 
 # tiny.en transcribes this synthetic sentence with no error (measured: 0 of 15 words; 1 of 15
@@ -145,3 +146,24 @@ def test_model_run_transcribes_an_audio_file(whisper_server, speech):
     assert word_error_rate(SENTENCE, ran.stdout) <= WER_BOUND, ran.stdout
     missing = whisper_server.model("run", MODEL, "/no/such.wav", check=False)
     assert missing.returncode != 0 and "no such audio file" in missing.stderr
+
+
+def test_a_streamed_transcription_ends_with_the_whole_text(whisper_server, speech):
+    with open(speech, "rb") as audio:
+        events = list(client(whisper_server).audio.transcriptions.create(
+            model=MODEL, file=audio, stream=True))
+    assert [e.type for e in events][-1] == "transcript.text.done"
+    deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
+    assert deltas.strip() == events[-1].text
+    assert word_error_rate(SENTENCE, events[-1].text) <= WER_BOUND
+
+
+def test_the_engine_reports_its_build_and_unload_stops_the_runner(whisper_server, speech):
+    status = httpx.get(whisper_server.url + "/engines/status", timeout=30).json()
+    assert status["whisper.cpp"].startswith("Running: whisper-server at ")
+    assert transcribe(whisper_server, speech).status_code == 200
+    [runner] = [r for r in httpx.get(whisper_server.url + "/engines/ps", timeout=30).json()
+                if r["backend_name"] == "whisper.cpp"]
+    assert runner["memory"] > 75_000_000   # the weights and what grows with them
+    whisper_server.model("unload", MODEL)
+    assert process_gone(runner["pid"])
