@@ -66,6 +66,7 @@ class WhisperEngine(Engine):
         "whisper_server_path": None,  # the binary; default: the package's own, then the cache
         "whisper_threads": 0,         # --threads; 0 = whisper-server's default (up to 4)
         "whisper_gpu": True,          # false adds --no-gpu to a GPU build
+        "whisper_max_upload": 25 << 20,  # bytes of audio a request may upload (OpenAI's 25 MB)
     }
 
     def binary(self):

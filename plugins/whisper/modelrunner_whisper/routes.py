@@ -16,11 +16,11 @@ import secrets
 from modelrunner import GatewayError, ModelRunnerError, parse_json
 
 from . import audio, formats
-from .engine import MODE
+from .engine import MODE, WhisperEngine
 from .ggml_file import LANGUAGES
 
 PREFIXES = ("/engines/{engine}/v1", "/engines/v1", "/v1")
-MAX_UPLOAD = 25 << 20  # OpenAI's own limit for one file: 25 MB
+MAX_UPLOAD = WhisperEngine.defaults["whisper_max_upload"]
 FORM_OVERHEAD = 1 << 20  # the form's other fields, bounded by Falcon's part buffer (1 MiB)
 FALSE, TRUE = ("0", "false", "no", "off", ""), ("1", "true", "yes", "on")
 
