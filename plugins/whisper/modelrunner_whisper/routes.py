@@ -133,14 +133,18 @@ class AudioResource:
         self.runtime.check(model, "/inference", b"", engine=engine, mode=MODE)
         data, filename = audio.prepare(data, filename)
         content_type, body = multipart(runner, filename, data)
-        try:
-            answer = self.runtime.open(model, "/inference", body, engine=engine, mode=MODE,
-                                       headers={"Content-Type": content_type}, request=req)
-        except GatewayError as e:
-            if e.status == 400:   # whisper-server's one 400 for a form it accepts: the audio
-                raise audio.bad_audio(f"could not read the audio ({filename}): whisper.cpp "
-                                      f"cannot decode it as WAV, MP3 or FLAC") from None
-            raise
+        # the runner's errors come back as answers; the gateway's own (before sending) raise
+        answer = self.runtime.open(model, "/inference", body, engine=engine, mode=MODE,
+                                   headers={"Content-Type": content_type}, request=req,
+                                   raise_for_status=False)
+        if answer.status == 400:   # whisper-server's one 400 for a form it accepts: the audio
+            answer.close()
+            raise audio.bad_audio(f"could not read the audio ({filename}): whisper.cpp cannot "
+                                  f"decode it as WAV, MP3 or FLAC")
+        if answer.status >= 400:
+            text = answer.read().decode("utf-8", "replace")[:300]
+            raise GatewayError(f"whisper-server answered {answer.status}: {text}",
+                               status=answer.status)
         verbose = answer.json()
         if stream:
             resp.content_type = "text/event-stream"
