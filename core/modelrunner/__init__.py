@@ -113,6 +113,7 @@ _NAMESPACES = {
         "MMPROJ": ".packaging.artifact:MEDIA_TYPE_MMPROJ",
         "CHAT_TEMPLATE": ".packaging.artifact:MEDIA_TYPE_CHAT_TEMPLATE",
         "MODEL_FILE": ".packaging.artifact:MEDIA_TYPE_MODEL_FILE",
+        "of_format": ".packaging.formats:format_media_type",
         "CONFIG_V01": ".packaging.artifact:MEDIA_TYPE_CONFIG_V01",
         "CONFIG_V02": ".packaging.artifact:MEDIA_TYPE_CONFIG_V02",
         "CNCF_CONFIG_V1": ".packaging.artifact:MEDIA_TYPE_CNCF_CONFIG_V1",

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from modelrunner.packaging import PackagingError, build_format_artifact, parse_config_items
-from modelrunner.packaging.artifact import (ANNOTATION_FILEPATH, MEDIA_TYPE_CONFIG_V02,
-                                            MEDIA_TYPE_LICENSE, MEDIA_TYPE_MODEL_FILE)
+from modelrunner.packaging.artifact import (ANNOTATION_FILEPATH, MEDIA_TYPE_CHAT_TEMPLATE,
+                                            MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_LICENSE)
+from modelrunner.packaging.formats import format_media_type
 from modelrunner.store import FilesystemStore
 from modelrunner.testing import Server
 
@@ -30,8 +31,13 @@ def test_files_become_layers_named_by_their_file_and_the_config_names_the_format
                                          "size": "48B"}
     assert artifact.config_media_type == MEDIA_TYPE_CONFIG_V02
     assert [(layer.media_type, layer.annotations[ANNOTATION_FILEPATH]) for layer in artifact.layers] \
-        == [(MEDIA_TYPE_MODEL_FILE, "answers.json"), (MEDIA_TYPE_MODEL_FILE, "notes.txt"),
-            (MEDIA_TYPE_LICENSE, "LICENSE")]
+        == [("application/vnd.docker.ai.faq", "answers.json"),
+            ("application/vnd.docker.ai.faq", "notes.txt"), (MEDIA_TYPE_LICENSE, "LICENSE")]
+    assert format_media_type("whisper") == "application/vnd.docker.ai.whisper"
+    # a file DMR classifies keeps DMR's type: a chat template packed beside a format's files
+    (tmp_path / "chat.jinja").write_text("{{ messages }}")
+    with_template = build_format_artifact("faq", [table, tmp_path / "chat.jinja"])
+    assert MEDIA_TYPE_CHAT_TEMPLATE in [layer.media_type for layer in with_template.layers]
 
 
 def test_the_same_files_give_the_same_model_id(table):

@@ -12,7 +12,11 @@ make the CLI load plugins, and a model packaged on a machine without the plugin 
 a registry) would be refused for no reason.
 
 Layers keep DMR's classification (``classify_file``: a license, a chat template, a ``.gguf``
-keep their media types); anything else is DMR's generic ``MEDIA_TYPE_MODEL_FILE``.
+keep their media types); the format's own files, which DMR would call generic
+(``MEDIA_TYPE_MODEL_FILE``), get the format's media type, ``application/vnd.docker.ai.NAME``
+(``format_media_type``): a registry, or a client that reads only the manifest, tells a whisper
+model's weights from a FAQ table without reading the config. The store and the bundle go by the
+layers' file paths, never by that type, so any format packs and runs the same way.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .artifact import (MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_LICENSE, Artifact, _created_from,
-                       _existing_file, assemble, classify_file, make_layer)
+from .artifact import (MEDIA_TYPE_CONFIG_V02, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MODEL_FILE, Artifact,
+                       _created_from, _existing_file, assemble, classify_file, make_layer)
 from .errors import PackagingError
 from .units import format_size
 
@@ -47,6 +51,16 @@ def check_format_name(name: str) -> str:
         raise PackagingError(f"invalid format name {name!r}: lowercase letters, digits, '.', '_' "
                              f"and '-', starting with a letter or digit, at most 64 characters")
     return name
+
+
+def format_media_type(fmt: str) -> str:
+    """The media type of the model files of a plugin's format ``fmt``."""
+    return f"application/vnd.docker.ai.{check_format_name(fmt)}"
+
+
+def _layer_media_type(fmt: str, path: Path) -> str:
+    media_type = classify_file(path.name)
+    return format_media_type(fmt) if media_type == MEDIA_TYPE_MODEL_FILE else media_type
 
 
 def parse_config_items(items: Iterable[str]) -> dict[str, Any]:
@@ -101,7 +115,8 @@ def build_format_artifact(
                                  f"files need distinct names")
         seen[p.name] = p
     created_s = _created_from([p for p, _ in paths], created)
-    layers = [make_layer(p, media_type or classify_file(p.name), mtime=created_s, mode=file_mode)
+    layers = [make_layer(p, media_type or _layer_media_type(fmt, p), mtime=created_s,
+                         mode=file_mode)
               for p, media_type in paths]
     model_config = {**extra, "format": fmt,
                     "size": format_size(sum(layer.size for layer, (_, mt) in zip(layers, paths)

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from modelrunner.testing import process_gone
+from modelrunner.testing.harness import FilesystemStore
 from plugins.whisper.tests.conftest import MAX_UPLOAD, MODEL, SENTENCE, word_error_rate
 
 # tiny.en transcribes this synthetic sentence with no error (measured: 0 of 15 words; 1 of 15
@@ -136,6 +137,9 @@ def test_the_model_lists_its_size_and_languages_and_chat_is_refused(whisper_serv
     assert listed[:3] == ["whisper-tiny.en", "37.76M", "whisper"]
     assert shown["details"] == {"whisper": "tiny.en, 37.76M parameters",
                                 "languages": "English only"}
+    manifest = FilesystemStore(whisper_server.models_path).get(MODEL).manifest
+    assert [layer["mediaType"] for layer in manifest["layers"]] == \
+        ["application/vnd.docker.ai.whisper"]   # a registry tells the weights by their type
     chat = httpx.post(whisper_server.url + "/v1/chat/completions", timeout=30,
                       json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400 and "transcription" in chat.json()["error"]["message"]
