@@ -9,6 +9,7 @@ import logging
 
 import falcon
 
+from .after_response import AfterResponse
 from .api.errors import DMRError, handle_dmr_error
 from .dialects import Remember, Router, as_error, collect, render, resource_of
 from .errors import ModelRunnerError
@@ -139,7 +140,8 @@ def create_app(settings=None, runtime=None):
                        - set(dialects)):
         # its routes would answer errors in DMR's plain text, not the shape their clients read
         log.warning("routes name the dialect %r, which no plugin registers", name)
-    wsgi = ForwardedPrefix(app, str(runtime.settings.get("root_path", "") or ""),
+    # a request's recording and lease release run after its answer is sent (after_response)
+    wsgi = ForwardedPrefix(AfterResponse(app), str(runtime.settings.get("root_path", "") or ""),
                            runtime.settings.get("forwarded_allow_ips", "127.0.0.1"))
     wsgi.runtime = runtime
     wsgi.falcon_app = app

@@ -5,7 +5,9 @@ A dialect (OpenAI, Ollama...) calls ``gateway.open(...)``: the model is looked u
 on a runner is taken from the scheduler (loading the model if needed), and the request is sent to
 the runner's address (a Unix socket, or http:// for a runner on another machine). The answer comes back as a ``RunnerResponse`` whose chunks are yielded as
 the runner writes them; the lease is released when the stream ends or the client goes away (closing
-the runner connection, which frees the runner's slot at once).
+the runner connection, which frees the runner's slot at once). A connection whose answer was read
+to its end is kept for the next request to that runner (runner_connections.py); recording the
+request and releasing its lease happen after the answer is sent (after_response.py).
 
 Telemetry (``on_request``) is emitted here, once, for every dialect. So are the checks of what
 a model can do (images, the request's mode) and the reading of a runner's error answer: each is
@@ -13,16 +15,19 @@ raised as a typed error (``Unsupported``, ``ContextExceeded``, ``GatewayError``)
 dialect renders (modelrunner.dialects), so no dialect writes them again.
 """
 
+import http.client
 import json
 import re
 import time
 
 from . import reference as refs
+from .after_response import defer
 from .bodies import chat_media, parse_json, remote_image_urls
 from .errors import ModelRunnerError, Unsupported
 from .settings import truthy
 from .engines import MODE_REQUESTS, EngineError, select_engine
 from .scheduler import SchedulerError
+from .runner_connections import RunnerConnections
 from .runners import runner_connection
 from .streams import runner_error
 from .store import BrokenModel, NotFound
@@ -47,7 +52,9 @@ class RunnerResponse:
     """A runner's answer: status, headers, and an iterator of body chunks.
 
     Iterate it once (or call ``read()``); ``close()`` is safe to call twice and is called by the
-    WSGI server when the client disconnects.
+    WSGI server when the client disconnects. An answer read to its end leaves its connection to
+    the runner for the next request (``RunnerConnections``); one closed early closes it, which
+    frees the runner's slot at once.
     """
 
     def __init__(self, gateway, lease, conn, resp, record):
@@ -62,6 +69,7 @@ class RunnerResponse:
         self.streaming = "text/event-stream" in self.content_type
         self._closed = False
         self.error = None
+        self.ended = None  # when the answer ended or was closed (time.monotonic())
 
     def __iter__(self):
         start = self.record.started
@@ -93,7 +101,11 @@ class RunnerResponse:
         if self._closed:
             return
         self._closed = True
-        self.conn.close()
+        self.ended = time.monotonic()
+        if self.error:
+            self.conn.close()
+        else:
+            self.gateway.connections.give_back(self.lease.address, self.conn, self.resp)
         self.gateway.finish(self)
 
 
@@ -102,6 +114,7 @@ class Gateway:
         self.runtime = runtime
         # (engine, model id, mode) -> (address, secret) of the runner of the last lease
         self._last_address = {}
+        self.connections = RunnerConnections()
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -247,7 +260,9 @@ class Gateway:
     def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers):
         """(lease, connection, response headers). While the scheduler answers the
         lease, the request already goes to the runner this key used last; if the lease names
-        another runner (reloaded, evicted), that early request is dropped and sent again."""
+        another runner (reloaded, evicted), that early request is dropped and sent again.
+        Connections to runners are kept alive between requests (``RunnerConnections``); a kept
+        one that fails before any answer is replaced by a fresh one at once."""
         try:
             pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive)
         except SchedulerError as e:
@@ -255,32 +270,64 @@ class Gateway:
         guess, guess_secret = self._last_address.get(key, (None, None))
         early = None
         if guess:
-            early = runner_connection(guess)
             try:
-                early.request("POST", path, body=body, headers=_with_secret(headers, guess_secret))
+                early = self._send(guess, path, body, _with_secret(headers, guess_secret))
             except OSError:
-                early.close()
                 early = None
         try:
             lease = pending()
         except SchedulerError as e:
             if early is not None:
-                early.close()
+                early[0].close()
             raise GatewayError(str(e), status=e.status) from None
         self._last_address[key] = (lease.address, lease.secret)
         same = lease.address == guess and lease.secret == guess_secret
-        conn = early if early is not None and same else None
+        conn = None
         try:
-            if conn is None:
+            if early is not None and same:
+                conn, reused = early
+            else:
                 if early is not None:
-                    early.close()
+                    early[0].close()
+                conn, reused = self._send(lease.address, path, body,
+                                          _with_secret(headers, lease.secret))
+            try:
+                return lease, conn, conn.getresponse()
+            except (ConnectionError, http.client.HTTPException):
+                if not reused:
+                    raise
+                # the runner had closed the kept connection (idle, or it restarted): the
+                # request never reached it, so it goes once more on a new connection
+                conn.close()
+                self.connections.forget(lease.address)
                 conn = runner_connection(lease.address)
                 conn.request("POST", path, body=body, headers=_with_secret(headers, lease.secret))
-            return lease, conn, conn.getresponse()
+                return lease, conn, conn.getresponse()
         except OSError:
-            conn.close()
+            if conn is not None:
+                conn.close()
             self._release_quietly(lease)
             raise
+
+    def _send(self, address, path, body, headers):
+        """Send the request on a kept connection to ``address``, or a new one; returns
+        ``(connection, reused)``. A kept connection the runner has closed is replaced."""
+        conn, reused = self.connections.take(address)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            return conn, reused
+        except OSError:
+            conn.close()
+            if not reused:
+                raise
+        self.connections.forget(address)
+        conn = runner_connection(address)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+        except OSError:
+            conn.close()
+            raise
+        return conn, False
 
     def _release_quietly(self, lease):
         try:
@@ -289,13 +336,24 @@ class Gateway:
             pass
 
     def finish(self, response):
+        """The end of an answer: its lease's release is sent to the scheduler now; recording
+        the request and reading the release's answer wait until the answer is sent
+        (``after_response``), so the client waits for neither."""
         try:
-            self.runtime.scheduler.release(response.lease)
+            released = self.runtime.scheduler.begin_release(response.lease)
         except SchedulerError:
-            pass
+            released = None
+        defer(self._finish, response, released)
+
+    def _finish(self, response, released):
         response.record.finish(status=response.status if not response.error else 500,
-                               error=response.error)
+                               error=response.error, ended=response.ended)
         self.runtime.emit_request("finished", response.record)
+        if released is not None:
+            try:
+                released()
+            except (SchedulerError, OSError):
+                pass
 
 
 # what a body holds if it may carry a media part: its part types, or a JSON escape

@@ -175,8 +175,11 @@ class RequestRecord:
         except (ValueError, UnicodeDecodeError):
             return None
 
-    def finish(self, status=None, error=None):
-        self.duration = time.monotonic() - self.started
+    def finish(self, status=None, error=None, ended=None):
+        """Read usage and finish reason from what was recorded. ``ended``: when the answer
+        ended (``time.monotonic()``), if that was before now (the gateway finishes a record
+        after the answer is sent)."""
+        self.duration = (ended if ended is not None else time.monotonic()) - self.started
         self.status = status
         self.error = error
         if self.ttft is None and self.chunk_times:

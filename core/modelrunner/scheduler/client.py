@@ -40,6 +40,11 @@ class SchedulerClient:
     A fresh Unix-socket connection per call cost about half a millisecond of every request's
     time to first token (connect, and a new handler thread in the daemon); the daemon speaks
     HTTP/1.1, so idle connections are kept (per process, up to ``KEEP``) and reused.
+
+    A release is sent when a request's answer ends and its answer read later
+    (``begin_release``), after the client has its answer: the daemon has the release before the
+    client can ask anything more. Calls whose answer depends on what is in use (``ps``,
+    ``unload``, ``configure``) first wait for the releases this process has sent.
     """
 
     KEEP = 8
@@ -51,6 +56,7 @@ class SchedulerClient:
         self._idle = []
         self._idle_pid = os.getpid()
         self._lock = threading.Lock()
+        self._releases = set()  # releases sent whose answers are not read yet
 
     def _take(self):
         """(connection, reused): an idle one of this process, or a new one."""
@@ -165,16 +171,76 @@ class SchedulerClient:
     def release(self, lease):
         self._call("POST", "/release", {"key": lease.key, "lease": lease.lease})
 
+    def begin_release(self, lease):
+        """Send a release and return at once; calling the result (once or more) waits for its
+        answer (``SchedulerError`` as ``release`` raises). A release that cannot be sent now
+        is made, whole, by the call."""
+        payload = {"key": lease.key, "lease": lease.lease}
+        conn, reused = self._take()
+        try:
+            self._request(conn, "POST", "/release", payload)
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return _Once(lambda: self.release(lease))
+
+        def finish():
+            try:
+                self._answer(conn)
+            except (ConnectionError, http.client.HTTPException):
+                if not reused:
+                    raise SchedulerError("the scheduler stopped answering", status=503) from None
+                self.release(lease)  # the kept connection was dead: the daemon never saw it
+            finally:
+                self._releases.discard(pending)
+        pending = _Once(finish)
+        self._releases.add(pending)
+        return pending
+
+    def settle(self):
+        """Wait for the answers to the releases this process sent (their errors are ignored)."""
+        if self._idle_pid != os.getpid():
+            self._releases = set()
+        for pending in list(self._releases):
+            try:
+                pending()
+            except SchedulerError:
+                pass
+
     def ps(self):
+        self.settle()
         return self._call("GET", "/ps")
 
     def unload(self, models=None, backend=None, everything=False):
+        self.settle()
         return self._call("POST", "/unload", {"models": models, "backend": backend,
                                               "all": everything})
 
     def configure(self, model_id, engine, mode="completion", **fields):
+        self.settle()
         return self._call("POST", "/configure", {"model": model_id, "engine": engine,
                                                  "mode": mode, **fields})
+
+
+class _Once:
+    """A call made at most once, whoever calls first (greenlets or threads); later calls wait
+    for it, and raise what it raised."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._done = False
+        self._error = None
+
+    def __call__(self):
+        with self._lock:
+            if not self._done:
+                self._done = True
+                try:
+                    self._fn()
+                except SchedulerError as e:
+                    self._error = e
+            if self._error is not None:
+                raise self._error
 
 
 def _acquire_payload(model_id, engine, mode, keep_alive):
