@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .errors import ModelRunnerError
 
-MODES = ("completion", "embedding", "reranking", "image-generation")
 # what each mode means to a user, for the error a request in a mode an engine lacks gets
 MODE_REQUESTS = {"completion": "chat and completions", "embedding": "embeddings (POST /v1/embeddings)",
                  "reranking": "reranking (POST /rerank)",
@@ -216,6 +215,12 @@ class Engine:
     # seconds :meth:`before_stop` may take before the runner is stopped anyway (a wedged runner
     # still stops), and :meth:`after_ready` before requests go to the runner regardless
     lifecycle_timeout = 60.0
+
+    @property
+    def default_mode(self):
+        """The mode a request or a configure that names none means: completion where the engine
+        serves it, else its first (a whisper model's ``transcription``)."""
+        return "completion" if "completion" in self.modes else (self.modes or ("completion",))[0]
 
     def __init__(self, settings=None):
         self._settings = settings

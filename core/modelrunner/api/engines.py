@@ -6,7 +6,7 @@ import falcon
 
 from .. import reference as refs
 from ..bodies import read_json_body
-from ..engines import MODES, EngineError, install_hint
+from ..engines import EngineError, install_hint
 from ..gateway import GatewayError
 from ..machine_paths import hide_paths
 from ..scheduler import SchedulerError, parse_keep_alive
@@ -134,9 +134,11 @@ class ConfigureResource:
             engine = gateway.engine_for(model, backend)
         except GatewayError as e:
             raise dmr_error(e.status, str(e))
-        mode = body.get("mode") or "completion"
-        if mode not in MODES:
-            raise dmr_error(400, f"mode must be one of {', '.join(MODES)}")
+        # the modes the model's engine declares (a whisper model's is transcription)
+        mode = body.get("mode") or engine.default_mode
+        if mode not in engine.modes:
+            raise dmr_error(400, f"mode must be one of {', '.join(engine.modes)}: the modes "
+                                 f"{engine.name} serves")
         flags = body.get("runtime-flags")
         if body.get("raw-runtime-flags"):
             try:

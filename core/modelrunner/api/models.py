@@ -148,7 +148,7 @@ def model_details(runtime, model):
         engine = runtime.engine_for(model)
     except ModelRunnerError:  # no installed engine serves its format: nothing to say
         return {}
-    mode = "completion" if "completion" in engine.modes else (engine.modes or ("completion",))[0]
+    mode = engine.default_mode
     try:
         stored = runtime.store.runner_configs().get(config_key(engine.name, model.id, mode))
         config = RunnerConfig.from_dict(stored)

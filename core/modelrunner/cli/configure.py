@@ -140,7 +140,8 @@ def _file_text(value):
 @click.argument("flags", nargs=-1, type=click.UNPROCESSED)
 @click.option("--context-size", type=int, help="Context size in tokens (-1: the model's own)")
 @click.option("--keep-alive", help="How long an idle model stays loaded (5m, 0, -1 = forever)")
-@click.option("--mode", type=click.Choice(["completion", "embedding", "reranking", "image-generation"]))
+@click.option("--mode", help="completion, embedding, reranking, image-generation, or another "
+              "mode the model's engine declares (default: completion, else the engine's first)")
 @click.option("--backend", help="The engine to configure (default: the one of the model's format)")
 @click.option("--speculative-draft-model", help="Draft model for speculative decoding")
 @click.option("--speculative-num-tokens", type=click.IntRange(0, 256),
@@ -156,7 +157,9 @@ def configure(ctx, model, flags, context_size, keep_alive, mode, backend, specul
         click.echo(json.dumps(Client().json("GET", "/engines/_configure",
                                             params={"model": flags[0]} if flags else None), indent=2))
         return
-    body = {"model": model, "mode": mode or "completion"}
+    body = {"model": model}
+    if mode:
+        body["mode"] = mode
     if context_size is not None:
         body["context-size"] = context_size
     if keep_alive is not None:

@@ -171,3 +171,19 @@ def test_the_engine_reports_its_build_and_unload_stops_the_runner(whisper_server
     assert runner["memory"] > 75_000_000   # the weights and what grows with them
     whisper_server.model("unload", MODEL)
     assert process_gone(runner["pid"])
+
+
+def test_model_configure_sets_the_flags_of_a_whisper_models_next_runner(whisper_server, speech):
+    """The configure route takes the modes the model's engine declares: a whisper model's is
+    transcription, chosen when none is named (it was a 400 naming only DMR's four modes)."""
+    whisper_server.model("configure", MODEL, "--", "--beam-size", "2")
+    try:
+        assert transcribe(whisper_server, speech).status_code == 200
+        [runner] = [r for r in httpx.get(whisper_server.url + "/engines/ps", timeout=30).json()
+                    if r["backend_name"] == "whisper.cpp"]
+        argv = open(f"/proc/{runner['pid']}/cmdline", "rb").read().split(b"\0")
+        assert argv[argv.index(b"--beam-size") + 1] == b"2"
+        wrong = whisper_server.model("configure", MODEL, "--mode", "embedding", check=False)
+        assert wrong.returncode != 0 and "transcription" in wrong.stderr + wrong.stdout
+    finally:
+        whisper_server.model("unload", MODEL, check=False)
