@@ -163,9 +163,17 @@ class Gateway:
         """Send ``body`` (bytes) to the runner for ``model_name`` at ``path``; return the answer.
         A runner's error answer is raised (``streams.runner_error``) unless ``raise_for_status``
         is False."""
-        model, engine, mode = self.check(model_name, path, body, engine, mode)
+        content_type = next((v for k, v in (headers or {}).items()
+                             if k.lower() == "content-type"), "application/json")
+        # a form upload (a whisper model's multipart audio) is read by the runner, never as chat
+        # JSON: no media check, and its record keeps what it was, not the audio's bytes. A body
+        # that looks like JSON is checked whatever it is called: a runner would read it as JSON.
+        form = ("json" not in content_type.lower()
+                and body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] not in (b"{", b"["))
+        model, engine, mode = self.check(model_name, path, b"" if form else body, engine, mode)
+        kept = f"({len(body)} bytes of {content_type})".encode() if form else body
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
-                               path=path, dialect=dialect, request=request, body=body,
+                               path=path, dialect=dialect, request=request, body=kept,
                                observed=observed)
         self.runtime.emit_request("started", record)
         send_headers = {"Content-Type": "application/json", "Host": "localhost",

@@ -38,6 +38,19 @@ def test_the_openai_client_transcribes_speech_within_the_word_error_bound(whispe
     assert row.split()[:3] == ["whisper-tiny.en", "whisper.cpp", "transcription"]
 
 
+def test_a_prompt_naming_images_transcribes_and_the_inspector_keeps_no_audio(whisper_server,
+                                                                             speech):
+    """A form upload is the runner's to read, not chat JSON: a prompt with '"image"' in it was a
+    400 "invalid JSON body" (the gateway's media check read the form), and the request inspector
+    kept the audio's bytes as text."""
+    answer = transcribe(whisper_server, speech, prompt='Speech about an "image" and "image_url".')
+    assert answer.status_code == 200, answer.text
+    groups = httpx.get(whisper_server.url + "/engines/requests", params={"model": MODEL},
+                       timeout=30).json()
+    request = groups[0]["records"][-1]["request"]
+    assert request.startswith("(") and "multipart/form-data" in request and "RIFF" not in request
+
+
 def test_every_response_format_tells_the_same_words(whisper_server, speech):
     text = transcribe(whisper_server, speech, response_format="text")
     assert text.headers["content-type"].startswith("text/plain")
