@@ -756,3 +756,39 @@ def test_a_wedged_save_or_a_failing_restore_never_breaks_a_load_or_an_unload(tmp
         assert process_gone(runner.process.pid)
     finally:
         scheduler.shutdown()
+
+
+def test_while_an_evicted_runner_saves_its_caches_other_requests_go_on(tmp_path, store, models):
+    """A load that must wait for an evicted runner's memory waits with the scheduler's lock
+    released: the evicted runner saving its prompt caches (before_stop, up to a minute on a big
+    KV cache) froze ps and every other model's requests for as long as it saved."""
+    engine = LifecycleEngine()
+    engine.lifecycle_timeout = 4.0
+    scheduler = lifecycle_scheduler(tmp_path, store, engine, memory_budget="2GiB")
+    engine.memory = {m.id: GIB for m in models}
+    try:
+        for model in models[:2]:
+            runner, lease = scheduler.acquire(engine, model)
+            scheduler.release(runner.key, lease)
+        engine.wedged = True                 # the evicted one saves for its whole timeout
+        got = {}
+
+        def load_third():
+            runner, lease = scheduler.acquire(engine, models[2])
+            got["third"] = runner
+            scheduler.release(runner.key, lease)
+
+        third = threading.Thread(target=load_third)
+        third.start()
+        time.sleep(1.0)                      # the third waits for the first's memory
+        started = time.monotonic()
+        assert [r["model_name"] for r in scheduler.ps()]
+        other, lease = scheduler.acquire(engine, models[1])   # loaded: no wait for the lock
+        scheduler.release(other.key, lease)
+        assert time.monotonic() - started < 1.5, "the scheduler was held while a runner saved"
+        third.join(30)
+        assert "third" in got and loaded_names(scheduler) == ["test/model-1:latest",
+                                                                "test/model-2:latest"]
+    finally:
+        engine.wedged = False
+        scheduler.shutdown()

@@ -53,6 +53,7 @@ class Scheduler:
         self.runners = {}                 # key -> Runner
         self.transient = {}               # config key -> RunnerConfig not to persist (see configure)
         self.stopping = set()             # runners out of service, still exiting
+        self.placing = set()              # keys whose runner is being placed (lock released)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.sockets = socket_dir(settings.models_path)
@@ -157,12 +158,17 @@ class Scheduler:
         """Lease a ready runner for one request, loading it first if needed. Blocks while loading."""
         key = (engine.name, model.id, mode)
         with self.lock:
+            # another request placing this runner waits for room with the lock released
+            # (_wait_gone): wait for its runner rather than start a second one
+            while key in self.placing and key not in self.runners:
+                self.changed.wait(1.0)
             runner = self.runners.get(key)
             if runner is not None and not runner.loading and not runner.alive():
                 self._crashed(runner)
                 runner = None
             if runner is None:
                 transient = self.transient.get(config_key(*key))
+                self.placing.add(key)
                 try:
                     runner = self._new_runner(engine, model, mode)
                 except BaseException:
@@ -170,6 +176,9 @@ class Scheduler:
                     # refused by the engine) goes too, as with a runner that failed to load
                     self._forget_transient(key, transient)
                     raise
+                finally:
+                    self.placing.discard(key)
+                    self.changed.notify_all()
             if keep_alive is not None:
                 runner.keep_alive = parse_keep_alive(keep_alive)
             lease = f"{next(self._ids)}"
@@ -257,15 +266,14 @@ class Scheduler:
                 exiting = list(self.stopping)
                 if exiting:
                     for runner in exiting:
-                        runner.gone.wait(runner.exit_within + 30)
-                        self.stopping.discard(runner)
+                        self._wait_gone(runner, runner.exit_within + 30)
                     continue
                 idle = sorted((r for r in self.runners.values() if r.in_use == 0 and not r.loading),
                               key=lambda r: r.last_used)
                 if not idle:
                     raise
                 self._unload(idle[0], "evicted")
-                idle[0].gone.wait(idle[0].exit_within + 30)
+                self._wait_gone(idle[0], idle[0].exit_within + 30)
 
     def _load(self, runner, command_for):
         try:
@@ -332,8 +340,7 @@ class Scheduler:
                 return
             if fits_count and exiting and used + memory <= self.budget:
                 for runner in exiting:  # their memory comes back once they have exited
-                    runner.gone.wait(runner.exit_within + 5)
-                    self.stopping.discard(runner)
+                    self._wait_gone(runner, runner.exit_within + 5)
                 continue
             idle = sorted((r for r in loaded if r.in_use == 0 and not r.loading),
                           key=lambda r: r.last_used)
@@ -346,6 +353,17 @@ class Scheduler:
                 f"{_gib(self.budget)} and busy runners hold {_gib(used)}{hint}", status=503)
         raise SchedulerError(f"cannot load {name}: {len(loaded)} models are loaded and busy "
                              f"(max_loaded={self.max_loaded})", status=503)
+
+    def _wait_gone(self, runner, timeout):
+        """Wait for an exiting runner with the lock released, then count it gone: a runner
+        saving its prompt caches (``before_stop``) may take a minute, and ps, acquire, release
+        and the keep-alive tick go on meanwhile (a load that makes room waited with the lock
+        held: every request froze for as long as the evicted runner saved). The caller's
+        state may change while it waits: it loops and looks again."""
+        deadline = time.monotonic() + timeout
+        while not runner.gone.is_set() and time.monotonic() < deadline:
+            self.changed.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+        self.stopping.discard(runner)
 
     def _unload(self, runner, event):
         """Take a runner out of service now; it exits in the background.
@@ -378,7 +396,9 @@ class Scheduler:
             if hidden:
                 with contextlib.suppress(OSError):
                     os.unlink(hidden)
-            self.stopping.discard(runner)
+            with self.lock:
+                self.stopping.discard(runner)
+                self.changed.notify_all()   # a load waiting for this runner's memory
             if save:
                 try:
                     self.caches.enforce()
