@@ -13,7 +13,9 @@ import falcon.testing
 
 from modelrunner.app import create_app
 from modelrunner.settings import load_settings
+from modelrunner.store import FilesystemStore
 from modelrunner.store.prompt_caches import PromptCaches
+from modelrunner.testing.artifacts import add_to_store, write_small_gguf
 
 from test_trust import LOCAL
 
@@ -44,7 +46,9 @@ def test_the_budget_evicts_the_least_recently_used_prompts(tmp_path):
 def test_df_shows_the_cache_area_and_prune_caches_empties_it(tmp_path):
     settings = load_settings(models_path=str(tmp_path / "models"), prompt_cache_budget="1GiB")
     client = falcon.testing.TestClient(create_app(settings), headers=LOCAL)
-    folder = PromptCaches.from_settings(settings).folder("sha256:" + "c" * 64)
+    model = add_to_store(FilesystemStore(tmp_path / "models"),
+                         write_small_gguf(tmp_path / "m.gguf"), ["ai/kept"])
+    folder = PromptCaches.from_settings(settings).folder(model.id)
     save(folder, "conversation", 4096, time.time())
     df = client.simulate_get("/engines/df").json
     assert df["prompt_cache_disk_usage"] == 4098 and df["prompt_cache_budget"] == 1024**3
@@ -56,3 +60,31 @@ def test_df_shows_the_cache_area_and_prune_caches_empties_it(tmp_path):
     assert list(folder.iterdir()) == []
     refused = client.simulate_post("/models/prune", json={"caches": "yes"})
     assert refused.status_code == 400
+
+
+def test_a_deleted_models_saved_prompts_go_with_the_next_prune(tmp_path):
+    """A model removed from the store leaves its users' prompts in its cache folder until
+    ``model prune`` (which keeps the caches of models the store still has)."""
+    settings = load_settings(models_path=str(tmp_path / "models"), prompt_cache_budget="1GiB")
+    client = falcon.testing.TestClient(create_app(settings), headers=LOCAL)
+    gone = PromptCaches.from_settings(settings).folder("sha256:" + "d" * 64)
+    save(gone, "conversation", 4096, time.time())
+    pruned = client.simulate_post("/models/prune")
+    assert pruned.status_code == 200 and pruned.json["prompt_caches"] == 1
+    assert not gone.exists()
+
+
+def test_a_cache_area_that_is_not_ours_or_not_a_size_stops_nothing(tmp_path):
+    """Odd things in the area (a folder where an entry would be) and a budget that is no size
+    are logged and skipped: eviction, prune and the server go on."""
+    caches = PromptCaches(tmp_path / "models", budget=10)
+    folder = caches.folder("sha256:" + "e" * 64)
+    (folder / "stray").mkdir()
+    save(folder, "big", 100, time.time() - 300)
+    assert caches.enforce() == 102 and (folder / "stray").is_dir()
+    assert caches.clear() == (0, 0)
+    for off in ("off", "no", "0", 0, False):
+        assert not PromptCaches.from_settings(load_settings(
+            models_path=str(tmp_path / "models"), prompt_cache_budget=off)).enabled
+    assert not PromptCaches.from_settings(load_settings(
+        models_path=str(tmp_path / "models"), prompt_cache_budget="lots")).enabled

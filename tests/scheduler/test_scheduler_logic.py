@@ -792,3 +792,20 @@ def test_while_an_evicted_runner_saves_its_caches_other_requests_go_on(tmp_path,
     finally:
         engine.wedged = False
         scheduler.shutdown()
+
+
+def test_a_cache_area_that_cannot_be_used_costs_no_load(tmp_path, store, models):
+    """A file, or another user's link, where the prompt cache area should be: the model loads
+    without saved caches (every load was a 500 'not a plain folder')."""
+    engine = LifecycleEngine()
+    area = tmp_path / "models" / "cache"
+    area.mkdir(parents=True)
+    (area / "prompts").symlink_to(tmp_path)
+    scheduler = lifecycle_scheduler(tmp_path, store, engine)
+    try:
+        runner, lease = scheduler.acquire(engine, models[0])
+        assert chat(runner)["echo"]["pid"] == runner.process.pid
+        scheduler.release(runner.key, lease)
+        assert engine.calls[-1][:3] == ("after_ready", models[0].id, None)
+    finally:
+        scheduler.shutdown()

@@ -32,9 +32,14 @@ class PruneResource:
             report = prune()
         except StoreError as e:
             raise dmr_error(e.status, str(e))
-        if body.get("caches"):
-            from ..store.prompt_caches import PromptCaches
-            count, freed = PromptCaches.from_settings(self.runtime.settings).clear()
+        from ..store.prompt_caches import PromptCaches
+        store = self.runtime.store
+        known = getattr(store, "listing", store.models)   # a broken model is still a model
+        caches = PromptCaches.from_settings(self.runtime.settings)
+        # a deleted model's caches always go (its users' prompts); all of them when asked
+        count, freed = (caches.clear() if body.get("caches") else
+                        caches.forget_models(m.id for m in known()))
+        if count or body.get("caches"):
             report["prompt_caches"] = count
             report["bytes"] = report.get("bytes", 0) + freed
         resp.media = report

@@ -231,7 +231,10 @@ class Scheduler:
                                          f"it cannot run on a network address", status=412)
                 secret = secrets.token_urlsafe(32)
             if engine.prompt_cache and not placed.network and self.caches.enabled:
-                bundle.cache_dir = self.caches.folder(model.id)  # a folder on this machine
+                try:   # a folder on this machine; a cache area we cannot use costs no load
+                    bundle.cache_dir = self.caches.folder(model.id)
+                except (OSError, ValueError) as e:
+                    log.warning("no saved prompt caches for %s: %s", name, e)
             command_for = _CommandFor(engine, bundle, config, secret)
             # the command first: a model the engine refuses (EngineError) evicts nothing
             command_for(placed.address)

@@ -14,7 +14,10 @@ asked (``--caches``), and the store's collection never looks inside.
 """
 
 import contextlib
+import logging
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,10 @@ from pathlib import Path
 from .. import private
 
 DEFAULT_BUDGET = 4 * 1024**3
+OFF = (None, "", 0, "0", "none", "off", "false", "no", False)
+_MODEL_HEX = re.compile(r"[0-9a-f]{64}")
+
+log = logging.getLogger("modelrunner.prompt_caches")
 
 
 @dataclass
@@ -36,8 +43,12 @@ class Entry:
 
     def remove(self):
         for path in self.files:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:   # never stops the budget or a prune: the next run tries again
+                log.warning("could not remove the prompt cache file %s: %s", path, e)
 
 
 def entry_stem(name):
@@ -55,9 +66,19 @@ class PromptCaches:
 
     @classmethod
     def from_settings(cls, settings):
+        """The area as ``prompt_cache_budget`` says: a size, or off (0, "off", "none",
+        false). A value that is neither turns the caches off and says so: a typo in one setting
+        must not stop the server."""
         from ..scheduler.durations import parse_bytes
         value = settings.get("prompt_cache_budget", "4GiB")
-        budget = 0 if value in (None, "", 0, "0", "none") else parse_bytes(value)
+        if isinstance(value, str) and value.strip().lower() in OFF or value in OFF:
+            return cls(settings.models_path, 0)
+        try:
+            budget = parse_bytes(value)
+        except (TypeError, ValueError):
+            log.error("prompt_cache_budget %r is not a size (such as 4GiB) nor off: prompt "
+                      "caches are off", value)
+            budget = 0
         return cls(settings.models_path, budget)
 
     @property
@@ -66,10 +87,14 @@ class PromptCaches:
         return self.budget > 0
 
     def folder(self, model_id):
-        """The private folder of ``model_id``'s caches (created, 0700)."""
+        """The private folder of ``model_id``'s caches (created, 0700); OSError (NotPrivate
+        among them) when the area cannot be made or is not ours."""
+        name = str(model_id).split(":")[-1]
+        if not _MODEL_HEX.fullmatch(name):   # a store of another kind may name models freely
+            raise ValueError(f"not a model digest: {model_id!r}")
         private.private_dir(self.root.parent)
         private.private_dir(self.root)
-        return private.private_dir(self.root / str(model_id).split(":")[-1])
+        return private.private_dir(self.root / name)
 
     def entries(self):
         """Every entry of every model, oldest use first."""
@@ -84,6 +109,8 @@ class PromptCaches:
                     st = path.lstat()
                 except FileNotFoundError:
                     continue
+                if not stat.S_ISREG(st.st_mode):   # only files are entries: a folder or a link
+                    continue                       # put there is nobody's cache
                 key = (folder, entry_stem(path.name))
                 entry = found.setdefault(key, Entry(folder, key[1]))
                 entry.files.append(path)
@@ -115,6 +142,20 @@ class PromptCaches:
             total -= entry.size
             freed += entry.size
         return freed
+
+    def forget_models(self, model_ids):
+        """Remove the caches of models the store no longer has (``model prune``): a deleted
+        model's users' prompts must not stay on disk. Returns (entries, bytes)."""
+        keep = {str(m).split(":")[-1] for m in model_ids}
+        gone = [e for e in self.entries() if e.folder.name not in keep]
+        for entry in gone:
+            entry.remove()
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if folder.name not in keep and folder.is_dir() and not folder.is_symlink():
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+        return len(gone), sum(e.size for e in gone)
 
     def clear(self):
         """``model prune --caches``: remove every cached prompt; returns (entries, bytes)."""
