@@ -8,8 +8,7 @@ import httpx
 import openai
 import pytest
 
-from modelrunner.testing import process_gone
-from modelrunner.testing.harness import FilesystemStore
+from modelrunner.testing import FilesystemStore, process_gone
 from plugins.whisper.tests.conftest import MAX_UPLOAD, MODEL, SENTENCE, word_error_rate
 
 # tiny.en transcribes this synthetic sentence with no error (measured: 0 of 15 words; 1 of 15
