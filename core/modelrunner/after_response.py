@@ -12,9 +12,10 @@ at once. The queue is per request: a context variable, which each gevent greenle
 thread) holds its own of.
 
 Deferred work runs in order, before the worker serves its next request on that connection, and
-before the worker yields to any other request when it does not wait on I/O (observers first,
-then the release: its round trip is the one wait): a client that reads the inspector right after
-an answer finds the request there.
+before the worker yields to any other request unless it waits on I/O: the gateway sends the
+release, runs the observers, then waits for the release's answer (the one wait), so a client that
+reads the inspector or the runners right after an answer finds the request there and the runner
+free.
 """
 
 import contextvars
@@ -58,6 +59,11 @@ class AfterResponse:
             _pending.reset(token)
             _run(pending)
             raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if not pending and isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # a file the server sends with sendfile(), which it does only for its own wrapper
+            _pending.reset(token)
+            return result
         return _Answer(result, pending, token)
 
 

@@ -114,6 +114,8 @@ class Gateway:
         self.runtime = runtime
         # (engine, model id, mode) -> (address, secret) of the runner of the last lease
         self._last_address = {}
+        # (model name, engine, mode, path) as a request gives them -> the key they were last
+        self._last_named = {}
         self.connections = RunnerConnections()
 
     # -- resolution -----------------------------------------------------------------------------
@@ -170,26 +172,44 @@ class Gateway:
         # that looks like JSON is checked whatever it is called: a runner would read it as JSON.
         form = ("json" not in content_type.lower()
                 and body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] not in (b"{", b"["))
-        model, engine, mode = self.check(model_name, path, b"" if form else body, engine, mode)
+        send_headers = {"Content-Type": "application/json", "Host": "localhost",
+                        "Content-Length": str(len(body))}
+        send_headers.update(headers or {})
+        named = (model_name, engine, mode, path)
+        if not all(part is None or isinstance(part, str) for part in named):
+            named = None  # not a model name (the check answers it), or an unusual caller
+        early = self._send_early(named, form, path, body, send_headers)
+        try:
+            model, engine, mode = self.check(model_name, path, b"" if form else body, engine,
+                                             mode)
+        except BaseException:
+            if early is not None:
+                early[0].close()
+            raise
         kept = f"({len(body)} bytes of {content_type})".encode() if form else body
         record = RequestRecord(model=model_name, model_id=model.id, engine=engine.name, mode=mode,
                                path=path, dialect=dialect, request=request, body=kept,
                                observed=observed)
         self.runtime.emit_request("started", record)
-        send_headers = {"Content-Type": "application/json", "Host": "localhost",
-                        "Content-Length": str(len(body))}
-        send_headers.update(headers or {})
         key = (engine.name, model.id, mode)
+        if early is not None and early[2] != key:  # the name now means another model
+            early[0].close()
+            early = None
         for attempt in range(2):
             try:
                 lease, conn, resp = self._lease_and_send(model, engine, mode, keep_alive, key,
-                                                         path, body, send_headers)
+                                                         path, body, send_headers, early)
+                if named is not None:
+                    if named not in self._last_named and len(self._last_named) >= 4096:
+                        self._last_named.clear()  # bounded, whatever names clients send
+                    self._last_named[named] = key
             except GatewayError as e:
                 record.finish(status=e.status, error=str(e))
                 self.runtime.emit_request("finished", record)
                 raise
             except (ConnectionRefusedError, FileNotFoundError, ConnectionResetError,
                     BrokenPipeError) as e:
+                early = None
                 # The runner died after the scheduler last looked, before it answered anything
                 # (refused; or reset/closed while a dying process still held its socket): ask
                 # once more, and the scheduler replaces the dead runner. Inference requests have
@@ -199,6 +219,7 @@ class Gateway:
                     time.sleep(0.2)  # let the dead process become reapable
                     continue
             except OSError as e:
+                early = None
                 error = e
             else:
                 record.load_seconds = lease.load_seconds
@@ -244,7 +265,7 @@ class Gateway:
         text chat never has (a key or type spelled with JSON escapes, "image\\u005furl", is one
         too: the runner reads it as such). A body that may carry media but cannot be read is
         refused: the check must never be skipped by a body it cannot parse."""
-        if not (any(name in body for name in _MEDIA_NAMES) or _ASCII_ESCAPE.search(body)):
+        if not _may_have_media(body):
             return
         try:
             chat = parse_json(body)
@@ -265,29 +286,51 @@ class Gateway:
                 f"does not fetch URLs such as {urls[0][:80]!r} (allow_image_urls turns that on)",
                 status=400, kind="invalid_request_error")
 
-    def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers):
+    def _send_early(self, named, form, path, body, headers):
+        """Send the request before the model is looked up in the store, to the runner that
+        the same model name, engine, mode and path were served by last: ``(connection, reused,
+        key, address, secret)``, or None. Only a body that is not a form and plainly has no
+        media part goes early (``_check_media`` would not even parse it): a runner must never
+        see a media URL the check would refuse. ``open`` drops it if the name now names
+        another model, or the check refuses the request."""
+        key = self._last_named.get(named) if named is not None else None
+        guess = self._last_address.get(key) if key else None
+        if guess is None or form or _may_have_media(body):
+            return None
+        address, secret = guess
+        try:
+            conn, reused = self._send(address, path, body, _with_secret(headers, secret))
+        except OSError:
+            return None
+        return conn, reused, key, address, secret
+
+    def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers,
+                        early=None):
         """(lease, connection, response headers). While the scheduler answers the
         lease, the request already goes to the runner this key used last; if the lease names
         another runner (reloaded, evicted), that early request is dropped and sent again.
         Connections to runners are kept alive between requests (``RunnerConnections``); a kept
-        one that fails before any answer is replaced by a fresh one at once."""
+        one that fails before any answer is replaced by a fresh one at once. The early request
+        is sent before the acquire: on a machine whose cores are all busy, waking the scheduler
+        first delayed the runner's start by the scheduler's turn on a core."""
+        if early is not None:  # sent before the model was looked up (_send_early)
+            early, guess, guess_secret = early[:2], early[3], early[4]
+        else:
+            guess, guess_secret = self._last_address.get(key, (None, None))
+            if guess:
+                try:
+                    early = self._send(guess, path, body, _with_secret(headers, guess_secret))
+                except OSError:
+                    early = None
         try:
             pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive)
-        except SchedulerError as e:
-            raise GatewayError(str(e), status=e.status) from None
-        guess, guess_secret = self._last_address.get(key, (None, None))
-        early = None
-        if guess:
-            try:
-                early = self._send(guess, path, body, _with_secret(headers, guess_secret))
-            except OSError:
-                early = None
-        try:
             lease = pending()
-        except SchedulerError as e:
+        except BaseException as e:
             if early is not None:
                 early[0].close()
-            raise GatewayError(str(e), status=e.status) from None
+            if isinstance(e, SchedulerError):
+                raise GatewayError(str(e), status=e.status) from None
+            raise
         self._last_address[key] = (lease.address, lease.secret)
         same = lease.address == guess and lease.secret == guess_secret
         conn = None
@@ -344,16 +387,17 @@ class Gateway:
             pass
 
     def finish(self, response):
-        """The end of an answer: its lease's release is sent to the scheduler now; recording
-        the request and reading the release's answer wait until the answer is sent
-        (``after_response``), so the client waits for neither."""
+        """The end of an answer: releasing its lease and recording the request wait until the
+        answer is sent (``after_response``), so the client waits for neither."""
+        defer(self._finish, response)
+
+    def _finish(self, response):
+        # the release goes first, before this worker serves anything else; its answer is read
+        # after the observers have run (ps, unload and configure wait for it: SchedulerClient)
         try:
             released = self.runtime.scheduler.begin_release(response.lease)
         except SchedulerError:
             released = None
-        defer(self._finish, response, released)
-
-    def _finish(self, response, released):
         response.record.finish(status=response.status if not response.error else 500,
                                error=response.error, ended=response.ended)
         self.runtime.emit_request("finished", response.record)
@@ -371,6 +415,11 @@ _MEDIA_NAMES = (b'"image_url"', b'"input_image"', b'"image"', b'"input_audio"',
 # part to the runner. Escapes of other characters (\u00e9, \u4e2d: any non-English text from a
 # client that writes JSON ASCII-only, as Python's json does) are not, and cost no second parse.
 _ASCII_ESCAPE = re.compile(rb"\\u00[0-7]")
+
+
+def _may_have_media(body):
+    """Whether a body may carry a media part (else it needs no parse to be checked)."""
+    return any(name in body for name in _MEDIA_NAMES) or bool(_ASCII_ESCAPE.search(body))
 
 
 def _with_secret(headers, secret):

@@ -41,10 +41,10 @@ class SchedulerClient:
     time to first token (connect, and a new handler thread in the daemon); the daemon speaks
     HTTP/1.1, so idle connections are kept (per process, up to ``KEEP``) and reused.
 
-    A release is sent when a request's answer ends and its answer read later
-    (``begin_release``), after the client has its answer: the daemon has the release before the
-    client can ask anything more. Calls whose answer depends on what is in use (``ps``,
-    ``unload``, ``configure``) first wait for the releases this process has sent.
+    The gateway sends a release once a request's answer is sent and reads the release's answer
+    later (``begin_release``), so neither is in the client's time. Calls whose answer depends on
+    what is in use (``ps``, ``unload``, ``configure``) first wait for the releases this process
+    has sent.
     """
 
     KEEP = 8
