@@ -134,6 +134,7 @@ _NAMESPACES = {
         "format_size": ".packaging.units:format_size",
         "format_parameters": ".packaging.units:format_parameters",
         "parse_keep_alive": ".scheduler.durations:parse_keep_alive",
+        "parse_bytes": ".scheduler.durations:parse_bytes",
         "rfc3339": ".packaging.artifact:rfc3339",
     }),
     "placement": ("where runner processes start (the make_placement hook) and how to reach "

@@ -6,6 +6,7 @@ socket today), its argv built by :mod:`modelrunner_llamacpp.args`. The binary co
 it what it supports (``--help``, ``--list-devices``, its system info) once per binary.
 """
 
+import os
 import re
 import struct
 import subprocess
@@ -172,6 +173,13 @@ class LlamaCppEngine(Engine):
         "llamacpp_gpu_layers": None,  # -ngl; unset = 999 when the build has a GPU backend
     }
 
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        # the binding of each chat runner's saved slots, by its argv (which holds its socket):
+        # made when its command is built (pending), kept from after_ready to before_stop (live)
+        self._pending, self._live = {}, {}
+        self._bindings_lock = threading.Lock()
+
     def binary(self):
         return find_llama_server(self.settings)
 
@@ -253,39 +261,88 @@ class LlamaCppEngine(Engine):
         choice = chat_template(bundle, config, meta, tokens)
         # a configured template's text: in the environment, not in argv (the runner log prints it)
         env = {"LLAMA_ARG_CHAT_TEMPLATE": choice.text} if choice and choice.text else {}
+        if "--slot-save-path" in argv:
+            self._remember_binding(bundle, config, info, argv, env)
         return RunnerCommand(argv=argv, env=env, health_path="/health")
 
     @staticmethod
     def _slot_save_path(bundle, config, info):
         """The cache folder the scheduler gave a chat runner, when this llama-server can save
-        slots there."""
-        if bundle.cache_dir is None or config.mode != "completion" or not info.has(
-                "--slot-save-path"):
+        slots there. Not for a multimodal runner: llama-server refuses (501) to save or restore
+        the slots of one."""
+        if bundle.cache_dir is None or config.mode != "completion" or bundle.mmproj or \
+                not info.has("--slot-save-path"):
             return None
         return bundle.cache_dir
 
+    def _remember_binding(self, bundle, config, info, argv, env):
+        """Bind the saves of the runner ``argv`` starts to what starts it: this binary's build as
+        it is now (an in-place upgrade while it runs must not relabel its KV as the new build's),
+        its KV-shaping flags and environment (the server's LLAMA_* that reach it, then the
+        command's), and the model's KV bytes per token (to size a save before writing it)."""
+        bound = prompt_cache.binding(bundle.model_id, info.describe(), argv, {**os.environ, **env})
+        try:
+            _, per_token = self._memory_parts(bundle, config, self._shape(self._metadata(bundle)),
+                                              1)
+        except Exception:  # noqa: BLE001 - no shape: sizes are learnt from earlier saves
+            per_token = None
+        with self._bindings_lock:
+            self._pending[tuple(argv)] = (bound, per_token)
+            while len(self._pending) > 64:  # commands built but never started (checks)
+                self._pending.pop(next(iter(self._pending)))
+
     def _cache_binding(self, runner):
-        """(the runner's binding for its saved slots, or None when it saves none)."""
+        """(the runner's binding for its saved slots, the model's KV bytes per token), or None
+        when it saves none: the one computed when its command was built."""
         argv = list(runner.command.argv) if runner.command is not None else []
         if runner.cache_dir is None or "--slot-save-path" not in argv:
             return None
-        return prompt_cache.binding(runner.bundle.model_id, self.build_info(), argv)
+        key = tuple(argv)
+        with self._bindings_lock:
+            found = self._live.get(key) or self._pending.pop(key, None)
+        if found is None:  # a command this engine did not build: what runs is the binary there
+            try:
+                build = binary_info(argv[0]).describe()
+            except OSError:
+                return None
+            found = (prompt_cache.binding(runner.bundle.model_id, build, argv,
+                                          {**os.environ, **runner.command.env}), None)
+        with self._bindings_lock:
+            self._live[key] = found
+            while len(self._live) > 1024:  # runners that crashed (no before_stop)
+                self._live.pop(next(iter(self._live)))
+        return found
+
+    def _cache_budget(self):
+        """The prompt cache area's byte budget (``prompt_cache_budget``), None when unbounded or
+        unreadable (the area then is off, and no runner gets a folder)."""
+        try:
+            return modelrunner.units.parse_bytes(
+                self.settings.get("prompt_cache_budget", None)) or None
+        except Exception:  # noqa: BLE001 - "off", unset, a typo: the core reports it
+            return None
 
     def after_ready(self, runner):
-        """Restore the newest prompt caches saved for this model, build and flags into the new
+        """Restore the newest prompt caches saved for this model, build and settings into the new
         runner's slots, before any request reaches it (prompt_cache.py)."""
-        bound = self._cache_binding(runner)
-        if bound is not None:
-            restored = prompt_cache.restore(runner, bound)
+        found = self._cache_binding(runner)
+        if found is not None:
+            restored = prompt_cache.restore(runner, found[0])
             if restored:
                 prompt_cache.log.info("restored %d saved prompt(s) into %s", len(restored),
                                       runner.bundle.model_id)
 
     def before_stop(self, runner):
-        """Save each slot that took a request into the store's cache area (prompt_cache.py)."""
-        bound = self._cache_binding(runner)
-        if bound is not None:
-            prompt_cache.save(runner, bound)
+        """Save each slot that took a request into the store's cache area, within its budget
+        (prompt_cache.py)."""
+        found = self._cache_binding(runner)
+        if found is not None:
+            try:
+                prompt_cache.save(runner, found[0], budget=self._cache_budget(),
+                                  kv_per_token=found[1])
+            finally:
+                with self._bindings_lock:
+                    self._live.pop(tuple(runner.command.argv), None)
 
     def runner_details(self, bundle, config):
         """``{"chat_template": which template runs and why}`` for ``model ps``."""
