@@ -67,6 +67,7 @@ class WhisperEngine(Engine):
         "whisper_threads": 0,         # --threads; 0 = whisper-server's default (up to 4)
         "whisper_gpu": True,          # false adds --no-gpu to a GPU build
         "whisper_max_upload": 25 << 20,  # bytes of audio a request may upload (OpenAI's 25 MB)
+        "whisper_max_seconds": 7200,     # seconds of audio a request may send (audio.py)
     }
 
     def binary(self):

@@ -22,6 +22,8 @@ from .ggml_file import LANGUAGES
 PREFIXES = ("/engines/{engine}/v1", "/engines/v1", "/v1")
 MAX_UPLOAD = WhisperEngine.defaults["whisper_max_upload"]
 FORM_OVERHEAD = 1 << 20  # the form's other fields, bounded by Falcon's part buffer (1 MiB)
+MAX_PARTS = 32           # OpenAI's form has ten fields; a chunked body has no Content-Length
+MAX_FIELDS_BYTES = 256 << 10   # all fields but the file together (the prompt is the longest)
 FALSE, TRUE = ("0", "false", "no", "off", ""), ("1", "true", "yes", "on")
 
 
@@ -34,17 +36,30 @@ def _form(req, limit):
     if (req.content_type or "").split(";")[0].strip().lower() != "multipart/form-data":
         raise bad("send the audio as multipart/form-data, with the audio in the field 'file'",
                   "file")
-    fields, upload = {}, None
+    if req.content_length is None:   # chunked: neither the body limit nor Falcon's parser
+        raise ModelRunnerError("send the form with a Content-Length (not chunked)", status=411,
+                               kind="invalid_request_error")
+    fields, upload, parts, size = {}, None, 0, 0
     for part in req.get_media():
-        if part.name == "file":
+        parts += 1
+        if parts > MAX_PARTS:
+            raise bad(f"the form has more than {MAX_PARTS} fields", None)
+        part_name = part.name or ""   # a part without a name: an unknown field, ignored
+        if part_name == "file":
+            if upload is not None:
+                raise bad("send one audio file per request", "file")
             data = part.stream.read(limit + 1)
             if len(data) > limit:
                 raise ModelRunnerError(f"the audio file is larger than {limit} bytes (the "
                                        f"whisper_max_upload setting)", status=413, param="file")
             upload = (part.secure_filename if part.filename else "audio", data)
         else:
-            name = part.name[:-2] if part.name.endswith("[]") else part.name
+            name = part_name[:-2] if part_name.endswith("[]") else part_name
             text = part.get_text() or ""
+            size += len(text)
+            if size > MAX_FIELDS_BYTES:
+                raise ModelRunnerError(f"the form's fields are larger than {MAX_FIELDS_BYTES} "
+                                       f"bytes", status=413, param=name[:40])
             if name == "timestamp_granularities":
                 fields.setdefault(name, []).append(text)
             else:
@@ -123,6 +138,8 @@ class AudioResource:
         self.task = task
         self.limit = int(runtime.settings.get("whisper_max_upload", None) or MAX_UPLOAD)
         self.max_body = self.limit + FORM_OVERHEAD   # 413 before anything is read
+        self.max_seconds = int(runtime.settings.get("whisper_max_seconds", None)
+                               or audio.MAX_SECONDS)
 
     def on_post(self, req, resp, engine=None):
         fields, (filename, data) = _form(req, self.limit)
@@ -131,7 +148,7 @@ class AudioResource:
             runner["translate"] = "true"
         # what the model, engine and mode are is checked before any audio is converted
         self.runtime.check(model, "/inference", b"", engine=engine, mode=MODE)
-        data, filename = audio.prepare(data, filename)
+        data, filename = audio.prepare(data, filename, self.max_seconds)
         content_type, body = multipart(runner, filename, data)
         # the runner's errors come back as answers; the gateway's own (before sending) raise
         answer = self.runtime.open(model, "/inference", body, engine=engine, mode=MODE,

@@ -13,6 +13,7 @@ from plugins.whisper.tests.ct2_to_ggml import convert
 SENTENCE = "The quick brown fox jumps over the lazy dog. Speech recognition runs on this machine."
 MODEL = "ai/whisper-tiny.en"
 MAX_UPLOAD = 2_000_000  # the module server's whisper_max_upload: the speech is about 300 kB
+MAX_SECONDS = 60        # its whisper_max_seconds: the speech is about 10 s
 
 
 def need(program, package):
@@ -45,7 +46,8 @@ def speech(tmp_path_factory):
 @pytest.fixture(scope="session")
 def whisper_server(tmp_path_factory, tiny_en):
     """A real server with this plugin, the OpenAI dialect and the web UI, tiny.en as MODEL."""
-    env = {"MODELRUNNER_PLUGINS": "whisper,openai,web", "MODELRUNNER_WHISPER_MAX_UPLOAD": str(MAX_UPLOAD)}
+    env = {"MODELRUNNER_PLUGINS": "whisper,openai,web", "MODELRUNNER_WHISPER_MAX_UPLOAD": str(MAX_UPLOAD),
+           "MODELRUNNER_WHISPER_MAX_SECONDS": str(MAX_SECONDS)}
     with Server(tmp_path_factory.mktemp("whisper-store") / "models", env=env) as srv:
         srv.model("package", "--format", "whisper", "--file", str(tiny_en), "--config",
                   "parameters=37.76M", "--config", "architecture=whisper", "--config",
