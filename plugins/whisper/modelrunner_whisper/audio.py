@@ -55,11 +55,18 @@ def bad_audio(message):
     return ModelRunnerError(message, status=400, param="file", code="invalid_audio")
 
 
+def too_long(max_seconds):
+    return bad_audio(f"the audio is longer than {max_seconds} seconds (the whisper_max_seconds "
+                     f"setting)")
+
+
 def prepare(data, filename="audio", max_seconds=MAX_SECONDS):
     """(bytes, filename) to send to whisper-server: the upload itself, or ffmpeg's WAV of it."""
     if not data:
         raise bad_audio("the audio file is empty")
     if whisper_wav(data):
+        if len(data) - WAV_HEADER > 2 * _wav_format(data)[1] * RATE * max_seconds:
+            raise too_long(max_seconds)
         return data, filename
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -87,9 +94,10 @@ def prepare(data, filename="audio", max_seconds=MAX_SECONDS):
             reason = detail[-1].replace(source, "the file") if detail else "no audio stream"
             if tmp in reason or "whitelist" in reason:  # a path or what ffmpeg refused to open
                 reason = "not an audio file"
+            elif any("matches no streams" in line for line in detail):
+                reason = "it has no audio stream"
             raise bad_audio(f"could not read the audio ({filename}): {reason[:200]}")
         if size > WAV_HEADER + 2 * RATE * max_seconds:
-            raise bad_audio(f"the audio is longer than {max_seconds} seconds (the "
-                            f"whisper_max_seconds setting)")
+            raise too_long(max_seconds)
         with open(target, "rb") as f:
             return f.read(), os.path.splitext(filename)[0] + ".wav"

@@ -31,13 +31,18 @@ def test_an_uploaded_playlist_cannot_read_the_servers_files(whisper_server, spee
     assert str(tmp_path) not in present.text
 
 
-def test_a_tiny_wav_that_decodes_to_hours_is_refused(whisper_server):
-    samples = b"\x80" * (MAX_SECONDS * 4)   # 8-bit mono at 1 Hz: 4 minutes in 240 bytes
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(samples), b"WAVE", b"fmt ",
-                         16, 1, 1, 1, 1, 1, 8, b"data", len(samples))
-    answer = post(whisper_server, "slow.wav", header + samples)
-    assert answer.status_code == 400, answer.text
-    assert "whisper_max_seconds" in answer.json()["error"]["message"]
+def wav(rate, bits, samples):
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(samples), b"WAVE", b"fmt ", 16, 1,
+                       1, rate, rate * bits // 8, bits // 8, bits, b"data", len(samples)) + samples
+
+
+def test_audio_longer_than_the_setting_is_refused(whisper_server):
+    # 8-bit mono at 1 Hz: 4 minutes in 240 bytes; and whisper's own 16 kHz WAV, just too long
+    for audio in (wav(1, 8, b"\x80" * MAX_SECONDS * 4),
+                  wav(16000, 16, bytes(32000 * (MAX_SECONDS + 2)))):
+        answer = post(whisper_server, "long.wav", audio)
+        assert answer.status_code == 400, answer.text
+        assert "whisper_max_seconds" in answer.json()["error"]["message"]
 
 
 def test_a_chunked_form_is_refused_in_openais_shape(whisper_server, speech):
@@ -52,3 +57,12 @@ def test_a_chunked_form_is_refused_in_openais_shape(whisper_server, speech):
                         headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=60)
     assert answer.status_code == 411, answer.text
     assert "Content-Length" in answer.json()["error"]["message"]
+
+
+def test_a_video_without_sound_is_told_so(whisper_server, tmp_path):
+    video = tmp_path / "silent.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=s=16x16:d=1",
+                    "-c:v", "mjpeg", str(video)], check=True)
+    answer = post(whisper_server, video.name, video.read_bytes())
+    assert answer.status_code == 400
+    assert "no audio stream" in answer.json()["error"]["message"], answer.text

@@ -93,7 +93,7 @@ def test_translations_answer_in_english_under_the_engines_prefix(whisper_server,
 
 @pytest.mark.parametrize("name, data", [
     ("noise.mp3", b"\x00\x01 this is not audio at all " * 64),       # ffmpeg cannot read it
-    ("broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x07" * 200),  # whisper.cpp cannot
+    ("broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x07" * 200),  # nor this one
     ("empty.wav", b""),
 ], ids=["noise.mp3", "broken.wav", "empty.wav"])
 def test_bad_audio_is_a_400_in_openais_shape(whisper_server, name, data):
