@@ -13,22 +13,14 @@ from pathlib import Path
 import click
 
 from .client import fail
+from .model_modes import serves_only
 
 MODE = "transcription"
 
 
 def is_transcription_model(client, model):
-    """Whether the engines that serve the stored ``model``'s format transcribe and none chats."""
-    info = client.json("GET", f"/models/{model}")
-    model_format = (info.get("config") or {}).get("format") or ""
-    if not model_format:
-        return False
-    resp = client.send("GET", "/engines/options")
-    if resp.status_code != 200:
-        return False
-    modes = [set(engine.get("modes") or ()) for engine in (resp.json() or {}).values()
-             if model_format in (engine.get("formats") or ())]
-    return bool(modes) and all(MODE in m and "completion" not in m for m in modes)
+    """Whether the stored ``model`` transcribes: its engines transcribe, none chats."""
+    return serves_only(client, model, MODE)
 
 
 def form(fields, path):

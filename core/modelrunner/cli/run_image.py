@@ -14,23 +14,12 @@ from pathlib import Path
 
 import click
 
-def is_image_model(client, model):
-    """Whether the stored ``model`` is for image generation: the engines that serve its format
-    generate images and none of them chats. A server that does not describe its engines (no
-    GET /engines/options) gets a chat, as DMR's CLI sends.
+from .model_modes import serves_only
 
-    ``client`` is a :class:`.client.Client`; a missing model exits with the server's error.
-    """
-    info = client.json("GET", f"/models/{model}")
-    model_format = (info.get("config") or {}).get("format") or ""
-    if not model_format:
-        return False
-    resp = client.send("GET", "/engines/options")
-    if resp.status_code != 200:
-        return False
-    modes = [set(engine.get("modes") or ()) for engine in (resp.json() or {}).values()
-             if model_format in (engine.get("formats") or ())]
-    return bool(modes) and all("image-generation" in m and "completion" not in m for m in modes)
+
+def is_image_model(client, model):
+    """Whether the stored ``model`` is for image generation: its engines draw, none chats."""
+    return serves_only(client, model, "image-generation")
 
 
 def image_filename(prompt, when=None, index=None, directory="."):
