@@ -296,6 +296,43 @@ def test_a_load_that_needs_an_exiting_runners_memory_waits_for_it(make_scheduler
     assert loaded_names(scheduler) == ["test/model-1:latest", "test/model-2:latest"]
 
 
+def test_configure_and_unload_while_the_model_waits_for_room_are_not_lost(make_scheduler,
+                                                                          engine, models):
+    """A configure (or unload) of a model whose runner waits for an evicted runner's memory
+    answered 'done' while nothing was listed; the runner then loaded with the old context."""
+    scheduler = make_scheduler(memory_budget="2GiB")
+    engine.memory = {m.id: GIB for m in models}
+    engine.slow_exit = 2
+    for model in models[:2]:
+        runner, lease = scheduler.acquire(engine, model)
+        scheduler.release(runner.key, lease)
+
+    def load(model):
+        runner, lease = scheduler.acquire(engine, model)
+        scheduler.release(runner.key, lease)
+
+    third = threading.Thread(target=load, args=(models[2],))
+    third.start()
+    time.sleep(0.5)  # the third waits for the first's exit
+    try:
+        scheduler.configure(engine, models[2], "completion", context_size=4096)
+    except SchedulerError as e:
+        assert e.status == 409  # it is loading: busy
+    else:
+        third.join(30)
+        runner, lease = scheduler.acquire(engine, models[2])
+        scheduler.release(runner.key, lease)
+        assert chat(runner)["echo"]["ctx_size"] == 4096, "configured, but loaded as before"
+    third.join(30)
+    first = threading.Thread(target=load, args=(models[0],))  # evicts the second, waits
+    first.start()
+    time.sleep(0.5)
+    assert scheduler.unload(models=[models[0].id]) == 1
+    first.join(30)
+    engine.slow_exit = 0
+    assert loaded_names(scheduler) == ["test/model-2:latest"], "unloaded, but loaded after"
+
+
 def test_memory_budget_evicts_idle_runners_to_make_room(make_scheduler, engine, models):
     scheduler = make_scheduler(memory_budget="2GiB")
     engine.memory = {m.id: GIB for m in models}
@@ -559,6 +596,10 @@ class InProcessClient:
 
     def release(self, lease):
         self.scheduler.release(lease.key, lease.lease)
+
+    def begin_release(self, lease):
+        self.release(lease)
+        return lambda: None
 
 
 @pytest.fixture

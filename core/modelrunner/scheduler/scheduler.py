@@ -53,7 +53,7 @@ class Scheduler:
         self.runners = {}                 # key -> Runner
         self.transient = {}               # config key -> RunnerConfig not to persist (see configure)
         self.stopping = set()             # runners out of service, still exiting
-        self.placing = set()              # keys whose runner is being placed (lock released)
+        self.placing = {}                 # key -> model, of runners being placed (lock released)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.sockets = socket_dir(settings.models_path)
@@ -106,6 +106,9 @@ class Scheduler:
             raise EngineError("context-size must be a positive integer (or -1 for the model's maximum)")
         key = config_key(engine.name, model.id, mode)
         with self.lock:
+            # a runner of this model being placed was built with the configuration before this
+            # one: wait until it is listed (loading, so busy: 409), never apply to nothing
+            self._wait_placed(lambda k, m: k == (engine.name, model.id, mode))
             if persist:
                 self.transient.pop(key, None)
                 current = RunnerConfig.from_dict(self.store.runner_configs().get(key))
@@ -168,7 +171,7 @@ class Scheduler:
                 runner = None
             if runner is None:
                 transient = self.transient.get(config_key(*key))
-                self.placing.add(key)
+                self.placing[key] = model
                 try:
                     runner = self._new_runner(engine, model, mode)
                 except BaseException:
@@ -177,7 +180,7 @@ class Scheduler:
                     self._forget_transient(key, transient)
                     raise
                 finally:
-                    self.placing.discard(key)
+                    self.placing.pop(key, None)
                     self.changed.notify_all()
             if keep_alive is not None:
                 runner.keep_alive = parse_keep_alive(keep_alive)
@@ -357,6 +360,15 @@ class Scheduler:
         raise SchedulerError(f"cannot load {name}: {len(loaded)} models are loaded and busy "
                              f"(max_loaded={self.max_loaded})", status=503)
 
+    def _wait_placed(self, matches):
+        """Wait (lock released) until no runner that ``matches(key, model)`` is being placed: an
+        unload or a configure answered while its runner waited for room found nothing loaded,
+        and the runner then loaded anyway, with the configuration before (caller holds the
+        lock)."""
+        while any(matches(key, model) and key not in self.runners
+                  for key, model in list(self.placing.items())):
+            self.changed.wait(1.0)
+
     def _wait_gone(self, runner, timeout):
         """Wait for an exiting runner with the lock released, then count it gone: a runner
         saving its prompt caches (``before_stop``) may take a minute, and ps, acquire, release
@@ -455,7 +467,13 @@ class Scheduler:
     def unload(self, models=None, backend=None, everything=False):
         """POST /engines/unload: idle runners go now; busy ones after their requests."""
         count = 0
+
+        def matches(key, model):
+            return everything or (backend and key[0] == backend) or (
+                models and (model.id in models or set(model.tags) & set(models)))
+
         with self.lock:
+            self._wait_placed(matches)  # one being placed is unloaded after its request too
             for runner in list(self.runners.values()):
                 match = everything or (backend and runner.engine.name == backend) or (
                     models and (runner.model.id in models or set(runner.model.tags) & set(models)))
