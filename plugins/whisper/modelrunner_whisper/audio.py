@@ -1,8 +1,8 @@
-"""Uploaded audio as whisper-server reads it, bounded. A WAV already in whisper's own shape
-(16 kHz PCM, 16-bit, mono or stereo: its length is its size over 32 kB/s or 64 kB/s) goes as it
-is; everything else (MP3, FLAC, Ogg, Opus, WebM from a browser's recorder, M4A/MP4, AAC...) is
-converted by ffmpeg to 16 kHz mono WAV first, here in the API worker, so the runner never shells
-out. Audio that neither can read is the caller's 400.
+"""Uploaded audio as whisper-server reads it, bounded. A plain WAV (PCM or float, mono or
+stereo, 8 to 48 kHz: its length is its size over its byte rate) goes as it is; everything else
+(MP3, FLAC, Ogg, Opus, WebM from a browser's recorder, M4A/MP4, AAC...) is converted by ffmpeg
+to 16 kHz mono WAV first, here in the API worker, so the runner never shells out. Audio that
+neither can read is the caller's 400.
 
 Why convert even what whisper.cpp could decode itself: an upload is hostile. Its size says
 nothing of its length (a 20 kB WAV whose header says 1 Hz is 5 hours at 16 kHz; FLAC or Ogg of
@@ -38,9 +38,17 @@ def _wav_format(data):
     return audio_format, channels, rate, struct.unpack("<H", data[34:36])[0]
 
 
-def whisper_wav(data):
-    """True for a WAV that whisper.cpp reads as it is, whose length its size bounds."""
-    return _wav_format(data) in ((1, 1, RATE, 16), (1, 2, RATE, 16))
+def wav_seconds(data):
+    """The most seconds a plain WAV whisper.cpp reads as it is can last (its size over its byte
+    rate): PCM or float, mono or stereo, 8 to 48 kHz; None for any other file."""
+    found = _wav_format(data)
+    if found is None:
+        return None
+    audio_format, channels, rate, bits = found
+    if audio_format not in (1, 3) or channels not in (1, 2) or not 8000 <= rate <= 48000 \
+            or bits not in (8, 16, 24, 32):
+        return None
+    return (len(data) - WAV_HEADER) / (rate * channels * bits // 8)
 
 
 def native(data):
@@ -64,16 +72,16 @@ def prepare(data, filename="audio", max_seconds=MAX_SECONDS):
     """(bytes, filename) to send to whisper-server: the upload itself, or ffmpeg's WAV of it."""
     if not data:
         raise bad_audio("the audio file is empty")
-    if whisper_wav(data):
-        if len(data) - WAV_HEADER > 2 * _wav_format(data)[1] * RATE * max_seconds:
+    seconds = wav_seconds(data)
+    if seconds is not None:
+        if seconds > max_seconds:
             raise too_long(max_seconds)
         return data, filename
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        wav = _wav_format(data)
-        if native(data) and (wav is None or 8000 <= wav[2] <= 48000):
+        if native(data) and data[:4] != b"RIFF":
             return data, filename  # unbounded in length: install ffmpeg (see the docstring)
-        raise bad_audio("this audio is not 16 kHz WAV, MP3 or FLAC, and converting it needs "
+        raise bad_audio("this audio is not a PCM WAV, MP3 or FLAC, and converting it needs "
                         "ffmpeg, which the server does not have (apt-get install ffmpeg)")
     with tempfile.TemporaryDirectory(prefix="mr-audio-") as tmp:
         source, target = os.path.join(tmp, "in"), os.path.join(tmp, "out.wav")

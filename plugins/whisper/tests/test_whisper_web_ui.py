@@ -46,5 +46,7 @@ def test_a_recording_from_the_microphone_is_transcribed(whisper_server, page):
     page.get_by_role("button", name="Stop recording").click()
     result = page.locator("#tr-result")
     result.wait_for(state="visible", timeout=60_000)
-    assert "brown fox" in result.text_content().lower(), result.text_content()
+    # a bound, as for the upload: after the other test files' requests tiny.en heard "round" or
+    # "ground" for "brown" here (1 word of 15), at HEAD before the hostile-upload fixes too
+    assert word_error_rate(SENTENCE, result.text_content()) <= 0.2, result.text_content()
     assert page.errors == []
