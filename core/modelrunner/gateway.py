@@ -28,7 +28,7 @@ from .settings import truthy
 from .engines import MODE_REQUESTS, EngineError, select_engine
 from .scheduler import SchedulerError
 from .runner_connections import RunnerConnections
-from .runners import runner_connection
+from .runners import runner_connection, socket_path
 from .streams import runner_error
 from .store import BrokenModel, NotFound
 from .telemetry import RequestRecord
@@ -295,7 +295,7 @@ class Gateway:
         another model, or the check refuses the request."""
         key = self._last_named.get(named) if named is not None else None
         guess = self._last_address.get(key) if key else None
-        if guess is None or form or _may_have_media(body):
+        if guess is None or not _private(guess[0]) or form or _may_have_media(body):
             return None
         address, secret = guess
         try:
@@ -317,7 +317,7 @@ class Gateway:
             early, guess, guess_secret = early[:2], early[3], early[4]
         else:
             guess, guess_secret = self._last_address.get(key, (None, None))
-            if guess:
+            if guess and _private(guess):
                 try:
                     early = self._send(guess, path, body, _with_secret(headers, guess_secret))
                 except OSError:
@@ -420,6 +420,13 @@ _ASCII_ESCAPE = re.compile(rb"\\u00[0-7]")
 def _may_have_media(body):
     """Whether a body may carry a media part (else it needs no parse to be checked)."""
     return any(name in body for name in _MEDIA_NAMES) or bool(_ASCII_ESCAPE.search(body))
+
+
+def _private(address):
+    """Whether a request may go to ``address`` before the scheduler names it: a Unix socket in
+    the server's private folder, never a network address. A network runner's port, once it has
+    gone, may be anyone's on its node, and a prompt sent early would be theirs."""
+    return socket_path(address) is not None
 
 
 def _with_secret(headers, secret):

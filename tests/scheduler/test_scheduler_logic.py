@@ -656,6 +656,21 @@ def test_gateway_follows_a_model_to_its_new_runner_after_a_reload(gateway, engin
     assert new.in_use == 0 and not new.leases
 
 
+def test_gateway_sends_no_prompt_early_to_the_port_a_network_runner_left(gateway, models):
+    """A runner on another node is gone; whoever listens at its port now must not get the
+    next request's prompt (sent early, before the scheduler names the runner)."""
+    from modelrunner.testing.hostile import answering_server
+    body = json.dumps({"model": "test/model-0", "messages": [], "secret": "prompt"}).encode()
+    gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+    [key] = gateway._last_address
+    with answering_server(b"{}") as port_taken:
+        gateway._last_address[key] = (port_taken, "the-gone-runners-secret")
+        data = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+        assert data["echo"]["pid"] == gateway.scheduler.runners[key].process.pid
+        time.sleep(0.2)  # a request sent would have been read by now
+        assert port_taken.requests == [], "the prompt went to whoever holds the old port"
+
+
 def test_gateway_ends_a_stream_with_an_error_when_the_runner_dies(gateway, engine, models):
     from modelrunner.gateway import GatewayError
     scheduler = gateway.scheduler
