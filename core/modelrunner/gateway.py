@@ -218,7 +218,7 @@ class Gateway:
                 if attempt == 0:
                     time.sleep(0.2)  # let the dead process become reapable
                     continue
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:  # not HTTP: a 502 as well
                 early = None
                 error = e
             else:
@@ -354,8 +354,8 @@ class Gateway:
                 conn = runner_connection(lease.address)
                 conn.request("POST", path, body=body, headers=_with_secret(headers, lease.secret))
                 return lease, conn, conn.getresponse()
-        except OSError:
-            if conn is not None:
+        except (OSError, http.client.HTTPException):  # an answer that is not HTTP too: its
+            if conn is not None:                       # lease was held for the worker's life
                 conn.close()
             self._release_quietly(lease)
             raise

@@ -671,6 +671,37 @@ def test_gateway_sends_no_prompt_early_to_the_port_a_network_runner_left(gateway
         assert port_taken.requests == [], "the prompt went to whoever holds the old port"
 
 
+def test_a_runner_answering_what_is_not_http_is_a_502_and_frees_its_runner(gateway, models):
+    """A runner (another engine's, or a broken one) answering garbage kept its lease for the
+    worker's life: never evicted, unloaded or reconfigured; the client got a 500."""
+    import socket
+    from modelrunner.gateway import GatewayError
+    body = json.dumps({"model": "test/model-0", "messages": []}).encode()
+    gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+    [runner] = gateway.scheduler.runners.values()
+    os.rename(runner.socket_path, runner.socket_path + ".aside")
+    garbage = socket.socket(socket.AF_UNIX)
+    garbage.bind(runner.socket_path)
+    garbage.listen()
+
+    def answer_garbage():
+        for _ in range(2):  # the request, and the one retry
+            conn, _ = garbage.accept()
+            conn.recv(65536)
+            conn.sendall(b"garbage\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        with pytest.raises(GatewayError) as err:
+            gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake")
+        assert err.value.status == 502
+        assert runner.in_use == 0 and not runner.leases
+    finally:
+        garbage.close()
+        os.replace(runner.socket_path + ".aside", runner.socket_path)
+
+
 def test_gateway_ends_a_stream_with_an_error_when_the_runner_dies(gateway, engine, models):
     from modelrunner.gateway import GatewayError
     scheduler = gateway.scheduler
