@@ -55,9 +55,9 @@ def test_a_runner_starts_without_the_servers_secrets(loaded):
 
 def test_recorded_prompts_are_readable_by_the_servers_user_only(loaded):
     folder = loaded.models_path / "requests"
-    files = list(folder.glob("*.jsonl"))
-    assert files and "my private question" in files[0].read_text()
-    assert mode(folder) == 0o700
+    files = list(folder.glob("*/*.json"))
+    assert files and any("my private question" in f.read_text() for f in files)
+    assert mode(folder) == 0o700 and {mode(f.parent) for f in files} == {0o700}
     assert [mode(f) for f in files] == [0o600] * len(files)
 
 
