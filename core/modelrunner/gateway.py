@@ -83,6 +83,8 @@ class RunnerResponse:
                 if not chunk:
                     if self.streaming and not self.record.saw_end():  # the stream's last bytes
                         self.error = "the runner closed the stream before it finished"
+                    elif self.resp.length:  # http.client's read(n) ends a cut body silently
+                        self.error = "the runner closed its answer before it finished"
                     break
                 self.record.add_chunk(chunk, time.monotonic() - start)
                 yield chunk

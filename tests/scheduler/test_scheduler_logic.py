@@ -5,9 +5,12 @@ leases, keep-alive, eviction, crashes, configuration); the runner is a real proc
 (modelrunner.testing's fake_runner.py) on a real Unix socket. Real llama.cpp is in test_llamacpp_runners.py.
 """
 
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -674,31 +677,59 @@ def test_gateway_sends_no_prompt_early_to_the_port_a_network_runner_left(gateway
 def test_a_runner_answering_what_is_not_http_is_a_502_and_frees_its_runner(gateway, models):
     """A runner (another engine's, or a broken one) answering garbage kept its lease for the
     worker's life: never evicted, unloaded or reconfigured; the client got a 500."""
-    import socket
     from modelrunner.gateway import GatewayError
-    body = json.dumps({"model": "test/model-0", "messages": []}).encode()
-    gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
-    [runner] = gateway.scheduler.runners.values()
-    os.rename(runner.socket_path, runner.socket_path + ".aside")
-    garbage = socket.socket(socket.AF_UNIX)
-    garbage.bind(runner.socket_path)
-    garbage.listen()
-
-    def answer_garbage():
-        for _ in range(2):  # the request, and the one retry
-            conn, _ = garbage.accept()
-            conn.recv(65536)
-            conn.sendall(b"garbage\r\n\r\n")
-            conn.close()
-
-    threading.Thread(target=answer_garbage, daemon=True).start()
-    try:
+    with impostor(gateway, b"garbage\r\n\r\n") as runner:
         with pytest.raises(GatewayError) as err:
-            gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake")
+            gateway.open("test/model-0", "/v1/chat/completions", BODY, engine="fake")
         assert err.value.status == 502
         assert runner.in_use == 0 and not runner.leases
+
+
+def test_an_answer_cut_before_its_content_length_is_an_error_not_a_200(gateway, models):
+    """A runner dying mid-answer: the client got a 200 with half a JSON body."""
+    from modelrunner.gateway import GatewayError
+    cut = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n{"ch'
+    with impostor(gateway, cut) as runner:
+        answer = gateway.open("test/model-0", "/v1/chat/completions", BODY, engine="fake")
+        with pytest.raises(GatewayError):
+            answer.read()
+        assert runner.in_use == 0
+
+
+BODY = json.dumps({"model": "test/model-0", "messages": []}).encode()
+
+
+@contextlib.contextmanager
+def impostor(gateway, reply):
+    """The loaded runner's socket answered by a stand-in that writes ``reply`` and hangs up."""
+    gateway.open("test/model-0", "/v1/chat/completions", BODY, engine="fake").json()
+    [runner] = gateway.scheduler.runners.values()
+    os.rename(runner.socket_path, runner.socket_path + ".aside")
+    stand_in = socket.socket(socket.AF_UNIX)
+    stand_in.bind(runner.socket_path)
+    stand_in.listen()
+
+    def answer():
+        while True:
+            try:
+                conn, _ = stand_in.accept()
+            except OSError:
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:  # all of it: a close with unread bytes resets
+                request += conn.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(body) < length:
+                body += conn.recv(65536)
+            conn.sendall(reply)
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        yield runner
     finally:
-        garbage.close()
+        stand_in.close()
         os.replace(runner.socket_path + ".aside", runner.socket_path)
 
 
