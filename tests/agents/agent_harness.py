@@ -23,7 +23,13 @@ CONTEXT = 16384
 # repeat penalty that stops its loops.
 # DRY sampling as well: a CI run saw Claude Code's turn loop past its 1,024-token bound even
 # greedy with the repeat penalty (its prompt changes with the date and folder).
-SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5", "--dry-multiplier", "0.8"]
+# And one line of at most 200 printable characters by default (a request's own grammar, a
+# forced tool call's, replaces it; no backslash: a runtime flag may hold no path separator):
+# greedy with both penalties, SmolLM2 still rambled past Claude Code's 1,024-token bound on its
+# 4,145-token prompt in a CI run; llama-server ends an answer whose grammar is complete. What
+# these tests check is the agents' wire, not the model's prose.
+SAMPLING = ["--temp", "0", "--repeat-penalty", "1.5", "--dry-multiplier", "0.8",
+            "--grammar", "root ::= [ -~]{1,200}"]
 
 
 class RecordingProxy(http.server.ThreadingHTTPServer):

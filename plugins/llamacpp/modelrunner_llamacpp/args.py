@@ -37,6 +37,7 @@ RUNTIME_FLAGS = frozenset({
     "--dynatemp-range", "--dynatemp-exp", "--xtc-probability", "--xtc-threshold",
     "--dry-multiplier", "--dry-base", "--dry-allowed-length", "--dry-penalty-last-n",
     "--samplers", "--sampling-seq", "--ignore-eos", "--n-predict", "-n", "--predict",
+    "--grammar",  # the default grammar of requests that bring none (no --grammar-file: a path)
     # chat and reasoning
     "--reasoning-budget", "--reasoning-format", "--jinja", "--no-jinja",
     "--chat-template",  # a built-in name only (LlamaCppEngine.validate_runtime_flags)

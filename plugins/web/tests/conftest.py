@@ -12,7 +12,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+# module-scoped: Playwright's sync API allows one instance at a time in a process, and other
+# plugins' browser tests (plugins/whisper) open their own after these
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
