@@ -29,6 +29,11 @@ over sessions, each session against its own cold turn 1):
 
     python bench/agent.py [--sessions 4] [--turns 4] [--slots 4] [--prefix-tokens 6000]
                           [--context 8192] [--max-tokens 16] [--gguf PATH] [--only modelrunner]
+    python bench/agent.py --fairness [--cold 4] [--prefix-tokens 1500]
+
+--fairness: a session's second turn sent 0.5 s after --cold new sessions' first turns (all at
+once, as many as the slots): its TTFT against both targets, and the new ones' TTFT and wall time
+(what taking long prompts one at a time costs them).
 
 With more sessions than slots only the slots are saved at an unload (llama-server's host-memory
 prompt cache is not), so the sessions beyond them pay their prompt again; the per-session
@@ -312,8 +317,42 @@ def report(name, sessions, notes, cache_bytes=None):
     return ratios
 
 
+def fairness(target, args):
+    """A returning session's turn sent just after ``--cold`` new sessions' first turns: how long
+    it waits behind their long prompts (modelrunner lets them through one at a time,
+    ``llamacpp_long_prompts_at_once``; llama-server alone takes them all, and queues what finds
+    no free slot). Returns (the returning turn's TTFT, the cold turns' TTFTs, their wall time)."""
+    returning = Session(1, args.prefix_tokens)
+    stream_turn(target.port, target.path, returning, args.max_tokens)
+    returning.grow(returning.turns[-1]["text"], 1)
+    cold = [Session(100 + n, args.prefix_tokens) for n in range(args.cold)]
+    threads = [threading.Thread(target=stream_turn,
+                                args=(target.port, target.path, s, args.max_tokens))
+               for s in cold]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    stream_turn(target.port, target.path, returning, args.max_tokens)
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    turn = returning.turns[-1]
+    colds = sorted(s.turns[-1]["ttft"] for s in cold)
+    print(f"\n{target.name}: a returning session behind {args.cold} new ones "
+          f"({args.prefix_tokens}-token prompts)")
+    print(f"  returning turn: TTFT {turn['ttft']:.2f}s, {turn['processed']} tokens processed, "
+          f"{turn['cached']} cached")
+    print(f"  new sessions' TTFT: " + " ".join(f"{x:.1f}" for x in colds)
+          + f" s; all done in {wall:.1f}s")
+    return turn["ttft"], colds, wall
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fairness", action="store_true",
+                        help="instead of the turns: a returning session behind --cold new ones")
+    parser.add_argument("--cold", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--slots", type=int, default=4)
@@ -342,6 +381,17 @@ def main():
             time.sleep(0.1)
         httpx.post(mr.server.url + "/models/prune", json={"caches": True}, timeout=60)
         print("llama-server flags:", " ".join(argv[1:]), flush=True)
+        if args.fairness:
+            for target in (mr, None):
+                if target is None:
+                    mr.close()
+                    target = Direct(argv, env, open(store.parent / "llama-server.log", "wb"))
+                    stack.callback(target.close)
+                results[target.name] = fairness(target, args)
+                target.close()
+            print("\nreturning turn's TTFT: " + ", ".join(f"{name} {ttft:.2f}s" for name, (
+                ttft, _, _) in results.items()))
+            return
         if args.only != "direct":
             sessions, notes = run(mr, args)
             results["modelrunner"] = report("modelrunner", sessions, notes, mr.cache_bytes())

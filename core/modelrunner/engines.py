@@ -212,6 +212,10 @@ class Engine:
     # True: a local runner gets a folder of the store's cache area (``bundle.cache_dir``) for
     # state that outlives it, and :meth:`before_stop` / :meth:`after_ready` move it there and back
     prompt_cache = False
+    # how many long prompts (``long_prompt_bytes`` or more that the runner has not seen the
+    # start of) a runner takes at once; the others wait their turn in the scheduler, in order,
+    # so short prompts and returning sessions pass them. None: the runner schedules them itself
+    long_prompts_at_once = None
     # seconds :meth:`before_stop` may take before the runner is stopped anyway (a wedged runner
     # still stops), and :meth:`after_ready` before requests go to the runner regardless
     lifecycle_timeout = 60.0

@@ -23,6 +23,7 @@ import time
 from . import reference as refs
 from .after_response import defer
 from .bodies import chat_media, parse_json, remote_image_urls
+from .prompt_prefix import prompt_chain
 from .errors import ModelRunnerError, Unsupported
 from .settings import truthy
 from .engines import MODE_REQUESTS, EngineError, select_engine
@@ -87,6 +88,9 @@ class RunnerResponse:
                         self.error = "the runner closed its answer before it finished"
                     break
                 self.record.add_chunk(chunk, time.monotonic() - start)
+                if self.lease.prefill:  # the first bytes of the answer: its prompt is processed
+                    self.lease.prefill = False
+                    self.gateway.prompt_processed(self.lease)
                 yield chunk
         finally:
             self.close()
@@ -180,10 +184,16 @@ class Gateway:
         named = (model_name, engine, mode, path)
         if not all(part is None or isinstance(part, str) for part in named):
             named = None  # not a model name (the check answers it), or an unusual caller
-        early = self._send_early(named, form, path, body, send_headers)
+        # a long prompt may have to wait its turn (Scheduler._take_turn): it goes once the
+        # scheduler says, never early (it takes seconds anyway: the round trip is nothing)
+        long_bytes = int(self.runtime.settings.get("long_prompt_bytes", 4096) or 0)
+        big = not form and long_bytes > 0 and len(body) >= long_bytes
+        early = None if big else self._send_early(named, form, path, body, send_headers)
         try:
             model, engine, mode = self.check(model_name, path, b"" if form else body, engine,
                                              mode)
+            prompt = (prompt_chain(parse_json(body)) if big and engine.long_prompts_at_once
+                      and mode == "completion" else None)
         except BaseException:
             if early is not None:
                 early[0].close()
@@ -200,7 +210,8 @@ class Gateway:
         for attempt in range(2):
             try:
                 lease, conn, resp = self._lease_and_send(model, engine, mode, keep_alive, key,
-                                                         path, body, send_headers, early)
+                                                         path, body, send_headers, early,
+                                                         prompt=prompt, big=big)
                 if named is not None:
                     if named not in self._last_named and len(self._last_named) >= 4096:
                         self._last_named.clear()  # bounded, whatever names clients send
@@ -307,7 +318,7 @@ class Gateway:
         return conn, reused, key, address, secret
 
     def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers,
-                        early=None):
+                        early=None, prompt=None, big=False):
         """(lease, connection, response headers). While the scheduler answers the
         lease, the request already goes to the runner this key used last; if the lease names
         another runner (reloaded, evicted), that early request is dropped and sent again.
@@ -319,13 +330,14 @@ class Gateway:
             early, guess, guess_secret = early[:2], early[3], early[4]
         else:
             guess, guess_secret = self._last_address.get(key, (None, None))
-            if guess and _private(guess):
+            if guess and _private(guess) and not big:
                 try:
                     early = self._send(guess, path, body, _with_secret(headers, guess_secret))
                 except OSError:
                     early = None
         try:
-            pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive)
+            pending = self.runtime.scheduler.begin_acquire(model.id, engine.name, mode, keep_alive,
+                                                           prompt)
             lease = pending()
         except BaseException as e:
             if early is not None:
@@ -361,6 +373,14 @@ class Gateway:
                 conn.close()
             self._release_quietly(lease)
             raise
+
+    def prompt_processed(self, lease):
+        """Tell the scheduler a prompt's answer has begun (a stream's headers come at once, its
+        first event after the prompt is processed), so long prompts waiting may go."""
+        try:
+            self.runtime.scheduler.prefilled(lease)
+        except (SchedulerError, OSError):
+            pass  # its release ends the turn as well
 
     def _send(self, address, path, body, headers):
         """Send the request on a kept connection to ``address``, or a new one; returns

@@ -23,6 +23,7 @@ import pytest
 
 from modelrunner.engines import Engine, EngineError, RunnerCommand
 from modelrunner.packaging import build_gguf_artifact
+from modelrunner.prompt_prefix import prompt_chain
 from modelrunner.scheduler import Scheduler, SchedulerError
 from modelrunner.runners import UnixHTTPConnection
 from modelrunner.settings import load_settings
@@ -927,3 +928,144 @@ def test_a_cache_area_that_cannot_be_used_costs_no_load(tmp_path, store, models)
         assert engine.calls[-1][:3] == ("after_ready", models[0].id, None)
     finally:
         scheduler.shutdown()
+
+
+# -- long prompts take turns ---------------------------------------------------------------------
+
+def conversation(session, turns=1, size=6000):
+    """An agent's request after ``turns`` turns: a long system prompt, then the turns so far."""
+    messages = [{"role": "system", "content": f"session {session} " + "tool schema " * (size // 12)},
+                {"role": "user", "content": "fix the failing test"}]
+    for turn in range(1, turns):
+        messages += [{"role": "assistant", "content": f"calling read_file {turn}"},
+                     {"role": "user", "content": f"result {turn}: def handler(): pass"}]
+    return prompt_chain({"messages": messages, "tools": [{"type": "function"}]})
+
+
+def acquire_in_thread(scheduler, engine, model, prompt, pid=None):
+    """Start an acquire that may wait; returns (thread, results: [(runner, lease)] or [error])."""
+    results = []
+
+    def run():
+        try:
+            results.append(scheduler.acquire(engine, model, prompt=prompt, pid=pid))
+        except Exception as e:  # noqa: BLE001 - the test reads it
+            results.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, results
+
+
+def test_a_returning_session_passes_long_prompts_waiting_their_turn(make_scheduler, engine,
+                                                                     models):
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    assert first in runner.long_running
+    waiting, waited = acquire_in_thread(scheduler, engine, models[0], conversation(2))
+    time.sleep(0.5)
+    assert waiting.is_alive() and not waited, "a second cold long prompt waits its turn"
+    assert scheduler.ps()[0]["long_prompts_waiting"] == 1
+
+    # session 1's next turn: the same prompt grown by an answer and a tool result goes at once
+    _, returning = scheduler.acquire(engine, models[0], prompt=conversation(1, turns=2))
+    assert returning not in runner.long_running
+    # so does a short prompt, and one the scheduler has seen whole
+    _, short = scheduler.acquire(engine, models[0], prompt=conversation(3, size=100))
+    _, again = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    assert waiting.is_alive()
+
+    scheduler.prefilled(runner.key, first)   # the first prompt's answer has started
+    time.sleep(0.3)
+    assert waiting.is_alive(), "it also lets the returning prompts start their answers first"
+    for lease in (returning, short, again):
+        scheduler.prefilled(runner.key, lease)
+    waiting.join(5)
+    assert not waiting.is_alive() and waited[0][1] in runner.long_running
+    for lease in (first, returning, short, again, waited[0][1]):
+        scheduler.release(runner.key, lease)
+    assert runner.in_use == 0 and not runner.long_running
+
+
+def test_long_prompts_take_their_turns_in_the_order_they_came(make_scheduler, engine, models):
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    queue = []
+    for session in (2, 3, 4):
+        queue.append(acquire_in_thread(scheduler, engine, models[0], conversation(session)))
+        time.sleep(0.2)
+    order, held = [], first
+    for _ in range(3):
+        scheduler.release(runner.key, held)  # a lease that ends ends its turn too
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not [i for i, (_, r) in enumerate(queue)
+                                                   if r and i not in order]:
+            time.sleep(0.01)
+        [now] = [i for i, (_, r) in enumerate(queue) if r and i not in order]
+        order.append(now)
+        held = queue[now][1][0][1]
+        time.sleep(0.2)
+        assert len([1 for _, r in queue if r]) == len(order), "one at a time"
+    assert order == [0, 1, 2]
+    scheduler.release(runner.key, held)
+
+
+def test_a_long_prompt_whose_worker_died_gives_up_its_place(make_scheduler, engine, models):
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    worker.wait()
+    gone, gone_result = acquire_in_thread(scheduler, engine, models[0], conversation(2),
+                                          pid=worker.pid)
+    time.sleep(0.2)
+    behind, behind_result = acquire_in_thread(scheduler, engine, models[0], conversation(3))
+    time.sleep(0.2)
+    scheduler.tick()                       # notices the dead worker, releases its lease
+    gone.join(5)
+    assert isinstance(gone_result[0], SchedulerError)
+    scheduler.prefilled(runner.key, first)
+    behind.join(5)
+    assert behind_result and behind_result[0][1] in runner.long_running
+    assert runner.in_use == 2 and not runner.long_waiting
+    scheduler.release(runner.key, first)
+    scheduler.release(runner.key, behind_result[0][1])
+
+
+def test_without_the_engines_say_every_long_prompt_goes_at_once(make_scheduler, engine, models):
+    scheduler = make_scheduler()              # the fake engine leaves long_prompts_at_once None
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    _, second = scheduler.acquire(engine, models[0], prompt=conversation(2))
+    assert not runner.long_running
+    scheduler.release(runner.key, first)
+    scheduler.release(runner.key, second)
+
+
+def test_an_unload_lets_waiting_long_prompts_go(make_scheduler, engine, models):
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    waiting, waited = acquire_in_thread(scheduler, engine, models[0], conversation(2))
+    time.sleep(0.3)
+    scheduler.unload(everything=True)        # busy: it goes after its requests
+    scheduler.release(runner.key, first)
+    waiting.join(5)
+    assert not waiting.is_alive() and waited
+
+
+def test_a_long_prompt_lets_returning_ones_first_for_a_bounded_time(make_scheduler, engine,
+                                                                      models):
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler(long_prompt_yield=1.0)
+    runner, returning = scheduler.acquire(engine, models[0], prompt=conversation(1, size=100))
+    assert returning in runner.prefilling
+    started = time.monotonic()
+    runner_, cold = scheduler.acquire(engine, models[0], prompt=conversation(2))
+    waited = time.monotonic() - started
+    assert 0.9 <= waited < 10, "a returning prompt that never starts holds it back a second"
+    assert cold in runner.long_running
+    scheduler.release(runner.key, returning)
+    scheduler.release(runner.key, cold)
+    assert not runner.prefilling and not runner.long_running

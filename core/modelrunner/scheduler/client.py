@@ -29,6 +29,7 @@ class Lease:
     lease: str
     load_seconds: float | None = None
     secret: str | None = None  # the runner's API key (runners reached over a network)
+    prefill: bool = False  # a prompt that holds long ones back: say when its answer starts
 
     def __repr__(self):  # the secret stays out of logs and tracebacks
         return f"Lease(address={self.address!r}, key={self.key!r}, lease={self.lease!r})"
@@ -141,32 +142,37 @@ class SchedulerClient:
         finally:
             conn.close()
 
-    def acquire(self, model_id, engine, mode="completion", keep_alive=None):
+    def acquire(self, model_id, engine, mode="completion", keep_alive=None, prompt=None):
         return _lease(self._call("POST", "/acquire", _acquire_payload(model_id, engine, mode,
-                                                                      keep_alive)))
+                                                                      keep_alive, prompt)))
 
-    def begin_acquire(self, model_id, engine, mode="completion", keep_alive=None):
+    def begin_acquire(self, model_id, engine, mode="completion", keep_alive=None, prompt=None):
         """Send an acquire and return at once; calling the result waits for the Lease.
 
         The gateway sends its request to the runner it used last while the scheduler answers,
-        which takes one round trip off the time to first token.
+        which takes one round trip off the time to first token. ``prompt`` (a long prompt's
+        prompt_prefix.prompt_chain) may make the answer wait for the prompt's turn.
         """
         conn, reused = self._take()
         try:
             self._request(conn, "POST", "/acquire",
-                          _acquire_payload(model_id, engine, mode, keep_alive))
+                          _acquire_payload(model_id, engine, mode, keep_alive, prompt))
         except (OSError, http.client.HTTPException):  # no daemon yet, or a stale connection
             conn.close()
-            return lambda: self.acquire(model_id, engine, mode, keep_alive)
+            return lambda: self.acquire(model_id, engine, mode, keep_alive, prompt)
 
         def finish():
             try:
                 return _lease(self._answer(conn))
             except (ConnectionError, http.client.HTTPException):
                 if reused:  # the kept connection was dead, so the daemon never saw the call
-                    return self.acquire(model_id, engine, mode, keep_alive)
+                    return self.acquire(model_id, engine, mode, keep_alive, prompt)
                 raise SchedulerError("the scheduler stopped answering", status=503) from None
         return finish
+
+    def prefilled(self, lease):
+        """A prompt's answer has started: long ones may go (``Scheduler.prefilled``)."""
+        self._call("POST", "/prefilled", {"key": lease.key, "lease": lease.lease})
 
     def release(self, lease):
         self._call("POST", "/release", {"key": lease.key, "lease": lease.lease})
@@ -243,14 +249,17 @@ class _Once:
                 raise self._error
 
 
-def _acquire_payload(model_id, engine, mode, keep_alive):
-    return {"model": model_id, "engine": engine, "mode": mode, "keep_alive": keep_alive,
-            "pid": os.getpid()}
+def _acquire_payload(model_id, engine, mode, keep_alive, prompt=None):
+    payload = {"model": model_id, "engine": engine, "mode": mode, "keep_alive": keep_alive,
+               "pid": os.getpid()}
+    if prompt is not None:
+        payload["prompt"] = prompt
+    return payload
 
 
 def _lease(data):
     return Lease(data["address"], data["key"], data["lease"], data.get("load_seconds"),
-                 data.get("secret"))
+                 data.get("secret"), bool(data.get("prefill")))
 
 
 def _default_watch_pid():

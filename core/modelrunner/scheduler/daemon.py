@@ -62,6 +62,7 @@ class Handler(JSONRequestHandler):
         try:
             data = self._body()
             handler = {"/acquire": self.acquire, "/release": self.release,
+                       "/prefilled": self.prefilled,
                        "/unload": self.unload, "/configure": self.configure}.get(self.path)
             if handler is None:
                 return self._reply(404, {"error": "not found"})
@@ -82,14 +83,20 @@ class Handler(JSONRequestHandler):
         engine, model = self._engine_and_model(data)
         asked = time.monotonic()
         runner, lease = self.scheduler.acquire(engine, model, data.get("mode") or "completion",
-                                               data.get("keep_alive"), data.get("pid"))
+                                               data.get("keep_alive"), data.get("pid"),
+                                               _prompt(data.get("prompt")))
         # only a request that waited for the load paid for it (Ollama's load_duration)
         waited = runner.started is not None and runner.started + (runner.load_seconds or 0) >= asked
         return {"address": runner.address, "key": list(runner.key), "lease": lease,
-                "secret": runner.secret, "load_seconds": runner.load_seconds if waited else 0.0}
+                "secret": runner.secret, "load_seconds": runner.load_seconds if waited else 0.0,
+                "prefill": lease in runner.long_running or lease in runner.prefilling}
 
     def release(self, data):
         self.scheduler.release(data["key"], data["lease"])
+        return {}
+
+    def prefilled(self, data):
+        self.scheduler.prefilled(data["key"], data["lease"])
         return {}
 
     def unload(self, data):
@@ -106,6 +113,18 @@ class Handler(JSONRequestHandler):
                                           extra=data.get("extra"),
                                           persist=data.get("persist", True) is not False)
         return config.to_dict()
+
+
+def _prompt(data):
+    """A worker's prompt chain (prompt_prefix.prompt_chain), or None when it is not one."""
+    if not isinstance(data, dict):
+        return None
+    chain, sizes = data.get("chain"), data.get("sizes")
+    if (not isinstance(chain, list) or not isinstance(sizes, list) or len(chain) != len(sizes)
+            or not all(isinstance(h, str) for h in chain)
+            or not all(isinstance(n, int) for n in sizes)):
+        return None
+    return {"chain": chain, "sizes": sizes}
 
 
 def main(argv=None):
@@ -172,3 +191,4 @@ def _alive(pid):
 if __name__ == "__main__":
     time.tzset()
     sys.exit(main())
+

@@ -30,6 +30,9 @@ class Runner:
         self.secret = secret            # the runner's API key (network runners); never logged
         self.in_use = 0
         self.leases = {}                # lease id -> pid of the worker holding it
+        self.long_waiting = []          # leases of long prompts waiting their turn, oldest first
+        self.long_running = set()       # leases of long prompts the runner is processing
+        self.prefilling = set()         # leases of returning prompts whose answer has not begun
         self.loading = True
         self.error = None
         self.ready = threading.Event()
@@ -116,6 +119,7 @@ class Runner:
             "memory": self.memory,
             "address": self.placed.address,
             "leases": len(self.leases),
+            "long_prompts_waiting": len(self.long_waiting),
             "load_seconds": self.load_seconds,
             "context_size": self.config.context_size or self.model.inner_config.get("context_size"),
             "context_reason": self.context_reason,

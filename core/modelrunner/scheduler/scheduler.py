@@ -11,6 +11,7 @@ Engine-agnostic: an engine only supplies the command, the memory estimate and fl
 This object lives in the scheduler daemon, one per store, shared by every API worker.
 """
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -24,6 +25,7 @@ from pathlib import Path
 from ..engines import Engine, EngineError, RunnerConfig, RunnerHandle
 from .. import private
 from ..errors import ModelRunnerError
+from ..prompt_prefix import uncached_bytes
 from ..runners import unix_url
 from ..store.prompt_caches import PromptCaches
 from .durations import format_keep_alive, parse_keep_alive
@@ -68,6 +70,11 @@ class Scheduler:
         self.start_timeout = float(settings.get("runner_start_timeout", 300))
         # the store's cache area: what an engine keeps across its runners (saved prompt caches)
         self.caches = PromptCaches.from_settings(settings)
+        # long prompts take turns (_take_turn): how long is long, and the last hash of each
+        # prompt let through, per runner key (prompt_prefix.py), newest last
+        self.long_prompt_bytes = int(settings.get("long_prompt_bytes", 4096) or 0)
+        self.long_prompt_yield = float(settings.get("long_prompt_yield", 30) or 0)
+        self.prompts = {}
 
     # -- configuration --------------------------------------------------------------------------
 
@@ -157,8 +164,9 @@ class Scheduler:
 
     # -- leases ---------------------------------------------------------------------------------
 
-    def acquire(self, engine, model, mode="completion", keep_alive=None, pid=None):
-        """Lease a ready runner for one request, loading it first if needed. Blocks while loading."""
+    def acquire(self, engine, model, mode="completion", keep_alive=None, pid=None, prompt=None):
+        """Lease a ready runner for one request, loading it first if needed. Blocks while loading,
+        and while a long prompt waits its turn (``prompt``: prompt_prefix.prompt_chain's)."""
         key = (engine.name, model.id, mode)
         with self.lock:
             # another request placing this runner waits for room with the lock released
@@ -191,7 +199,60 @@ class Scheduler:
         if runner.error:
             self.release(key, lease)
             raise SchedulerError(f"unable to load runner: {runner.error}", status=500)
+        if prompt is not None:
+            self._take_turn(runner, lease, prompt)
         return runner, lease
+
+    def _take_turn(self, runner, lease, prompt):
+        """Hold a long prompt until its turn, so short ones and returning sessions pass it.
+
+        A runner whose engine says so (``Engine.long_prompts_at_once``) processes at most that
+        many long prompts at once (``long_prompt_bytes`` or more that no earlier prompt began
+        with), in the order they came, and a long one also waits while a returning session's
+        prompt (one that begins with an earlier prompt) has not started its answer, for at most
+        ``long_prompt_yield`` seconds: llama-server gives a request the first free slot and
+        fills each batch slot by slot, so a returning session's few new tokens otherwise queue
+        behind every long prompt sent before them (bench/agent.py --fairness). Other requests
+        never wait here. The turn ends when the answer starts (``prefilled``) or the lease goes.
+        """
+        limit = runner.engine.long_prompts_at_once
+        with self.lock:
+            seen = self.prompts.setdefault(runner.key, collections.OrderedDict())
+            long = (bool(limit) and self.long_prompt_bytes > 0
+                    and uncached_bytes(prompt, seen) >= self.long_prompt_bytes)
+            if prompt["chain"]:
+                seen[prompt["chain"][-1]] = True
+                seen.move_to_end(prompt["chain"][-1])
+                while len(seen) > 4096:
+                    seen.popitem(last=False)
+            if not limit:
+                return
+            if not long:
+                runner.prefilling.add(lease)
+                return
+            runner.long_waiting.append(lease)
+            yield_until = time.monotonic() + self.long_prompt_yield
+            try:
+                while (runner.long_waiting[0] != lease or len(runner.long_running) >= limit
+                       or (runner.prefilling and time.monotonic() < yield_until)):
+                    if lease not in runner.leases:  # its worker died (tick released it)
+                        raise SchedulerError("the request went away while it waited", status=503)
+                    if self.runners.get(runner.key) is not runner:
+                        break  # unloaded meanwhile: go on, the request meets what is there
+                    self.changed.wait(max(0.01, min(1.0, yield_until - time.monotonic())))
+            finally:
+                runner.long_waiting.remove(lease)
+                self.changed.notify_all()
+            runner.long_running.add(lease)
+
+    def prefilled(self, key, lease):
+        """A prompt's answer has started: it no longer holds long prompts back."""
+        with self.lock:
+            runner = self.runners.get(tuple(key))
+            if runner is not None and (lease in runner.long_running or lease in runner.prefilling):
+                runner.long_running.discard(lease)
+                runner.prefilling.discard(lease)
+                self.changed.notify_all()
 
     def release(self, key, lease):
         with self.lock:
@@ -199,6 +260,8 @@ class Scheduler:
             if runner is None or lease not in runner.leases:
                 return
             del runner.leases[lease]
+            runner.long_running.discard(lease)
+            runner.prefilling.discard(lease)
             runner.in_use -= 1
             runner.last_used = time.time()
             if runner.in_use == 0 and runner.keep_alive == 0 and not runner.loading:

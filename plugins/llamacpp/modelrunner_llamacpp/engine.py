@@ -149,6 +149,16 @@ class LlamaCppEngine(Engine):
     # when the next one starts (prompt_cache.py)
     prompt_cache = True
     configure_blocks = ("llamacpp", "speculative")
+
+    @property
+    def long_prompts_at_once(self):
+        """``llamacpp_long_prompts_at_once`` (1): llama-server gives a request the first free
+        slot, in the order they came, and fills each batch slot by slot, so a returning
+        session's few new tokens queue behind every long prompt sent before it."""
+        try:
+            return max(0, int(self.setting("llamacpp_long_prompts_at_once") or 0)) or None
+        except (TypeError, ValueError):
+            return 1
     env_prefixes = ("LLAMA_",)  # llama-server reads LLAMA_ARG_* (and LLAMA_ARGS, as DMR's)
     # DMR's `configure` options for the llamacpp block (reasoning-budget before think: an
     # explicit budget wins over --think)
@@ -167,6 +177,9 @@ class LlamaCppEngine(Engine):
     defaults = {
         "llama_server_path": None,   # the binary (also LLAMA_SERVER_PATH); default: the cache
         "llamacpp_slots": 4,         # parallel request slots per runner (--parallel)
+        # long uncached prompts a runner processes at once (the rest wait, in order, so a
+        # returning session is not queued behind them: its slot would be taken); 0 = no limit
+        "llamacpp_long_prompts_at_once": 1,
         "llamacpp_threads": 0,       # --threads; 0 = the number of physical cores
         "llamacpp_batch_size": None,  # --batch-size; unset = llama-server's default
         "llamacpp_mmap": True,       # false adds --load-mode none (--no-mmap on older builds)

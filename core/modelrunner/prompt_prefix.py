@@ -1,0 +1,60 @@
+"""What of a prompt a runner may already hold: a chain of hashes over its prefixes.
+
+An agent sends its whole conversation each turn: the tools and system prompt, then every message
+so far, grown by the last answer and a tool result. Turn N+1's first messages are turn N's
+messages exactly, so a hash over each prefix (the tools, then message by message) finds, without
+tokenizing anything, how much of a new prompt was sent whole before: the part the runner's prompt
+cache (its slots, its host-memory cache, or a cache saved at an unload) can skip. A completions
+prompt, one string, is chained in blocks of :data:`BLOCK` characters.
+
+The scheduler keeps the last hash of the prompts it has let through (scheduler.py) and queues
+only long prompts whose uncached part is long: a returning session does not wait behind them.
+"""
+
+import hashlib
+import json
+
+BLOCK = 4096      # characters per link of a completions prompt's chain
+MAX_LINKS = 4096  # a longer chain is cut there (what comes after counts as uncached)
+
+
+def _digest(previous, part):
+    return hashlib.blake2b(previous + part, digest_size=8).digest()
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def prompt_chain(request):
+    """``{"chain": [hex, ...], "sizes": [bytes, ...]}`` of an OpenAI-shaped request (a dict):
+    ``chain[i]`` identifies the prompt's first ``i + 1`` links (the tools, then each message; or
+    each block of a ``prompt`` string) and ``sizes[i]`` is how many bytes they hold. None for a
+    request with no prompt of either shape (the caller then treats it as uncached)."""
+    if not isinstance(request, dict):
+        return None
+    messages, prompt = request.get("messages"), request.get("prompt")
+    if isinstance(messages, list):
+        links = [_canonical([request.get("tools"), request.get("tool_choice")])]
+        links += [_canonical(message) for message in messages[:MAX_LINKS - 1]]
+    elif isinstance(prompt, str):
+        links = [prompt[i:i + BLOCK].encode() for i in range(0, len(prompt), BLOCK)][:MAX_LINKS]
+    else:
+        return None
+    chain, sizes, previous, size = [], [], b"", 0
+    for link in links:
+        previous = _digest(previous, link)
+        size += len(link)
+        chain.append(previous.hex())
+        sizes.append(size)
+    return {"chain": chain, "sizes": sizes}
+
+
+def uncached_bytes(prompt, seen):
+    """How many bytes of ``prompt`` (:func:`prompt_chain`'s) follow its longest prefix whose hash
+    is in ``seen`` (a container of the chains' last hashes of earlier prompts)."""
+    chain, sizes = prompt["chain"], prompt["sizes"]
+    for i in range(len(chain) - 1, -1, -1):
+        if chain[i] in seen:
+            return sizes[-1] - sizes[i]
+    return sizes[-1] if sizes else 0
