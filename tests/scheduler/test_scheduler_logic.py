@@ -588,15 +588,20 @@ class InProcessClient:
         self.scheduler = scheduler
         self.store = store
 
-    def acquire(self, model_id, engine, mode="completion", keep_alive=None):
+    def acquire(self, model_id, engine, mode="completion", keep_alive=None, prompt=None):
         from modelrunner.scheduler import Lease
         runner, lease = self.scheduler.acquire(self.scheduler.engines[engine],
-                                               self.store.get(model_id), mode, keep_alive)
-        return Lease(runner.socket_path, list(runner.key), lease, runner.load_seconds)
+                                               self.store.get(model_id), mode, keep_alive,
+                                               prompt=prompt)
+        return Lease(runner.socket_path, list(runner.key), lease, runner.load_seconds,
+                     prefill=lease in runner.long_running or lease in runner.prefilling)
 
-    def begin_acquire(self, model_id, engine, mode="completion", keep_alive=None):
-        lease = self.acquire(model_id, engine, mode, keep_alive)
+    def begin_acquire(self, model_id, engine, mode="completion", keep_alive=None, prompt=None):
+        lease = self.acquire(model_id, engine, mode, keep_alive, prompt)
         return lambda: lease
+
+    def prefilled(self, lease):
+        self.scheduler.prefilled(lease.key, lease.lease)
 
     def release(self, lease):
         self.scheduler.release(lease.key, lease.lease)
@@ -1069,3 +1074,16 @@ def test_a_long_prompt_lets_returning_ones_first_for_a_bounded_time(make_schedul
     scheduler.release(runner.key, returning)
     scheduler.release(runner.key, cold)
     assert not runner.prefilling and not runner.long_running
+
+
+def test_a_long_prompt_whose_answer_never_starts_holds_its_turn_for_a_bounded_time(
+        make_scheduler, engine, models):
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler(long_prompt_yield=1.0)
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    started = time.monotonic()
+    _, second = scheduler.acquire(engine, models[0], prompt=conversation(2))
+    assert 0.9 <= time.monotonic() - started < 10, "a non-streamed answer ends its turn late"
+    assert set(runner.long_running) == {first, second}
+    scheduler.release(runner.key, first)
+    scheduler.release(runner.key, second)

@@ -31,7 +31,7 @@ class Runner:
         self.in_use = 0
         self.leases = {}                # lease id -> pid of the worker holding it
         self.long_waiting = []          # leases of long prompts waiting their turn, oldest first
-        self.long_running = set()       # leases of long prompts the runner is processing
+        self.long_running = {}          # lease -> when its long prompt took its turn (monotonic)
         self.prefilling = set()         # leases of returning prompts whose answer has not begun
         self.loading = True
         self.error = None

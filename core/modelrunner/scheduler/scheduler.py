@@ -213,8 +213,9 @@ class Scheduler:
         ``long_prompt_yield`` seconds: llama-server gives a request the first free slot and
         fills each batch slot by slot, so a returning session's few new tokens otherwise queue
         behind every long prompt sent before them (bench/agent.py --fairness). Other requests
-        never wait here. The turn ends when the answer starts (``prefilled``) or the lease goes.
-        """
+        never wait here. A turn ends when the answer starts (``prefilled``), when the lease
+        goes, or ``long_prompt_yield`` seconds after it began (an answer not streamed starts
+        only when it ends)."""
         limit = runner.engine.long_prompts_at_once
         with self.lock:
             seen = self.prompts.setdefault(runner.key, collections.OrderedDict())
@@ -233,7 +234,7 @@ class Scheduler:
             runner.long_waiting.append(lease)
             yield_until = time.monotonic() + self.long_prompt_yield
             try:
-                while (runner.long_waiting[0] != lease or len(runner.long_running) >= limit
+                while (runner.long_waiting[0] != lease or self._long_running(runner) >= limit
                        or (runner.prefilling and time.monotonic() < yield_until)):
                     if lease not in runner.leases:  # its worker died (tick released it)
                         raise SchedulerError("the request went away while it waited", status=503)
@@ -243,14 +244,20 @@ class Scheduler:
             finally:
                 runner.long_waiting.remove(lease)
                 self.changed.notify_all()
-            runner.long_running.add(lease)
+            runner.long_running[lease] = time.monotonic()
+
+    def _long_running(self, runner):
+        """How many long prompts hold their turn: until their answer begins, for at most
+        ``long_prompt_yield`` seconds (an answer not streamed begins only when it ends)."""
+        since = time.monotonic() - self.long_prompt_yield
+        return sum(1 for began in runner.long_running.values() if began > since)
 
     def prefilled(self, key, lease):
         """A prompt's answer has started: it no longer holds long prompts back."""
         with self.lock:
             runner = self.runners.get(tuple(key))
             if runner is not None and (lease in runner.long_running or lease in runner.prefilling):
-                runner.long_running.discard(lease)
+                runner.long_running.pop(lease, None)
                 runner.prefilling.discard(lease)
                 self.changed.notify_all()
 
@@ -260,7 +267,7 @@ class Scheduler:
             if runner is None or lease not in runner.leases:
                 return
             del runner.leases[lease]
-            runner.long_running.discard(lease)
+            runner.long_running.pop(lease, None)
             runner.prefilling.discard(lease)
             runner.in_use -= 1
             runner.last_used = time.time()
