@@ -72,7 +72,9 @@ def ids(server):
 
 def test_a_repeated_chat_prompt_reports_the_runners_cached_tokens_plain_and_streamed(
         client, server):
-    ask = dict(model=MODEL, messages=MESSAGES, max_tokens=2, temperature=0)
+    # OpenAI's prompt_cache_key is a hint: accepted; the runner caches every prompt by its prefix
+    ask = dict(model=MODEL, messages=MESSAGES, max_tokens=2, temperature=0,
+               prompt_cache_key="session-1")
     client.chat.completions.create(**ask)
     before = ids(server)
     again = client.chat.completions.create(**ask)
