@@ -123,6 +123,8 @@ class Gateway:
         # (model name, engine, mode, path) as a request gives them -> the key they were last
         self._last_named = {}
         self.connections = RunnerConnections()
+        # a body this long may hold a long prompt (Scheduler._take_turn): never sent early
+        self.long_prompt_bytes = int(runtime.settings.get("long_prompt_bytes", 4096) or 0)
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -186,8 +188,7 @@ class Gateway:
             named = None  # not a model name (the check answers it), or an unusual caller
         # a long prompt may have to wait its turn (Scheduler._take_turn): it goes once the
         # scheduler says, never early (it takes seconds anyway: the round trip is nothing)
-        long_bytes = int(self.runtime.settings.get("long_prompt_bytes", 4096) or 0)
-        big = not form and long_bytes > 0 and len(body) >= long_bytes
+        big = not form and 0 < self.long_prompt_bytes <= len(body)
         early = None if big else self._send_early(named, form, path, body, send_headers)
         try:
             model, engine, mode = self.check(model_name, path, b"" if form else body, engine,
