@@ -44,6 +44,11 @@ MODE_BY_PATH = {
     "/v1/images/generations": "image-generation",
 }
 
+# the runner paths that process a prompt, so a long one takes its turn (Scheduler._take_turn);
+# /apply-template and /tokenize (a dialect counting tokens) only read it
+PROMPT_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/chat/completions",
+                          "/completions", "/completion"})
+
 
 class GatewayError(ModelRunnerError):
     """A request that failed before or while reaching the runner, with its HTTP status."""
@@ -188,7 +193,7 @@ class Gateway:
             named = None  # not a model name (the check answers it), or an unusual caller
         # a long prompt may have to wait its turn (Scheduler._take_turn): it goes once the
         # scheduler says, never early (it takes seconds anyway: the round trip is nothing)
-        big = not form and 0 < self.long_prompt_bytes <= len(body)
+        big = not form and path in PROMPT_PATHS and 0 < self.long_prompt_bytes <= len(body)
         early = None if big else self._send_early(named, form, path, body, send_headers)
         try:
             model, engine, mode = self.check(model_name, path, b"" if form else body, engine,
@@ -380,8 +385,8 @@ class Gateway:
         first event after the prompt is processed), so long prompts waiting may go."""
         try:
             self.runtime.scheduler.prefilled(lease)
-        except (SchedulerError, OSError):
-            pass  # its release ends the turn as well
+        except (SchedulerError, OSError, http.client.HTTPException, ValueError):
+            pass  # its release ends the turn as well: the answer goes on whatever happened
 
     def _send(self, address, path, body, headers):
         """Send the request on a kept connection to ``address``, or a new one; returns

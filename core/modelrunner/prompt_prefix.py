@@ -15,30 +15,41 @@ import hashlib
 import json
 
 BLOCK = 4096      # characters per link of a completions prompt's chain
-MAX_LINKS = 4096  # a longer chain is cut there (what comes after counts as uncached)
+MAX_LINKS = 4096  # a longer chain ends in one link of all the rest (new whenever any of it is)
 
 
 def _digest(previous, part):
     return hashlib.blake2b(previous + part, digest_size=8).digest()
 
 
+def _bytes(text):
+    # JSON may escape half a UTF-16 pair ("\ud800"), which strict UTF-8 cannot encode
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _canonical(value):
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _bytes(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
 def prompt_chain(request):
     """``{"chain": [hex, ...], "sizes": [bytes, ...]}`` of an OpenAI-shaped request (a dict):
     ``chain[i]`` identifies the prompt's first ``i + 1`` links (the tools, then each message; or
-    each block of a ``prompt`` string) and ``sizes[i]`` is how many bytes they hold. None for a
-    request with no prompt of either shape (the caller then treats it as uncached)."""
+    each block of a ``prompt``: a string, or token ids and strings in their JSON) and
+    ``sizes[i]`` is how many bytes they hold. None for a request with no prompt of either shape
+    (it does not wait its turn)."""
     if not isinstance(request, dict):
         return None
     messages, prompt = request.get("messages"), request.get("prompt")
     if isinstance(messages, list):
         links = [_canonical([request.get("tools"), request.get("tool_choice")])]
-        links += [_canonical(message) for message in messages[:MAX_LINKS - 1]]
-    elif isinstance(prompt, str):
-        links = [prompt[i:i + BLOCK].encode() for i in range(0, len(prompt), BLOCK)][:MAX_LINKS]
+        links += [_canonical(message) for message in messages[:MAX_LINKS - 2]]
+        if len(messages) > MAX_LINKS - 2:
+            links.append(_canonical(messages[MAX_LINKS - 2:]))
+    elif isinstance(prompt, (str, list)):
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt, separators=(",", ":"))
+        links = [_bytes(text[i:i + BLOCK]) for i in range(0, len(text), BLOCK)]
+        if len(links) > MAX_LINKS:
+            links[MAX_LINKS - 1:] = [b"".join(links[MAX_LINKS - 1:])]
     else:
         return None
     chain, sizes, previous, size = [], [], b"", 0

@@ -966,7 +966,10 @@ def test_a_returning_session_passes_long_prompts_waiting_their_turn(make_schedul
                                                                      models):
     engine.long_prompts_at_once = 1
     scheduler = make_scheduler()
-    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    runner, turn1 = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    scheduler.prefilled(runner.key, turn1)     # session 1's first turn is answered
+    scheduler.release(runner.key, turn1)
+    _, first = scheduler.acquire(engine, models[0], prompt=conversation(4))
     assert first in runner.long_running
     waiting, waited = acquire_in_thread(scheduler, engine, models[0], conversation(2))
     time.sleep(0.5)
@@ -1087,3 +1090,137 @@ def test_a_long_prompt_whose_answer_never_starts_holds_its_turn_for_a_bounded_ti
     assert set(runner.long_running) == {first, second}
     scheduler.release(runner.key, first)
     scheduler.release(runner.key, second)
+
+
+# -- long prompts take turns: what a client sends cannot break or skip them ----------------------
+
+def long_body(content, **fields):
+    """A chat request of more than long_prompt_bytes (4096) for the gateway."""
+    return json.dumps({"model": "test/model-0", "messages": [
+        {"role": "user", "content": content + " tool result" * 500}], **fields}).encode()
+
+
+def test_a_long_prompt_with_a_lone_surrogate_still_reaches_the_runner(gateway, engine, models):
+    """JSON may escape half a UTF-16 pair ("\\ud800"); the prompt's chain must still hash it
+    (a UnicodeEncodeError made the whole request a 500)."""
+    engine.long_prompts_at_once = 1
+    body = long_body("\\ud800 broken emoji").replace(b"\\\\ud800", b"\\ud800")
+    assert b'"\\ud800 broken' in body
+    data = gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake").json()
+    assert data["echo"]["request"]["messages"][0]["content"].startswith("\ud800 broken emoji")
+
+
+def test_a_conversation_longer_than_the_chain_counts_what_it_adds(gateway):
+    """The chain stops at MAX_LINKS links; messages after that still count as new (they did not
+    count at all: any prompt that began with 4,095 messages seen before passed as returning)."""
+    from modelrunner.prompt_prefix import MAX_LINKS, uncached_bytes
+    messages = [{"role": "user", "content": f"ok {i}"} for i in range(MAX_LINKS + 10)]
+    before = prompt_chain({"messages": messages})
+    grown = prompt_chain({"messages": messages + [{"role": "user", "content": "x" * 100000}]})
+    assert uncached_bytes(grown, {before["chain"][-1]}) >= 100000
+
+
+@pytest.mark.parametrize("prompt", ["many words " * 500, list(range(2000)),
+                                    ["many words " * 500]], ids=["text", "token ids", "texts"])
+def test_a_completions_prompt_takes_turns_and_returns_as_a_conversation_does(
+        make_scheduler, engine, models, prompt):
+    """/v1/completions takes a prompt as text, token ids or a list of either: each is chained in
+    blocks, and its next turn (the same prompt grown) is a returning session's. A list took no
+    turn at all; a text whose length was not a multiple of the block never returned (only its
+    last hash, over a part block, was kept)."""
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, first = scheduler.acquire(engine, models[0], prompt=prompt_chain({"prompt": prompt}))
+    assert first in runner.long_running, "a long prompt of any shape takes its turn"
+    scheduler.prefilled(runner.key, first)
+    scheduler.release(runner.key, first)
+    grown = (prompt + " and more" if isinstance(prompt, str) else prompt + [1]
+             if isinstance(prompt[0], int) else [prompt[0] + " and more"])
+    _, again = scheduler.acquire(engine, models[0], prompt=prompt_chain({"prompt": grown}))
+    assert again in runner.prefilling, "its next turn goes as a returning session's"
+    scheduler.release(runner.key, again)
+
+
+def test_counting_a_long_prompts_tokens_neither_waits_nor_counts_as_sent(gateway, engine,
+                                                                        models):
+    """Anthropic's count_tokens and Ollama's num_ctx fit send a conversation to the runner's
+    /apply-template and /tokenize: no prompt is processed there, so they never wait for a
+    turn, and the conversation is not "seen" (its chat request then passed the queue)."""
+    engine.long_prompts_at_once = 1
+    scheduler = gateway.scheduler
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    body = long_body("count me")
+    done = []
+    counting = threading.Thread(target=lambda: done.append(gateway.open(
+        "test/model-0", "/apply-template", body, engine="fake", raise_for_status=False).read()),
+        daemon=True)
+    counting.start()
+    counting.join(10)
+    assert done, "the count waited for the long prompt's turn"
+    waiting, waited = acquire_in_thread(scheduler, engine, models[0],
+                                        prompt_chain(json.loads(body)))
+    time.sleep(0.3)
+    assert waiting.is_alive() and not waited, "the counted conversation passed as returning"
+    scheduler.release(runner.key, first)
+    waiting.join(5)
+    scheduler.release(runner.key, waited[0][1])
+
+
+def test_the_same_long_prompt_sent_again_waits_its_turn_too(make_scheduler, engine, models):
+    """A prompt counts as seen once its answer has begun, not when it is let in: a client that
+    sent its long prompt twice (or retried one still waiting) passed every prompt in line, and
+    its copy held them back as a returning session's."""
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    waiting, waited = acquire_in_thread(scheduler, engine, models[0], conversation(2))
+    time.sleep(0.2)
+    copy, copied = acquire_in_thread(scheduler, engine, models[0], conversation(2))
+    time.sleep(0.3)
+    assert copy.is_alive() and not copied, "the copy passed the queue"
+    scheduler.prefilled(runner.key, first)   # the first answer begins: its prompt is seen now
+    waiting.join(5)
+    assert waited and waited[0][1] in runner.long_running
+    _, returning = scheduler.acquire(engine, models[0], prompt=conversation(1, turns=2))
+    assert returning in runner.prefilling, "a returning session still goes at once"
+    for lease in (first, returning, waited[0][1]):
+        scheduler.release(runner.key, lease)
+    copy.join(5)
+    scheduler.release(runner.key, copied[0][1])
+
+
+def test_a_long_prompt_waiting_behind_a_turn_sleeps_until_it_may_go(make_scheduler, engine,
+                                                                  models):
+    """Once its own yield had passed, a long prompt waiting behind another's turn woke 100 times
+    a second, each time taking the scheduler's lock (a daemon spinning on a busy machine)."""
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler(long_prompt_yield=1.0)
+    wakes = []
+    wait = scheduler.changed.wait
+    scheduler.changed.wait = lambda timeout=None: (wakes.append(timeout), wait(timeout))[1]
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    second, got_second = acquire_in_thread(scheduler, engine, models[0], conversation(2))
+    time.sleep(0.1)
+    third, got_third = acquire_in_thread(scheduler, engine, models[0], conversation(3))
+    third.join(10)           # the first turn ends after 1 s, the second's 1 s later
+    assert got_third and got_second
+    assert len(wakes) < 20, f"{len(wakes)} wake-ups for two turns that ended by the clock"
+    for lease in (first, got_second[0][1], got_third[0][1]):
+        scheduler.release(runner.key, lease)
+
+
+def test_an_answer_goes_on_when_the_scheduler_cannot_be_told_it_began(gateway, engine, models):
+    """Saying an answer began is bookkeeping: a scheduler answering it badly (here a cut HTTP
+    answer) ended the client's answer with the exception; the release ends the turn anyway."""
+    import http.client
+    engine.long_prompts_at_once = 1
+
+    def cut(lease):
+        raise http.client.IncompleteRead(b"")
+
+    gateway.runtime.scheduler.prefilled = cut
+    data = gateway.open("test/model-0", "/v1/chat/completions", long_body("hello"),
+                        engine="fake").json()
+    assert data["echo"]["request"]["messages"][0]["content"].startswith("hello")
+    [runner] = gateway.scheduler.runners.values()
+    assert runner.in_use == 0 and not runner.long_running

@@ -33,6 +33,7 @@ class Runner:
         self.long_waiting = []          # leases of long prompts waiting their turn, oldest first
         self.long_running = {}          # lease -> when its long prompt took its turn (monotonic)
         self.prefilling = set()         # leases of returning prompts whose answer has not begun
+        self.chains = {}                # lease -> its prompt's last hashes, seen once it answers
         self.loading = True
         self.error = None
         self.ready = threading.Event()

@@ -70,8 +70,8 @@ class Scheduler:
         self.start_timeout = float(settings.get("runner_start_timeout", 300))
         # the store's cache area: what an engine keeps across its runners (saved prompt caches)
         self.caches = PromptCaches.from_settings(settings)
-        # long prompts take turns (_take_turn): how long is long, and the last hash of each
-        # prompt let through, per runner key (prompt_prefix.py), newest last
+        # long prompts take turns (_take_turn): how long is long, and the last hashes of each
+        # prompt whose answer began, per runner key (prompt_prefix.py), newest last
         self.long_prompt_bytes = int(settings.get("long_prompt_bytes", 4096) or 0)
         self.long_prompt_yield = float(settings.get("long_prompt_yield", 30) or 0)
         self.prompts = {}
@@ -217,30 +217,39 @@ class Scheduler:
         goes, or ``long_prompt_yield`` seconds after it began (an answer not streamed starts
         only when it ends)."""
         limit = runner.engine.long_prompts_at_once
+        if not limit:
+            return
         with self.lock:
             seen = self.prompts.setdefault(runner.key, collections.OrderedDict())
-            long = (bool(limit) and self.long_prompt_bytes > 0
+            long = (self.long_prompt_bytes > 0
                     and uncached_bytes(prompt, seen) >= self.long_prompt_bytes)
-            if prompt["chain"]:
-                seen[prompt["chain"][-1]] = True
-                seen.move_to_end(prompt["chain"][-1])
-                while len(seen) > 4096:
-                    seen.popitem(last=False)
-            if not limit:
-                return
+            # seen once its answer begins (prefilled), not now: a copy of a prompt still waiting
+            # or being processed is not cached. Its last two links: a text's last one is a part
+            # block, and the next turn extends it
+            runner.chains[lease] = prompt["chain"][-2:]
             if not long:
                 runner.prefilling.add(lease)
                 return
             runner.long_waiting.append(lease)
             yield_until = time.monotonic() + self.long_prompt_yield
             try:
-                while (runner.long_waiting[0] != lease or self._long_running(runner) >= limit
-                       or (runner.prefilling and time.monotonic() < yield_until)):
+                while True:
+                    now = time.monotonic()
+                    yielding = bool(runner.prefilling) and now < yield_until
+                    if (runner.long_waiting[0] == lease and self._long_running(runner) < limit
+                            and not yielding):
+                        break
                     if lease not in runner.leases:  # its worker died (tick released it)
                         raise SchedulerError("the request went away while it waited", status=503)
                     if self.runners.get(runner.key) is not runner:
                         break  # unloaded meanwhile: go on, the request meets what is there
-                    self.changed.wait(max(0.01, min(1.0, yield_until - time.monotonic())))
+                    # a change (prefilled, release) wakes it; so does the clock, when its
+                    # yield or a turn ends (it polled 100 times a second once its yield was over)
+                    wake = yield_until if yielding else now + 1.0
+                    for began in runner.long_running.values():
+                        if now < began + self.long_prompt_yield < wake:
+                            wake = began + self.long_prompt_yield
+                    self.changed.wait(max(0.01, min(1.0, wake - now)))
             finally:
                 runner.long_waiting.remove(lease)
                 self.changed.notify_all()
@@ -253,10 +262,21 @@ class Scheduler:
         return sum(1 for began in runner.long_running.values() if began > since)
 
     def prefilled(self, key, lease):
-        """A prompt's answer has started: it no longer holds long prompts back."""
+        """A prompt's answer has started: it no longer holds long prompts back, and the runner
+        holds it now (a prompt that begins with it is a returning session's)."""
         with self.lock:
             runner = self.runners.get(tuple(key))
-            if runner is not None and (lease in runner.long_running or lease in runner.prefilling):
+            if runner is None:
+                return
+            hashes = runner.chains.pop(lease, None)
+            if hashes:
+                seen = self.prompts.setdefault(runner.key, collections.OrderedDict())
+                for value in hashes:
+                    seen[value] = True
+                    seen.move_to_end(value)
+                while len(seen) > 4096:
+                    seen.popitem(last=False)
+            if lease in runner.long_running or lease in runner.prefilling:
                 runner.long_running.pop(lease, None)
                 runner.prefilling.discard(lease)
                 self.changed.notify_all()
@@ -269,6 +289,7 @@ class Scheduler:
             del runner.leases[lease]
             runner.long_running.pop(lease, None)
             runner.prefilling.discard(lease)
+            runner.chains.pop(lease, None)
             runner.in_use -= 1
             runner.last_used = time.time()
             if runner.in_use == 0 and runner.keep_alive == 0 and not runner.loading:
