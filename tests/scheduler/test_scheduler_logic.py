@@ -1224,3 +1224,65 @@ def test_an_answer_goes_on_when_the_scheduler_cannot_be_told_it_began(gateway, e
     assert data["echo"]["request"]["messages"][0]["content"].startswith("hello")
     [runner] = gateway.scheduler.runners.values()
     assert runner.in_use == 0 and not runner.long_running
+
+
+class CountingLock:
+    """The scheduler's lock, counting how often a waiting thread woke and took it back."""
+
+    def __init__(self, lock):
+        self.lock, self.wakes = lock, 0
+
+    def __enter__(self):
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+    def acquire(self, *args, **kwargs):
+        return self.lock.acquire(*args, **kwargs)
+
+    def release(self):
+        self.lock.release()
+
+    def _release_save(self):
+        return self.lock._release_save()
+
+    def _acquire_restore(self, state):
+        self.lock._acquire_restore(state)
+        self.wakes += 1
+
+    def _is_owned(self):
+        return self.lock._is_owned()
+
+
+def test_a_queue_of_long_prompts_costs_other_requests_nothing(make_scheduler, engine, models):
+    """Every lease's change woke every long prompt in line, each taking the scheduler's lock in
+    turn: with 3,000 waiting (one client's flood) each release or answer begun held the lock
+    for 120 ms, for every model's requests. Only the prompt at the head of the line can go, so
+    only it is woken."""
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    scheduler.lock = CountingLock(scheduler.lock)
+    scheduler.changed = threading.Condition(scheduler.lock)
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    line = [acquire_in_thread(scheduler, engine, models[0], conversation(n)) for n in range(2, 42)]
+    deadline = time.monotonic() + 10
+    while len(runner.long_waiting) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    scheduler.lock.wakes = 0
+    for _ in range(10):   # short prompts come and go, and their answers begin
+        _, short = scheduler.acquire(engine, models[0], prompt=conversation(99, size=100))
+        scheduler.prefilled(runner.key, short)
+        scheduler.release(runner.key, short)
+        time.sleep(0.05)  # what is woken runs
+    assert scheduler.lock.wakes < 40, f"{scheduler.lock.wakes} wake-ups for 10 short requests"
+    scheduler.release(runner.key, first)
+    held = None
+    for _ in line:      # and the line still goes, one at a time, in order
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (set(runner.long_running) - {held}):
+            time.sleep(0.01)
+        [held] = set(runner.long_running) - {held} if held else set(runner.long_running)
+        scheduler.release(runner.key, held)
+    assert not runner.long_waiting and not runner.long_running
+    assert [r for _, r in line if not r or isinstance(r[0], Exception)] == []

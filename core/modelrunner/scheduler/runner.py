@@ -31,6 +31,7 @@ class Runner:
         self.in_use = 0
         self.leases = {}                # lease id -> pid of the worker holding it
         self.long_waiting = []          # leases of long prompts waiting their turn, oldest first
+        self.turns = {}                 # lease -> the Condition its waiting prompt is woken by
         self.long_running = {}          # lease -> when its long prompt took its turn (monotonic)
         self.prefilling = set()         # leases of returning prompts whose answer has not begun
         self.chains = {}                # lease -> its prompt's last hashes, seen once it answers

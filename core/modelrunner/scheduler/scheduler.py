@@ -231,29 +231,42 @@ class Scheduler:
                 runner.prefilling.add(lease)
                 return
             runner.long_waiting.append(lease)
+            # woken alone (_wake_turns): a change woke every prompt in line, each taking this
+            # lock, and a flood of long prompts slowed every model's requests
+            turn = runner.turns[lease] = threading.Condition(self.lock)
             yield_until = time.monotonic() + self.long_prompt_yield
             try:
                 while True:
                     now = time.monotonic()
+                    head = runner.long_waiting[0] == lease
                     yielding = bool(runner.prefilling) and now < yield_until
-                    if (runner.long_waiting[0] == lease and self._long_running(runner) < limit
-                            and not yielding):
+                    if head and self._long_running(runner) < limit and not yielding:
                         break
                     if lease not in runner.leases:  # its worker died (tick released it)
                         raise SchedulerError("the request went away while it waited", status=503)
                     if self.runners.get(runner.key) is not runner:
                         break  # unloaded meanwhile: go on, the request meets what is there
-                    # a change (prefilled, release) wakes it; so does the clock, when its
+                    # a change (prefilled, release) wakes the head; so does the clock, when its
                     # yield or a turn ends (it polled 100 times a second once its yield was over)
-                    wake = yield_until if yielding else now + 1.0
+                    wake = yield_until if yielding else now + (1.0 if head else 10.0)
                     for began in runner.long_running.values():
-                        if now < began + self.long_prompt_yield < wake:
+                        if head and now < began + self.long_prompt_yield < wake:
                             wake = began + self.long_prompt_yield
-                    self.changed.wait(max(0.01, min(1.0, wake - now)))
+                    turn.wait(max(0.01, wake - now))
             finally:
                 runner.long_waiting.remove(lease)
-                self.changed.notify_all()
+                del runner.turns[lease]
+                self._wake_turns(runner)
             runner.long_running[lease] = time.monotonic()
+
+    @staticmethod
+    def _wake_turns(runner, lease=None, everyone=False):
+        """Wake the long prompt at the head of ``runner``'s line, the only one that may go
+        (and ``lease``'s, whose lease went; or ``everyone``, when the runner went)."""
+        waiting = list(runner.turns) if everyone else [
+            *runner.long_waiting[:1], *([lease] if lease in runner.turns else [])]
+        for each in waiting:
+            runner.turns[each].notify()
 
     def _long_running(self, runner):
         """How many long prompts hold their turn: until their answer begins, for at most
@@ -279,7 +292,7 @@ class Scheduler:
             if lease in runner.long_running or lease in runner.prefilling:
                 runner.long_running.pop(lease, None)
                 runner.prefilling.discard(lease)
-                self.changed.notify_all()
+                self._wake_turns(runner)
 
     def release(self, key, lease):
         with self.lock:
@@ -290,6 +303,7 @@ class Scheduler:
             runner.long_running.pop(lease, None)
             runner.prefilling.discard(lease)
             runner.chains.pop(lease, None)
+            self._wake_turns(runner, lease)
             runner.in_use -= 1
             runner.last_used = time.time()
             if runner.in_use == 0 and runner.keep_alive == 0 and not runner.loading:
@@ -481,6 +495,7 @@ class Scheduler:
         """
         self.runners.pop(runner.key, None)
         self._forget_transient(runner.key, runner.transient)
+        self._wake_turns(runner, everyone=True)  # its waiting long prompts go on
         self.stopping.add(runner)
         save = _overrides(runner.engine, "before_stop") and runner.alive()
         if not save:
@@ -531,6 +546,7 @@ class Scheduler:
     def _crashed(self, runner):
         self.runners.pop(runner.key, None)
         self._forget_transient(runner.key, runner.transient)
+        self._wake_turns(runner, everyone=True)
         runner.stop()  # reaps it and removes its socket file
         self._emit("crashed", runner, error=runner.placed.exit_reason or "the runner is gone")
 
