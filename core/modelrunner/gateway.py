@@ -93,10 +93,12 @@ class RunnerResponse:
                         self.error = "the runner closed its answer before it finished"
                     break
                 self.record.add_chunk(chunk, time.monotonic() - start)
-                if self.lease.prefill:  # the first bytes of the answer: its prompt is processed
+                yield chunk
+                # the answer's first bytes, its prompt processed: the scheduler is told once the
+                # client has them (a round trip before them was in every such answer's TTFT)
+                if self.lease.prefill:
                     self.lease.prefill = False
                     self.gateway.prompt_processed(self.lease)
-                yield chunk
         finally:
             self.close()
         if self.error:

@@ -1286,3 +1286,22 @@ def test_a_queue_of_long_prompts_costs_other_requests_nothing(make_scheduler, en
         scheduler.release(runner.key, held)
     assert not runner.long_waiting and not runner.long_running
     assert [r for _, r in line if not r or isinstance(r[0], Exception)] == []
+
+
+def test_the_first_tokens_do_not_wait_for_the_scheduler_to_hear_of_them(gateway, engine,
+                                                                        models):
+    """Telling the scheduler that an answer began (so long prompts may go) is a round trip to
+    its daemon: it came before the answer's first bytes went to the client, in its TTFT."""
+    engine.long_prompts_at_once = 1
+    told = []
+    client = gateway.runtime.scheduler
+    tell = client.prefilled
+    client.prefilled = lambda lease: (told.append(lease.lease), tell(lease))
+    answer = gateway.open("test/model-0", "/v1/chat/completions",
+                          long_body("hello", stream=True, max_tokens=3, delay=0), engine="fake")
+    chunks = iter(answer)
+    assert b"t0" in next(chunks) and told == [], "the client waited for the scheduler"
+    assert next(chunks) and len(told) == 1, "and the scheduler hears of it right after"
+    assert b"[DONE]" in b"".join(chunks)
+    [runner] = gateway.scheduler.runners.values()
+    assert runner.in_use == 0 and not runner.long_running and not runner.prefilling
