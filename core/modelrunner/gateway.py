@@ -196,7 +196,7 @@ class Gateway:
         # a long prompt may have to wait its turn (Scheduler._take_turn): it goes once the
         # scheduler says, never early (it takes seconds anyway: the round trip is nothing)
         big = not form and path in PROMPT_PATHS and 0 < self.long_prompt_bytes <= len(body)
-        early = None if big else self._send_early(named, form, path, body, send_headers)
+        early = self._send_early(named, form, path, body, send_headers, big)
         try:
             model, engine, mode = self.check(model_name, path, b"" if form else body, engine,
                                              mode)
@@ -219,7 +219,7 @@ class Gateway:
             try:
                 lease, conn, resp = self._lease_and_send(model, engine, mode, keep_alive, key,
                                                          path, body, send_headers, early,
-                                                         prompt=prompt, big=big)
+                                                         prompt=prompt)
                 if named is not None:
                     if named not in self._last_named and len(self._last_named) >= 4096:
                         self._last_named.clear()  # bounded, whatever names clients send
@@ -307,16 +307,19 @@ class Gateway:
                 f"does not fetch URLs such as {urls[0][:80]!r} (allow_image_urls turns that on)",
                 status=400, kind="invalid_request_error")
 
-    def _send_early(self, named, form, path, body, headers):
+    def _send_early(self, named, form, path, body, headers, big=False):
         """Send the request before the model is looked up in the store, to the runner that
         the same model name, engine, mode and path were served by last: ``(connection, reused,
         key, address, secret)``, or None. Only a body that is not a form and plainly has no
         media part goes early (``_check_media`` would not even parse it): a runner must never
         see a media URL the check would refuse. ``open`` drops it if the name now names
-        another model, or the check refuses the request."""
+        another model, or the check refuses the request. Nor does a ``big`` one to an engine
+        whose long prompts take turns: it may have to wait for its turn."""
         key = self._last_named.get(named) if named is not None else None
         guess = self._last_address.get(key) if key else None
         if guess is None or not _private(guess[0]) or form or _may_have_media(body):
+            return None
+        if big and getattr(self.runtime.engines.get(key[0]), "long_prompts_at_once", True):
             return None
         address, secret = guess
         try:
@@ -326,7 +329,7 @@ class Gateway:
         return conn, reused, key, address, secret
 
     def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers,
-                        early=None, prompt=None, big=False):
+                        early=None, prompt=None):
         """(lease, connection, response headers). While the scheduler answers the
         lease, the request already goes to the runner this key used last; if the lease names
         another runner (reloaded, evicted), that early request is dropped and sent again.
@@ -338,7 +341,7 @@ class Gateway:
             early, guess, guess_secret = early[:2], early[3], early[4]
         else:
             guess, guess_secret = self._last_address.get(key, (None, None))
-            if guess and _private(guess) and not big:
+            if guess and _private(guess) and prompt is None:  # a prompt may wait its turn
                 try:
                     early = self._send(guess, path, body, _with_secret(headers, guess_secret))
                 except OSError:

@@ -1305,3 +1305,22 @@ def test_the_first_tokens_do_not_wait_for_the_scheduler_to_hear_of_them(gateway,
     assert b"[DONE]" in b"".join(chunks)
     [runner] = gateway.scheduler.runners.values()
     assert runner.in_use == 0 and not runner.long_running and not runner.prefilling
+
+
+@pytest.mark.parametrize("turns", [None, 1], ids=["engine without turns", "engine with turns"])
+def test_a_long_chat_goes_early_unless_its_engine_makes_it_wait_its_turn(gateway, engine,
+                                                                        models, turns):
+    """A request goes to the runner its model used last while the scheduler answers its lease;
+    a long one must not (it may have to wait its turn), but only where long prompts take turns:
+    every long chat to any other engine lost the early send too."""
+    engine.long_prompts_at_once = turns
+    gateway.open("test/model-0", "/v1/chat/completions", BODY, engine="fake").json()
+    order = []
+    send, client = gateway._send, gateway.runtime.scheduler
+    begin = client.begin_acquire
+    gateway._send = lambda *args: (order.append("sent"), send(*args))[1]
+    client.begin_acquire = lambda *args: (order.append("leased"), begin(*args))[1]
+    data = gateway.open("test/model-0", "/v1/chat/completions", long_body("hi"),
+                        engine="fake").json()
+    assert data["echo"]["request"]["messages"][0]["content"].startswith("hi")
+    assert order == (["sent", "leased"] if turns is None else ["leased", "sent"])
