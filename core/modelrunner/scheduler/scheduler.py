@@ -252,7 +252,7 @@ class Scheduler:
                     for began in runner.long_running.values():
                         if head and now < began + self.long_prompt_yield < wake:
                             wake = began + self.long_prompt_yield
-                    turn.wait(max(0.01, wake - now))
+                    turn.wait(max(0.01, min(10.0, wake - now)))
             finally:
                 runner.long_waiting.remove(lease)
                 del runner.turns[lease]
