@@ -95,8 +95,9 @@ class RunnerResponse:
                 self.record.add_chunk(chunk, time.monotonic() - start)
                 yield chunk
                 # the answer's first bytes, its prompt processed: the scheduler is told once the
-                # client has them (a round trip before them was in every such answer's TTFT)
-                if self.lease.prefill:
+                # client has them (a round trip before them was in every such answer's TTFT).
+                # An error answer processed nothing: its release ends the turn
+                if self.lease.prefill and self.status < 400:
                     self.lease.prefill = False
                     self.gateway.prompt_processed(self.lease)
         finally:

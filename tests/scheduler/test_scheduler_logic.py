@@ -1324,3 +1324,22 @@ def test_a_long_chat_goes_early_unless_its_engine_makes_it_wait_its_turn(gateway
                         engine="fake").json()
     assert data["echo"]["request"]["messages"][0]["content"].startswith("hi")
     assert order == (["sent", "leased"] if turns is None else ["leased", "sent"])
+
+
+def test_a_prompt_the_runner_refused_is_not_counted_as_held(gateway, engine, models):
+    """A runner's error answer (a prompt over the context, a full KV cache) processed nothing:
+    the same prompt sent again is still a new long one, not a returning session's that passes
+    the line and holds it back."""
+    from modelrunner.gateway import GatewayError
+    engine.long_prompts_at_once = 1
+    error = b'{"error": {"message": "failed to find a slot in the KV cache"}}'
+    refused = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(error), error))
+    body = long_body("refused")
+    with impostor(gateway, refused) as runner:
+        with pytest.raises(GatewayError):
+            gateway.open("test/model-0", "/v1/chat/completions", body, engine="fake")
+        assert runner.in_use == 0
+    _, lease = gateway.scheduler.acquire(engine, models[0], prompt=prompt_chain(json.loads(body)))
+    assert lease in runner.long_running, "the refused prompt came back as a returning one"
+    gateway.scheduler.release(runner.key, lease)
