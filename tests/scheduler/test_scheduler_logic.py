@@ -1343,3 +1343,42 @@ def test_a_prompt_the_runner_refused_is_not_counted_as_held(gateway, engine, mod
     _, lease = gateway.scheduler.acquire(engine, models[0], prompt=prompt_chain(json.loads(body)))
     assert lease in runner.long_running, "the refused prompt came back as a returning one"
     gateway.scheduler.release(runner.key, lease)
+
+
+@pytest.mark.parametrize("gone", ["unloaded", "crashed"])
+def test_a_runner_gone_with_nothing_saved_takes_its_prompts_with_it(make_scheduler, engine,
+                                                                    models, gone):
+    """The next runner of the model holds none of its predecessor's prompts unless they were
+    saved for it (prompt caches): a returning session's next turn is a new long prompt again,
+    which waited for no turn and held the long ones back."""
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    runner, lease = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    scheduler.prefilled(runner.key, lease)
+    scheduler.release(runner.key, lease)
+    if gone == "unloaded":
+        scheduler.unload(everything=True)
+    else:
+        os.kill(runner.process.pid, signal.SIGKILL)
+        runner.process.wait()
+        scheduler.tick()
+    fresh, lease = scheduler.acquire(engine, models[0], prompt=conversation(1, turns=2))
+    assert fresh is not runner and lease in fresh.long_running
+    scheduler.release(fresh.key, lease)
+
+
+def test_a_runner_that_saved_its_prompt_caches_leaves_its_prompts_to_the_next(tmp_path, store,
+                                                                               models):
+    engine = LifecycleEngine()
+    engine.long_prompts_at_once = 1
+    scheduler = lifecycle_scheduler(tmp_path, store, engine)
+    try:
+        runner, lease = scheduler.acquire(engine, models[0], prompt=conversation(1))
+        scheduler.prefilled(runner.key, lease)
+        scheduler.release(runner.key, lease)
+        scheduler.unload(everything=True)       # before_stop saves what its slots held
+        fresh, lease = scheduler.acquire(engine, models[0], prompt=conversation(1, turns=2))
+        assert fresh is not runner and lease in fresh.prefilling, "restored: a returning turn"
+        scheduler.release(fresh.key, lease)
+    finally:
+        scheduler.shutdown()

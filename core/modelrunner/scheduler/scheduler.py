@@ -498,6 +498,8 @@ class Scheduler:
         self._wake_turns(runner, everyone=True)  # its waiting long prompts go on
         self.stopping.add(runner)
         save = _overrides(runner.engine, "before_stop") and runner.alive()
+        if not (save and getattr(runner.bundle, "cache_dir", None)):
+            self.prompts.pop(runner.key, None)  # nothing it held comes back (_take_turn)
         if not save:
             runner.saved.set()
             runner.terminate()
@@ -546,6 +548,7 @@ class Scheduler:
     def _crashed(self, runner):
         self.runners.pop(runner.key, None)
         self._forget_transient(runner.key, runner.transient)
+        self.prompts.pop(runner.key, None)  # what it held died with it
         self._wake_turns(runner, everyone=True)
         runner.stop()  # reaps it and removes its socket file
         self._emit("crashed", runner, error=runner.placed.exit_reason or "the runner is gone")
