@@ -5,10 +5,12 @@ so far, grown by the last answer and a tool result. Turn N+1's first messages ar
 messages exactly, so a hash over each prefix (the tools, then message by message) finds, without
 tokenizing anything, how much of a new prompt was sent whole before: the part the runner's prompt
 cache (its slots, its host-memory cache, or a cache saved at an unload) can skip. A completions
-prompt, one string, is chained in blocks of :data:`BLOCK` characters.
+prompt (a string, or token ids and strings in their JSON) is chained in blocks of :data:`BLOCK`
+characters.
 
-The scheduler keeps the last hash of the prompts it has let through (scheduler.py) and queues
-only long prompts whose uncached part is long: a returning session does not wait behind them.
+The scheduler keeps the last two hashes of the prompts whose answers have begun (scheduler.py:
+the last block of a text is a part block, which its next turn extends) and queues only long
+prompts whose uncached part is long: a returning session does not wait behind them.
 """
 
 import hashlib
