@@ -1382,3 +1382,28 @@ def test_a_runner_that_saved_its_prompt_caches_leaves_its_prompts_to_the_next(tm
         scheduler.release(fresh.key, lease)
     finally:
         scheduler.shutdown()
+
+
+def test_a_flood_of_long_prompts_waits_no_more_than_its_line_holds(make_scheduler, engine,
+                                                                   models):
+    """Each long prompt in line holds a thread and a connection of the scheduler daemon, which
+    serves every model: one client's thousands of long requests could take all it has (a
+    container's process limit: every model's requests failed). Past the line's length, a long
+    prompt goes at once, as with llama-server alone."""
+    engine.long_prompts_at_once = 1
+    scheduler = make_scheduler()
+    scheduler.max_long_waiting = 3
+    runner, first = scheduler.acquire(engine, models[0], prompt=conversation(1))
+    line = [acquire_in_thread(scheduler, engine, models[0], conversation(n)) for n in (2, 3, 4)]
+    deadline = time.monotonic() + 5
+    while len(runner.long_waiting) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    over, got = acquire_in_thread(scheduler, engine, models[0], conversation(5))
+    over.join(5)
+    assert got and not over.is_alive(), "the line is full: it goes at once"
+    assert len(runner.long_waiting) == 3
+    for lease in (first, got[0][1]):
+        scheduler.release(runner.key, lease)
+    for thread, result in line:
+        thread.join(5)
+        scheduler.release(runner.key, result[0][1])

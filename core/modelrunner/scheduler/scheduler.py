@@ -47,6 +47,10 @@ socket_dir = private.socket_dir  # a private folder for Unix sockets (see modelr
 
 
 class Scheduler:
+    # long prompts a runner's line holds (_take_turn); each holds a thread and a connection of
+    # the daemon, which serves every model: past it, a long prompt goes at once
+    max_long_waiting = 256
+
     def __init__(self, store, engines, settings, hooks=None, placement=None):
         self.store = store
         self.engines = engines            # name -> Engine
@@ -230,6 +234,8 @@ class Scheduler:
             if not long:
                 runner.prefilling.add(lease)
                 return
+            if len(runner.long_waiting) >= self.max_long_waiting:
+                return  # the line is full (a flood): it goes, as with no turns at all
             runner.long_waiting.append(lease)
             # woken alone (_wake_turns): a change woke every prompt in line, each taking this
             # lock, and a flood of long prompts slowed every model's requests
