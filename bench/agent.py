@@ -343,7 +343,7 @@ def fairness(target, args):
           f"({args.prefix_tokens}-token prompts)")
     print(f"  returning turn: TTFT {turn['ttft']:.2f}s, {turn['processed']} tokens processed, "
           f"{turn['cached']} cached")
-    print(f"  new sessions' TTFT: " + " ".join(f"{x:.1f}" for x in colds)
+    print("  new sessions' TTFT: " + " ".join(f"{x:.1f}" for x in colds)
           + f" s; all done in {wall:.1f}s")
     return turn["ttft"], colds, wall
 
