@@ -23,7 +23,8 @@ import time
 from . import reference as refs
 from .after_response import defer
 from .bodies import chat_media, parse_json, remote_image_urls
-from .prompt_prefix import prompt_chain
+from .client_socket import client_gone
+from .prompt_prefix import long_prompt_bytes, prompt_chain
 from .errors import ModelRunnerError, Unsupported
 from .settings import truthy
 from .engines import MODE_REQUESTS, EngineError, select_engine
@@ -132,7 +133,7 @@ class Gateway:
         self._last_named = {}
         self.connections = RunnerConnections()
         # a body this long may hold a long prompt (Scheduler._take_turn): never sent early
-        self.long_prompt_bytes = int(runtime.settings.get("long_prompt_bytes", 4096) or 0)
+        self.long_prompt_bytes = long_prompt_bytes(runtime.settings)
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -220,7 +221,7 @@ class Gateway:
             try:
                 lease, conn, resp = self._lease_and_send(model, engine, mode, keep_alive, key,
                                                          path, body, send_headers, early,
-                                                         prompt=prompt)
+                                                         prompt=prompt, request=request)
                 if named is not None:
                     if named not in self._last_named and len(self._last_named) >= 4096:
                         self._last_named.clear()  # bounded, whatever names clients send
@@ -330,7 +331,7 @@ class Gateway:
         return conn, reused, key, address, secret
 
     def _lease_and_send(self, model, engine, mode, keep_alive, key, path, body, headers,
-                        early=None, prompt=None):
+                        early=None, prompt=None, request=None):
         """(lease, connection, response headers). While the scheduler answers the
         lease, the request already goes to the runner this key used last; if the lease names
         another runner (reloaded, evicted), that early request is dropped and sent again.
@@ -357,6 +358,12 @@ class Gateway:
             if isinstance(e, SchedulerError):
                 raise GatewayError(str(e), status=e.status) from None
             raise
+        if prompt is not None and _client_gone(request):
+            # its client left while the prompt waited its turn: it never reaches the runner,
+            # whose minutes of prompt processing would be for nobody
+            self._release_quietly(lease)
+            raise GatewayError("the client went away while its prompt waited its turn",
+                               status=499)
         self._last_address[key] = (lease.address, lease.secret)
         same = lease.address == guess and lease.secret == guess_secret
         conn = None
@@ -454,6 +461,11 @@ _ASCII_ESCAPE = re.compile(rb"\\u00[0-7]")
 def _may_have_media(body):
     """Whether a body may carry a media part (else it needs no parse to be checked)."""
     return any(name in body for name in _MEDIA_NAMES) or bool(_ASCII_ESCAPE.search(body))
+
+
+def _client_gone(request):
+    """Whether the client of ``request`` (a falcon Request under gunicorn, or None) has gone."""
+    return request is not None and hasattr(request, "env") and client_gone(request)
 
 
 def _private(address):

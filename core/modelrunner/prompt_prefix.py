@@ -15,9 +15,26 @@ prompts whose uncached part is long: a returning session does not wait behind th
 
 import hashlib
 import json
+import logging
 
 BLOCK = 4096      # characters per link of a completions prompt's chain
 MAX_LINKS = 4096  # a longer chain ends in one link of all the rest (new whenever any of it is)
+
+
+def long_prompt_bytes(settings):
+    """The ``long_prompt_bytes`` setting in bytes (``4096``, ``"8KiB"``; 0, ``"off"`` or false:
+    no prompt is long). One that cannot be read is logged and the default used: a typo must not
+    keep the server from starting."""
+    from .scheduler.durations import parse_bytes  # here: the scheduler imports this module
+    value = settings.get("long_prompt_bytes", 4096)
+    if value in (None, False, "", "off", "false", "no"):
+        return 0
+    try:
+        return max(0, parse_bytes(value))
+    except ValueError:
+        logging.getLogger("modelrunner").warning(
+            "long_prompt_bytes = %r is not a size (4096, \"8KiB\", 0): using 4096", value)
+        return 4096
 
 
 def _digest(previous, part):

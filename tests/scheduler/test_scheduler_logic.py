@@ -1407,3 +1407,49 @@ def test_a_flood_of_long_prompts_waits_no_more_than_its_line_holds(make_schedule
     for thread, result in line:
         thread.join(5)
         scheduler.release(runner.key, result[0][1])
+
+
+def test_a_long_prompt_whose_client_left_while_it_waited_never_reaches_the_runner(
+        gateway, engine, models):
+    """An agent stopped by its user (Esc in Claude Code) closes its connection while its long
+    prompt waits its turn: when the turn comes, the prompt is dropped, not processed for
+    nobody, and its turn passes on."""
+    from modelrunner.gateway import GatewayError
+    engine.long_prompts_at_once = 1
+    gateway.open("test/model-0", "/v1/chat/completions", BODY, engine="fake").json()
+    runner = gateway.scheduler.runners[(engine.name, models[0].id, "completion")]
+    _, first = gateway.scheduler.acquire(engine, models[0],
+                                         prompt=prompt_chain(json.loads(long_body("first"))))
+    ours, theirs = socket.socketpair()
+    request = type("Request", (), {"env": {"gunicorn.socket": ours}})()
+    sent = []
+    send = gateway._send
+    gateway._send = lambda *args: (sent.append(args[1]), send(*args))[1]
+    outcome = []
+
+    def ask():
+        try:
+            gateway.open("test/model-0", "/v1/chat/completions", long_body("left"),
+                         engine="fake", request=request)
+        except GatewayError as e:
+            outcome.append(e)
+
+    waiting = threading.Thread(target=ask, daemon=True)
+    waiting.start()
+    time.sleep(0.3)
+    assert waiting.is_alive() and runner.long_waiting, "it waits its turn"
+    theirs.close()                          # the client goes away
+    gateway.scheduler.prefilled(runner.key, first)
+    waiting.join(5)
+    assert outcome and outcome[0].status == 499
+    assert sent == [], "the prompt never went to the runner"
+    gateway.scheduler.release(runner.key, first)
+    assert runner.in_use == 0 and not runner.long_running
+    ours.close()
+
+
+@pytest.mark.parametrize("value, expected", [("8KiB", 8192), (2048, 2048), ("0", 0),
+                                             ("off", 0), ("eight kilobytes", 4096)])
+def test_long_prompt_bytes_takes_a_size_and_a_typo_keeps_the_server_up(make_scheduler, value,
+                                                                        expected):
+    assert make_scheduler(long_prompt_bytes=value).long_prompt_bytes == expected

@@ -8,12 +8,11 @@ connection alive and tells a gone client apart).
 """
 
 import json
-import select
-import socket
 import time
 
 
 from .. import reference as refs
+from ..client_socket import client_gone
 from ..inspector import RequestLog
 from ..scheduler.scheduler import config_key
 from ..store import StoreError
@@ -24,20 +23,6 @@ POLL_SECONDS = 0.3
 IDLE_SECONDS = 5.0     # how often an idle follower checks that its client is still there
 PING_SECONDS = 15.0
 MAX_FOLLOW_SECONDS = 24 * 3600
-
-
-def client_gone(req):
-    """True when the client of this (gunicorn) request closed its connection."""
-    sock = req.env.get("gunicorn.socket")
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return False
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True
 
 
 def _param_true(req, name):

@@ -14,7 +14,8 @@ import time
 
 from .. import logfiles
 from .follow import Ticker
-from .inspector import MAX_FOLLOW_SECONDS, client_gone
+from ..client_socket import client_gone
+from .inspector import MAX_FOLLOW_SECONDS
 
 POLL_SECONDS = 0.3
 IDLE_SECONDS = 5.0     # how often an idle follower checks that its client is still there

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..engines import Engine, EngineError, RunnerConfig, RunnerHandle
 from .. import private
 from ..errors import ModelRunnerError
-from ..prompt_prefix import uncached_bytes
+from ..prompt_prefix import long_prompt_bytes, uncached_bytes
 from ..runners import unix_url
 from ..store.prompt_caches import PromptCaches
 from .durations import format_keep_alive, parse_keep_alive
@@ -76,7 +76,7 @@ class Scheduler:
         self.caches = PromptCaches.from_settings(settings)
         # long prompts take turns (_take_turn): how long is long, and the last hashes of each
         # prompt whose answer began, per runner key (prompt_prefix.py), newest last
-        self.long_prompt_bytes = int(settings.get("long_prompt_bytes", 4096) or 0)
+        self.long_prompt_bytes = long_prompt_bytes(settings)
         self.long_prompt_yield = float(settings.get("long_prompt_yield", 30) or 0)
         self.prompts = {}
 
