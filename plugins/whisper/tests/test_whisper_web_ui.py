@@ -39,14 +39,27 @@ def test_an_uploaded_file_is_transcribed_in_the_page(whisper_server, page, speec
     assert page.errors == []
 
 
+def best_window_error_rate(reference, hypothesis):
+    """The word error rate of the stretch of ``hypothesis`` closest to ``reference``: a long
+    recording of the fake microphone holds the whole sentence, and may hold part of it again
+    (Chromium loops the file)."""
+    words = hypothesis.split()
+    n = len(reference.split())
+    windows = [" ".join(words[i:i + k]) for i in range(max(1, len(words)))
+               for k in range(max(1, n - 3), n + 4)]
+    return min(word_error_rate(reference, w) for w in windows)
+
+
 def test_a_recording_from_the_microphone_is_transcribed(whisper_server, page):
     page.goto(whisper_server.url + "/ui/#transcribe")
     page.get_by_role("button", name="Record").click()
-    page.wait_for_timeout(7_000)   # the fake microphone plays the 6.7 s sentence
+    # the fake microphone plays the 6.7 s sentence: 16 s hold all of it whenever the recording
+    # starts (7 s cut its end on a busy machine: "...Speech recognition.", a CI failure)
+    page.wait_for_timeout(16_000)
     page.get_by_role("button", name="Stop recording").click()
     result = page.locator("#tr-result")
     result.wait_for(state="visible", timeout=60_000)
     # a bound, as for the upload: after the other test files' requests tiny.en heard "round" or
-    # "ground" for "brown" here (1 word of 15), at HEAD before the hostile-upload fixes too
-    assert word_error_rate(SENTENCE, result.text_content()) <= 0.2, result.text_content()
+    # "ground" for "brown" here (1 word of 15)
+    assert best_window_error_rate(SENTENCE, result.text_content()) <= 0.2, result.text_content()
     assert page.errors == []
